@@ -1,0 +1,124 @@
+"""python -m common.data {fetch,info,show,wav}: get, inspect, look at and listen to the data."""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+from .dataset import REGIMES
+from .errors import DataError
+from .sources import SOURCES, class_counts, load_dataset, log_stderr, resolve_data_root
+
+
+def add_data_flags(p):
+    p.add_argument("--data", default="auto", choices=SOURCES,
+                   help="data source; auto = avdigits if its raw files are under the data root, "
+                        "else the course files, else synthetic (default: auto)")
+    p.add_argument("--data-root", default=None,
+                   help="folder with mnist/ and fsdd/recordings/ or the course .pth files "
+                        "(default: $AVDIGITS_DATA, else ./data)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the pairing and noise recipe (default: 0)")
+    p.add_argument("--synthetic-size", type=int, default=None,
+                   help="total pairs of the synthetic source (about 75%% train); default: the course's sizes")
+
+
+def split_summary(split):
+    out = {"n": len(split), "labeled": split.labeled}
+    out["class_counts"] = class_counts(split.label) if split.labeled else None
+    if "regime" in split.meta:
+        counts = np.bincount(split.meta["regime"].numpy(), minlength=len(REGIMES))
+        out["regime_counts"] = dict(zip(REGIMES, counts.tolist()))
+    return out
+
+
+def cmd_info(args):
+    ds = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
+    summary = {"name": ds.name, "synthetic": ds.is_synthetic, "fingerprint": ds.fingerprint,
+               "info": ds.info, "splits": {"train": split_summary(ds.train), "test": split_summary(ds.test)}}
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(ds.describe())
+    print(f"full fingerprint: {ds.fingerprint}")
+    for name, s in summary["splits"].items():
+        print(f"{name}: {s['n']} pairs, {'labelled' if s['labeled'] else 'unlabelled'}")
+        if s["class_counts"] is not None:
+            print("  class counts: " + " ".join(f"{d}:{c}" for d, c in enumerate(s["class_counts"])))
+        if "regime_counts" in s:
+            print("  regimes: " + " ".join(f"{k}:{v}" for k, v in s["regime_counts"].items()))
+
+
+def _pick(split, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(len(split), generator=g)[:n].tolist()
+
+
+def cmd_show(args):
+    from ..io import save_figure
+    from ..plots import pairs_grid
+    ds = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
+    split = getattr(ds, args.split)
+    title = f"{ds.describe()} | {args.split} split, random pairs (seed {args.seed})"
+    save_figure(pairs_grid(split, _pick(split, args.n, args.seed), title), args.out)
+    print(f"wrote {args.out}")
+
+
+def cmd_wav(args):
+    from .synthetic import write_wav
+    ds = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
+    split = getattr(ds, args.split)
+    os.makedirs(args.out, exist_ok=True)
+    for i in _pick(split, args.n, args.seed):
+        x = split.audio[i, 0].numpy()
+        pcm = np.round(x / (np.abs(x).max() + 1e-8) * 0.9 * 32767).astype(np.int16)
+        regime = REGIMES[int(split.meta["regime"][i])] if "regime" in split.meta else "unknown"
+        label = "x" if split.label is None else int(split.label[i])
+        path = os.path.join(args.out, f"{ds.name}_{args.split}_{i}_digit{label}_{regime}.wav")
+        write_wav(path, pcm)
+        print(f"wrote {path}")
+
+
+def cmd_fetch(args):
+    from .fetch import fetch_all
+    root = resolve_data_root(args.data_root)
+    fetch_all(root)
+    print(f"data ready under {root}; use --data-root {root} or export AVDIGITS_DATA={root}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m common.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("fetch", help="download MNIST and the Free Spoken Digit Dataset into the data root")
+    p.add_argument("--data-root", default=None, help="destination (default: $AVDIGITS_DATA, else ./data)")
+    p.set_defaults(func=cmd_fetch)
+    p = sub.add_parser("info", help="sizes, class and regime counts, fingerprint")
+    add_data_flags(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("show", help="write a PNG grid of random pairs (image above, waveform below)")
+    add_data_flags(p)
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="which split (default: train)")
+    p.add_argument("--n", type=int, default=8, help="number of pairs (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs (default: 0)")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("wav", help="write the audio of a few random pairs as .wav files to listen to")
+    add_data_flags(p)
+    p.add_argument("--out", required=True, help="folder for the .wav files")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="which split (default: train)")
+    p.add_argument("--n", type=int, default=5, help="number of pairs (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs (default: 0)")
+    p.set_defaults(func=cmd_wav)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except DataError as e:
+        log_stderr(f"error: {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Seeded train/validation split and batch iteration over in-memory tensors."""
+import torch
+
+
+def train_val_split(n, val_fraction, seed):
+    """(train_indices, val_indices) of range(n): a seeded permutation, val gets round(n*f)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val fraction must be in (0, 1), got {val_fraction}")
+    n_val = int(round(n * val_fraction))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"cannot split {n} samples with val fraction {val_fraction}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def batch_indices(indices, batch_size, shuffle=False, generator=None):
+    """Yield index tensors of at most batch_size; the order is drawn from `generator` when shuffling."""
+    if shuffle:
+        indices = indices[torch.randperm(len(indices), generator=generator)]
+    for lo in range(0, len(indices), batch_size):
+        yield indices[lo:lo + batch_size]

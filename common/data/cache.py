@@ -1,0 +1,64 @@
+"""Cache of built datasets, keyed by everything that determines their content.
+
+The cache lives outside the data root, which may be read-only:
+AVDIGITS_CACHE, else $XDG_CACHE_HOME/avdigits, else ~/.cache/avdigits.
+Files are written to a temp name and renamed, and read with weights_only=True;
+anything unreadable or inconsistent is rebuilt, never trusted.
+"""
+import hashlib
+import json
+import os
+import tempfile
+
+import torch
+
+from .dataset import Dataset, Split
+
+
+def cache_dir():
+    if os.environ.get("AVDIGITS_CACHE"):
+        return os.environ["AVDIGITS_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "avdigits")
+
+
+def cache_key(params):
+    """Short hash of a JSON-able dict of build parameters."""
+    blob = json.dumps(params, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def cache_path(name, params):
+    return os.path.join(cache_dir(), f"{name}-{cache_key(params)}.pt")
+
+
+def load_cached(path, params):
+    """The cached Dataset at `path`, or None if absent, unreadable or built from other params."""
+    if not os.path.exists(path):
+        return None
+    try:
+        state = torch.load(path, weights_only=True, mmap=True)
+        if state.get("params") != json.loads(json.dumps(params)):
+            return None
+        return Dataset(name=state["name"], train=Split.from_state(state["train"]),
+                       test=Split.from_state(state["test"]), fingerprint=state["fingerprint"],
+                       info=state["info"])
+    except Exception:  # a corrupt or foreign file: rebuild rather than trust it
+        return None
+
+
+def save_cached(path, params, dataset):
+    """Write atomically: a half-written cache file never carries the final name."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    state = {"params": json.loads(json.dumps(params)), "name": dataset.name,
+             "train": dataset.train.to_state(), "test": dataset.test.to_state(),
+             "fingerprint": dataset.fingerprint, "info": dataset.info}
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

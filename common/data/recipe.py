@@ -1,0 +1,147 @@
+"""The avdigits recipe: pair digit images with spoken digits, then corrupt one view.
+
+Version 1 (see docs/DATASET.md for the card):
+- each split takes the first N images of a seeded permutation of its image pool
+  (no repeats) and gives each a recording of the same digit drawn uniformly from
+  that split's recording pool;
+- audio: int16 -> float, remove the mean, centre-crop to one second if longer,
+  place at a uniformly random offset inside one second of zeros;
+- regime per pair, uniformly: image_noisy, audio_noisy, both_mild;
+- image noise: each pixel replaced with probability p by a value drawn uniformly
+  from {0, 0.5, 1}; p ~ U(0.50, 0.85) for the noisy view, U(0.05, 0.30) otherwise;
+- audio noise: white Gaussian noise over the whole second at an SNR measured
+  against the utterance's own power (not the padding); SNR ~ U(-15, -5) dB for
+  the noisy view, U(10, 25) dB otherwise; then each waveform is standardised.
+
+The same recipe serves the real and the synthetic raw sources, so numbers on
+the two differ only by what the raw pools contain.
+"""
+import numpy as np
+import torch
+
+from .dataset import REGIMES, Dataset, Split, fingerprint_splits
+
+RECIPE_VERSION = 1
+AUDIO_LENGTH = 8000
+DEFAULT_SIZES = {"train": 17_560, "test": 5_859}  # the course's sizes
+NOISY_P, MILD_P = (0.50, 0.85), (0.05, 0.30)
+NOISY_SNR_DB, MILD_SNR_DB = (-15.0, -5.0), (10.0, 25.0)
+PIXEL_VALUES = np.array([0.0, 0.5, 1.0], dtype=np.float32)
+CHUNK = 2048  # pairs corrupted at once: bounds the temporary memory of the noise
+
+
+def recipe_params(sizes, seed):
+    return {"recipe_version": RECIPE_VERSION, "seed": int(seed),
+            "sizes": {k: int(v) for k, v in sizes.items()},
+            "image_p": {"noisy": NOISY_P, "mild": MILD_P},
+            "audio_snr_db": {"noisy": NOISY_SNR_DB, "mild": MILD_SNR_DB}}
+
+
+def corrupt_images(images, p, rng):
+    """Replace each pixel with probability p[i] by 0, 0.5 or 1. images: float32 [N,28,28]."""
+    replace = rng.random(images.shape, dtype=np.float32) < p[:, None, None]
+    values = PIXEL_VALUES[rng.integers(0, 3, size=images.shape)]
+    return np.where(replace, values, images)
+
+
+def place_utterances(recordings, offsets_u, length=AUDIO_LENGTH):
+    """Centre each recording in a second, zero-padded at a random offset.
+
+    offsets_u in [0,1) picks the offset uniformly among the valid ones.
+    Returns float32 [N,length], plus the start and length of each utterance.
+    """
+    out = np.zeros((len(recordings), length), dtype=np.float32)
+    starts = np.zeros(len(recordings), dtype=np.int64)
+    lengths = np.zeros(len(recordings), dtype=np.int64)
+    for i, rec in enumerate(recordings):
+        x = rec.astype(np.float32) / 32768.0
+        x = x - x.mean()
+        if x.size > length:  # centre-crop
+            cut = (x.size - length) // 2
+            x = x[cut:cut + length]
+        start = int(offsets_u[i] * (length - x.size + 1))
+        out[i, start:start + x.size] = x
+        starts[i], lengths[i] = start, x.size
+    return out, starts, lengths
+
+
+def add_noise_at_snr(clean, starts, lengths, snr_db, rng):
+    """Add white Gaussian noise over the whole second at the given SNR.
+
+    The signal power is the mean square over the utterance itself, not the
+    zero padding, so an SNR means the same for short and long words.
+    """
+    positions = np.arange(clean.shape[1])[None, :]
+    inside = (positions >= starts[:, None]) & (positions < (starts + lengths)[:, None])
+    signal_power = (clean ** 2 * inside).sum(1) / lengths
+    noise_std = np.sqrt(signal_power / 10.0 ** (snr_db / 10.0)).astype(np.float32)
+    return clean + rng.standard_normal(clean.shape, dtype=np.float32) * noise_std[:, None]
+
+
+def standardise(audio):
+    """Zero mean, unit variance per waveform; also returns the mean and std used."""
+    mean = audio.mean(1, keepdims=True)
+    std = audio.std(1, keepdims=True) + 1e-8
+    return (audio - mean) / std, mean[:, 0], std[:, 0]
+
+
+def build_split(raw, n, rng, progress=None):
+    """Pair and corrupt one split of a RawSources. Returns a Split."""
+    if n > len(raw.images):
+        raise ValueError(f"asked for {n} pairs but the image pool holds {len(raw.images)}")
+    image_index = rng.permutation(len(raw.images))[:n]
+    label = raw.image_labels[image_index]
+    pools = {d: np.flatnonzero(raw.recording_labels == d) for d in range(10)}
+    recording_index = np.empty(n, dtype=np.int64)
+    for d in range(10):
+        where = np.flatnonzero(label == d)
+        if len(where) and not len(pools[d]):
+            raise ValueError(f"no recording of digit {d} to pair with")
+        recording_index[where] = pools[d][rng.integers(0, len(pools[d]), size=len(where))]
+    regime = rng.integers(0, len(REGIMES), size=n)
+    image_noisy = regime == REGIMES.index("image_noisy")
+    audio_noisy = regime == REGIMES.index("audio_noisy")
+    p = np.where(image_noisy, rng.uniform(*NOISY_P, size=n), rng.uniform(*MILD_P, size=n)).astype(np.float32)
+    snr_db = np.where(audio_noisy, rng.uniform(*NOISY_SNR_DB, size=n),
+                      rng.uniform(*MILD_SNR_DB, size=n)).astype(np.float32)
+    offsets_u = rng.random(n)
+
+    images = np.empty((n, 28, 28), dtype=np.float32)
+    audio = np.empty((n, AUDIO_LENGTH), dtype=np.float32)
+    starts, lengths = np.empty(n, np.int64), np.empty(n, np.int64)
+    audio_mean, audio_std = np.empty(n, np.float32), np.empty(n, np.float32)
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
+        clean_img = raw.images[image_index[lo:hi]].astype(np.float32) / 255.0
+        images[lo:hi] = corrupt_images(clean_img, p[lo:hi], rng)
+        clean, starts[lo:hi], lengths[lo:hi] = place_utterances(
+            [raw.recordings[j] for j in recording_index[lo:hi]], offsets_u[lo:hi])
+        noisy = add_noise_at_snr(clean, starts[lo:hi], lengths[lo:hi], snr_db[lo:hi], rng)
+        audio[lo:hi], audio_mean[lo:hi], audio_std[lo:hi] = standardise(noisy)
+        if progress is not None:
+            progress.update(hi - lo)
+    meta = {
+        "regime": torch.from_numpy(regime.astype(np.int64)),
+        "image_p": torch.from_numpy(p),
+        "audio_snr_db": torch.from_numpy(snr_db),
+        "image_index": torch.from_numpy(image_index.astype(np.int64)),
+        "recording_index": torch.from_numpy(recording_index),
+        "audio_start": torch.from_numpy(starts),
+        "audio_length": torch.from_numpy(lengths),
+        "audio_mean": torch.from_numpy(audio_mean),
+        "audio_std": torch.from_numpy(audio_std),
+    }
+    return Split(image=torch.from_numpy(images).unsqueeze(1), audio=torch.from_numpy(audio).unsqueeze(1),
+                 label=torch.from_numpy(label.astype(np.int64)), meta=meta,
+                 recording_names=list(raw.recording_names))
+
+
+def build_dataset(raw, sizes, seed, progress=None):
+    """The recipe applied to both splits of `raw`, deterministic in `seed`."""
+    train_seq, test_seq = np.random.SeedSequence([RECIPE_VERSION, int(seed)]).spawn(2)
+    train = build_split(raw.train, sizes["train"], np.random.default_rng(train_seq), progress)
+    test = build_split(raw.test, sizes["test"], np.random.default_rng(test_seq), progress)
+    info = recipe_params(sizes, seed)
+    info["raw_fingerprint"] = raw.fingerprint
+    return Dataset(name=raw.name, train=train, test=test,
+                   fingerprint=fingerprint_splits(train, test), info=info)

@@ -1,0 +1,146 @@
+"""Which data a run uses: the source registry, the data root, and `--data auto`."""
+import hashlib
+import os
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from . import cache
+from .course import course_files_present, load_course
+from .errors import DataError
+from .fsdd import list_recordings, load_recordings
+from .mnist import FILES as MNIST_FILES, load_mnist_split
+from .raw import RawSources, RawSplit
+from .recipe import DEFAULT_SIZES, RECIPE_VERSION, build_dataset, recipe_params
+
+SOURCES = ("auto", "avdigits", "course", "synthetic")
+GET_DATA_HINT = ("get the real data with `python -m common.data fetch --data-root DIR` "
+                 "(or point --data-root / AVDIGITS_DATA at a folder holding mnist/ and fsdd/recordings/)")
+
+
+def log_stderr(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def resolve_data_root(data_root=None):
+    """--data-root, else $AVDIGITS_DATA, else ./data."""
+    return data_root or os.environ.get("AVDIGITS_DATA") or "data"
+
+
+def avdigits_files_present(root):
+    mnist_ok = all(os.path.exists(os.path.join(root, "mnist", f))
+                   for pair in MNIST_FILES.values() for f in pair)
+    rec_dir = os.path.join(root, "fsdd", "recordings")
+    return mnist_ok and os.path.isdir(rec_dir) and any(f.endswith(".wav") for f in os.listdir(rec_dir))
+
+
+def course_folder(root):
+    """The folder holding the course files: the data root itself or its `course/` subfolder."""
+    for folder in (root, os.path.join(root, "course")):
+        if course_files_present(folder):
+            return folder
+    return None
+
+
+def resolve_source(name, root, log=log_stderr):
+    """The concrete source for `name`; `auto` picks avdigits, else course, else synthetic."""
+    if name != "auto":
+        return name
+    if avdigits_files_present(root):
+        log(f"data auto: using avdigits (real MNIST + spoken digits) from {root}")
+        return "avdigits"
+    if course_folder(root):
+        log(f"data auto: using the course tensor files in {course_folder(root)}")
+        return "course"
+    log(f"data auto: no real data under {root!r}, using the SYNTHETIC source; {GET_DATA_HINT}")
+    return "synthetic"
+
+
+def _hash_files(paths):
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(os.path.basename(p).encode())
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def avdigits_raw_fingerprint(root):
+    """Hash of the raw files' bytes: the cache key changes whenever the raw data does."""
+    mnist = [os.path.join(root, "mnist", f) for pair in MNIST_FILES.values() for f in pair]
+    rec_dir = os.path.join(root, "fsdd", "recordings")
+    wavs = [os.path.join(rec_dir, name + ".wav") for name, *_ in list_recordings(rec_dir)]
+    for p in mnist:
+        if not os.path.exists(p):
+            raise DataError(f"missing MNIST file: {p}")
+    return _hash_files(mnist + wavs)
+
+
+def load_avdigits_raw(root, fingerprint):
+    mnist_dir = os.path.join(root, "mnist")
+    splits = {}
+    for split, mnist_split in (("train", "train"), ("test", "t10k")):
+        images, labels = load_mnist_split(mnist_dir, mnist_split)
+        splits[split] = [images, labels]
+    recordings = load_recordings(os.path.join(root, "fsdd", "recordings"))
+    for split in splits:
+        recs, rec_labels, names = recordings[split]
+        splits[split] = RawSplit(splits[split][0], splits[split][1], recs, rec_labels, names)
+    return RawSources(name="avdigits", train=splits["train"], test=splits["test"], fingerprint=fingerprint)
+
+
+def synthetic_sizes(total):
+    """Split a total pair count like the course does: about 75% train, 25% test."""
+    if total < 20:
+        raise DataError(f"--synthetic-size must be at least 20 pairs, got {total}")
+    n_train = int(round(total * DEFAULT_SIZES["train"] / sum(DEFAULT_SIZES.values())))
+    return {"train": n_train, "test": total - n_train}
+
+
+def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log):
+    params = recipe_params(sizes, seed)
+    params.update(source=name, raw_fingerprint=raw_fingerprint)
+    path = cache.cache_path(name, params)
+    dataset = cache.load_cached(path, params)
+    if dataset is not None:
+        return dataset
+    log(f"building {name} (recipe v{RECIPE_VERSION}, data seed {seed}); cached afterwards in {path}")
+    raw = make_raw()
+    with tqdm(total=sum(sizes.values()), desc=f"build {name}", unit="pair", disable=None,
+              file=sys.stderr) as bar:
+        dataset = build_dataset(raw, sizes, seed, progress=bar)
+    try:
+        cache.save_cached(path, params, dataset)
+    except OSError as e:  # a read-only cache folder costs time, not correctness
+        log(f"warning: could not write the dataset cache ({e}); the next run rebuilds")
+    return dataset
+
+
+def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None, log=log_stderr):
+    """The Dataset a run asked for. Raises DataError with a one-line message on bad data."""
+    root = resolve_data_root(data_root)
+    if source not in SOURCES:
+        raise DataError(f"unknown data source {source!r}; choose from {', '.join(SOURCES)}")
+    name = resolve_source(source, root, log)
+    if name == "avdigits":
+        if not avdigits_files_present(root):
+            raise DataError(f"no avdigits raw files under {root!r} (need mnist/*.gz and fsdd/recordings/*.wav); "
+                            + GET_DATA_HINT)
+        fingerprint = avdigits_raw_fingerprint(root)
+        return _build_with_cache("avdigits", dict(DEFAULT_SIZES), data_seed, fingerprint,
+                                 lambda: load_avdigits_raw(root, fingerprint), log)
+    if name == "course":
+        folder = course_folder(root)
+        if folder is None:
+            raise DataError(f"no course files (training_images.pth, ...) in {root!r} or {root!r}/course")
+        return load_course(folder, log)
+    from .synthetic import SYNTHETIC_VERSION, synthetic_raw_sources
+    sizes = dict(DEFAULT_SIZES) if synthetic_size is None else synthetic_sizes(synthetic_size)
+    raw_fp = f"synthetic-v{SYNTHETIC_VERSION}"
+    return _build_with_cache("synthetic", sizes, data_seed, raw_fp,
+                             lambda: synthetic_raw_sources(sizes["train"], sizes["test"], data_seed), log)
+
+
+def class_counts(labels):
+    return np.bincount(labels.numpy(), minlength=10).tolist()

@@ -1,0 +1,52 @@
+"""Atomic writes: every output file appears complete or not at all.
+
+Each writer saves to a temp file beside the target, fsyncs it, then renames it
+over the target with os.replace, which is atomic on one filesystem.
+"""
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+
+import torch
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temp path in the target's folder; rename it to `path` if the block succeeds."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    suffix = os.path.splitext(path)[1]  # keep the extension: savefig picks its format from it
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_json(obj, path):
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+
+
+def save_text(text, path):
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
+def save_torch(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_figure(fig, path, dpi=110):
+    import matplotlib.pyplot as plt
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)

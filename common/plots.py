@@ -1,0 +1,107 @@
+"""Figures: data grids, training curves, confusion matrices, samples with their logits.
+
+Every function returns a matplotlib Figure; callers save it with
+`common.io.save_figure` and may also hand it to TensorBoard.
+"""
+import matplotlib
+
+matplotlib.use("Agg")  # no screen needed; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .data.dataset import REGIMES  # noqa: E402
+
+
+def _regime(split, i):
+    if "regime" in split.meta:
+        return REGIMES[int(split.meta["regime"][i])]
+    return "regime unknown"
+
+
+def _label(split, i):
+    return "?" if split.label is None else str(int(split.label[i]))
+
+
+def pairs_grid(split, indices, title):
+    """Each column one pair: the image above, the waveform below."""
+    n = len(indices)
+    fig, axes = plt.subplots(2, n, figsize=(2.2 * n, 4.0), squeeze=False)
+    for col, i in enumerate(indices):
+        ax_img, ax_wav = axes[0, col], axes[1, col]
+        ax_img.imshow(split.image[i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax_img.set_title(f"#{int(i)} digit {_label(split, i)}\n{_regime(split, i)}", fontsize=8)
+        ax_img.axis("off")
+        ax_wav.plot(np.arange(split.audio.shape[-1]) / 8000, split.audio[i, 0].numpy(), lw=0.3)
+        ax_wav.set_xlabel("s", fontsize=7)
+        ax_wav.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history, title):
+    """Train and validation loss per epoch (left), validation accuracy (right)."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", ms=3, label="train loss")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", ms=3, label="validation loss")
+    best = min(history, key=lambda h: h["val_loss"])
+    ax_loss.axvline(best["epoch"], color="grey", ls="--", lw=0.8, label=f"best epoch {best['epoch']}")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.legend(fontsize=8)
+    ax_acc.plot(epochs, [100 * h["val_acc"] for h in history], marker="o", ms=3, color="C2")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix_figure(confusion, title):
+    confusion = np.asarray(confusion)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    im = ax.imshow(confusion, cmap="Blues")
+    for (r, c), v in np.ndenumerate(confusion):
+        ax.text(c, r, str(v), ha="center", va="center", fontsize=6,
+                color="white" if v > confusion.max() / 2 else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def samples_with_logits(split, indices, logits, views, title):
+    """Five samples, each drawn as its views with a bar chart of the model's logits.
+
+    views: a subset of ("image", "audio") to draw for each sample.
+    """
+    n = len(indices)
+    rows = len(views) + 1
+    fig, axes = plt.subplots(rows, n, figsize=(2.4 * n, 1.9 * rows), squeeze=False)
+    for col, (i, row_logits) in enumerate(zip(indices, logits)):
+        row = 0
+        pred = int(np.argmax(row_logits))
+        head = f"#{int(i)} true {_label(split, i)}, pred {pred}\n{_regime(split, i)}"
+        if "image" in views:
+            axes[row, col].imshow(split.image[i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[row, col].axis("off")
+            row += 1
+        if "audio" in views:
+            axes[row, col].plot(split.audio[i, 0].numpy(), lw=0.3)
+            axes[row, col].set_xticks([])
+            axes[row, col].tick_params(labelsize=6)
+            row += 1
+        axes[0, col].set_title(head, fontsize=7)
+        colors = ["C3" if d == pred else "C0" for d in range(10)]
+        axes[row, col].bar(range(10), row_logits, color=colors)
+        axes[row, col].set_xticks(range(10))
+        axes[row, col].tick_params(labelsize=6)
+        axes[row, col].set_xlabel("logit per digit", fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
