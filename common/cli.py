@@ -1,0 +1,156 @@
+"""Shared command-line flags, run-folder setup and the one-line error exit."""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import traceback
+
+import torch
+
+from .data import SOURCES, DataError
+from .training import TrainingError
+
+RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "runs_dir", "name")
+
+
+class UsageError(Exception):
+    """A flag combination that cannot work; printed as one line."""
+
+
+def add_data_flags(p):
+    p.add_argument("--data", default="auto", choices=SOURCES,
+                   help="data source: avdigits (real MNIST + spoken digits), course (the course's .pth files), "
+                        "synthetic (offline stand-in), auto = the first of these found (default: auto)")
+    p.add_argument("--data-root", default=None,
+                   help="folder with mnist/ and fsdd/recordings/ or the course files "
+                        "(default: $AVDIGITS_DATA, else ./data)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the pairing and noise recipe (default: 0)")
+    p.add_argument("--synthetic-size", type=int, default=None,
+                   help="total pairs of the synthetic source, about 75%% train (default: the course's sizes)")
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def fraction(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def training_parser(description, default_lr=1e-3):
+    """An argparse parser with every flag the training scripts share."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_data_flags(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, dropout and batch order")
+    p.add_argument("--val-fraction", type=fraction, default=0.2,
+                   help="share of the training split held out for validation (seeded by --seed)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
+    p.add_argument("--lr", type=positive_float, default=default_lr, help="Adam learning rate")
+    p.add_argument("--max-epochs", type=positive_int, default=100, help="upper bound on epochs")
+    p.add_argument("--patience", type=positive_int, default=5,
+                   help="stop after this many epochs without a lower validation loss")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only the first N pairs of each split (smoke runs)")
+    p.add_argument("--runs-dir", default="runs", help="folder that holds one folder per run")
+    p.add_argument("--name", default=None, help="run folder name (default: <model>[-<fusion>]-s<seed>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in runs-dir/name from checkpoints/last.pt "
+                        "(its saved flags are reused; --max-epochs and --patience may change)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to train; auto = cuda if available")
+    p.add_argument("--num-threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch (default: PyTorch's choice)")
+    return p
+
+
+def prepare_run_dir(args, default_name):
+    """Create runs-dir/name, or reuse it for --resume; never overwrite a run silently.
+
+    On --resume the saved flags replace the given ones, except the runtime
+    flags in RUNTIME_FLAGS, so a resumed run trains exactly what it started.
+    """
+    args.name = args.name or default_name
+    run_dir = os.path.join(args.runs_dir, args.name)
+    config_path = os.path.join(run_dir, "config.json")
+    if args.resume:
+        if not os.path.exists(os.path.join(run_dir, "checkpoints", "last.pt")):
+            raise UsageError(f"--resume: no checkpoints/last.pt in {run_dir}")
+        with open(config_path) as f:
+            saved = json.load(f)["args"]
+        for key, value in saved.items():
+            if key not in RUNTIME_FLAGS and hasattr(args, key):
+                setattr(args, key, value)
+    elif os.path.exists(run_dir) and os.listdir(run_dir):
+        raise UsageError(f"run folder {run_dir} already exists; pass --resume to continue it "
+                         "or --name to start a new one")
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    os.makedirs(os.path.join(run_dir, "figures"), exist_ok=True)
+    return run_dir
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=os.path.dirname(os.path.abspath(__file__)))
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_config(args, model_name, dataset, device, extra=None):
+    """Everything needed to know what a run did: flags, data, versions, commit, device."""
+    import numpy
+    return {
+        "model": model_name,
+        "args": vars(args),
+        "dataset": {"name": dataset.name, "synthetic": dataset.is_synthetic,
+                    "fingerprint": dataset.fingerprint, "info": dataset.info},
+        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
+                     "numpy": numpy.__version__},
+        "git_commit": git_commit(),
+        "device": str(device),
+        "precision": "float32",
+        **(extra or {}),
+    }
+
+
+def resume_command(args):
+    """The shell command that continues this run."""
+    script = os.path.basename(sys.argv[0])
+    return f"python {script} --runs-dir {args.runs_dir} --name {args.name} --resume"
+
+
+def run_main(main):
+    """Call main(); turn user-facing errors into one line on stderr and exit code 2 (1 for training)."""
+    try:
+        code = main()
+    except (DataError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    sys.exit(code or 0)

@@ -1,0 +1,202 @@
+"""Helpers every training loop shares: early stopping, checkpoints with RNG state,
+evaluation, graceful stop on signals, and the non-finite-loss guard.
+
+The loops themselves stay in the train_*.py scripts, where they can be read
+top to bottom; this module holds only the pieces they would otherwise copy.
+"""
+import math
+import os
+import random
+import signal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .io import save_torch
+
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingError(Exception):
+    """A run cannot go on (non-finite loss, unusable checkpoint); printed as one line."""
+
+
+def set_seed(seed):
+    """Seed every generator a run may touch; the data order uses its own generator."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def batch_inputs(split, index, views, device):
+    """The model inputs of the samples at `index`: one tensor per view, on `device`."""
+    return [getattr(split, view)[index].to(device, non_blocking=True) for view in views]
+
+
+class EarlyStopping:
+    """Stop after `patience` epochs without a strictly lower validation loss."""
+
+    def __init__(self, patience):
+        self.patience = patience
+        self.best = math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def step(self, value, epoch):
+        """Record one epoch's value; True when it is a strict improvement (save best.pt)."""
+        if value < self.best:  # NaN compares False: never an improvement
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self):
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self):
+        return {"patience": self.patience, "best": self.best, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state):
+        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+
+
+def check_finite(loss, epoch, batch):
+    if not torch.isfinite(loss).all():
+        raise TrainingError(f"non-finite training loss ({loss.item()}) at epoch {epoch}, batch {batch}; "
+                            "the run stops here (try a lower --lr); best.pt is untouched")
+
+
+def rng_state(shuffle_generator):
+    state = {"torch": torch.get_rng_state(), "shuffle": shuffle_generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state, shuffle_generator):
+    torch.set_rng_state(state["torch"])
+    shuffle_generator.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path, **fields):
+    """Atomically save a dict of tensors and plain types (loadable with weights_only=True)."""
+    save_torch({"format": CHECKPOINT_FORMAT, **fields}, path)
+
+
+def load_checkpoint(path):
+    """Load a checkpoint safely: weights_only=True refuses anything but tensors and plain types."""
+    if not os.path.exists(path):
+        raise TrainingError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # corrupt file, foreign pickle, ...
+        raise TrainingError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
+    return ckpt
+
+
+@torch.no_grad()
+def evaluate(model, split, index, views, batch_size, device):
+    """Mean cross-entropy, accuracy and logits over split[index] (loss/acc None if unlabelled)."""
+    model.eval()
+    logits = []
+    for lo in range(0, len(index), batch_size):
+        idx = index[lo:lo + batch_size]
+        logits.append(model(*batch_inputs(split, idx, views, device)).float().cpu())
+    logits = torch.cat(logits) if logits else torch.empty(0, 10)
+    if split.label is None:
+        return {"loss": None, "acc": None, "logits": logits}
+    labels = split.label[index]
+    loss = F.cross_entropy(logits, labels, reduction="sum").item() / max(len(index), 1)
+    acc = (logits.argmax(1) == labels).float().mean().item() if len(index) else float("nan")
+    return {"loss": loss, "acc": acc, "logits": logits}
+
+
+class GracefulStop:
+    """Turn SIGINT / SIGTERM into a flag the loop checks after each batch.
+
+    The handler only records the signal; the loop finishes its batch, saves
+    last.pt and exits with 128 + the signal number (130 for Ctrl-C, 143 for TERM).
+    """
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @property
+    def requested(self):
+        return self.signum is not None
+
+    @property
+    def exit_code(self):
+        return 128 + self.signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def prepare_splits(dataset, args, run_dir):
+    """Train/validation indices (seeded by --seed) and test indices, after --limit; saved to the run."""
+    from .data import train_val_split
+    from .io import save_json
+    if not dataset.train.labeled:
+        raise TrainingError(f"the {dataset.name} training split has no labels")
+    n_train = len(dataset.train) if args.limit is None else min(args.limit, len(dataset.train))
+    n_test = len(dataset.test) if args.limit is None else min(args.limit, len(dataset.test))
+    try:
+        train_idx, val_idx = train_val_split(n_train, args.val_fraction, args.seed)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    test_idx = torch.arange(n_test)
+    save_json({"train": train_idx.tolist(), "val": val_idx.tolist(), "test": test_idx.tolist(),
+               "note": "row numbers in the dataset's train split (train, val) and test split (test)"},
+              os.path.join(run_dir, "split_indices.json"))
+    return train_idx, val_idx, test_idx
+
+
+def training_checkpoint(model, optimizer, early, shuffle_generator, *, epoch, history, train_seconds,
+                        order=None, done_batches=0, loss_sum=0.0, n_seen=0, **extra):
+    """Everything last.pt needs for an exact resume, also in the middle of an epoch.
+
+    epoch: completed epochs; order/done_batches/loss_sum/n_seen: the epoch in
+    progress (order None when the checkpoint falls between epochs).
+    """
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "early_stopping": early.state_dict(), "rng": rng_state(shuffle_generator),
+            "epoch": epoch, "history": history, "train_seconds": train_seconds,
+            "order": order, "done_batches": done_batches, "loss_sum": loss_sum, "n_seen": n_seen, **extra}
+
+
+def restore_training(ckpt, model, optimizer, early, shuffle_generator):
+    """Load a last.pt into the live objects; return the progress fields of the loop."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    early.load_state_dict(ckpt["early_stopping"])
+    restore_rng_state(ckpt["rng"], shuffle_generator)
+    return {k: ckpt[k] for k in ("epoch", "history", "train_seconds", "order", "done_batches", "loss_sum", "n_seen")}
