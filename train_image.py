@@ -28,8 +28,9 @@ EVAL_BATCH = 512
 
 
 def main():
-    args = training_parser(__doc__).parse_args()
-    run_dir = prepare_run_dir(args, default_name=f"{MODEL}-s{args.seed}")
+    parser = training_parser(__doc__)
+    args = parser.parse_args()
+    run_dir = prepare_run_dir(args, default_name=f"{MODEL}-s{args.seed}", parser=parser)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)

@@ -1,5 +1,6 @@
 """Shared command-line flags, run-folder setup and the one-line error exit."""
 import argparse
+import copy
 import json
 import os
 import platform
@@ -79,11 +80,21 @@ def training_parser(description, default_lr=1e-3):
     return p
 
 
-def prepare_run_dir(args, default_name):
+def explicit_flags(parser, argv=None):
+    """Names of the flags given on the command line (not left at their defaults)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            probe._add_action(copy.copy(action)).default = argparse.SUPPRESS
+    return set(vars(probe.parse_known_args(argv)[0]))
+
+
+def prepare_run_dir(args, default_name, parser):
     """Create runs-dir/name, or reuse it for --resume; never overwrite a run silently.
 
-    On --resume the saved flags replace the given ones, except the runtime
-    flags in RUNTIME_FLAGS, so a resumed run trains exactly what it started.
+    On --resume the saved flags replace the given ones, so a resumed run trains
+    exactly what it started; only the runtime flags in RUNTIME_FLAGS may be
+    changed, and only by giving them explicitly (e.g. a larger --max-epochs).
     """
     args.name = args.name or default_name
     run_dir = os.path.join(args.runs_dir, args.name)
@@ -93,9 +104,11 @@ def prepare_run_dir(args, default_name):
             raise UsageError(f"--resume: no checkpoints/last.pt in {run_dir}")
         with open(config_path) as f:
             saved = json.load(f)["args"]
+        given = explicit_flags(parser)
         for key, value in saved.items():
-            if key not in RUNTIME_FLAGS and hasattr(args, key):
+            if hasattr(args, key) and not (key in RUNTIME_FLAGS and key in given):
                 setattr(args, key, value)
+        args.resume = True
     elif os.path.exists(run_dir) and os.listdir(run_dir):
         raise UsageError(f"run folder {run_dir} already exists; pass --resume to continue it "
                          "or --name to start a new one")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .dataset import REGIMES
+from .fetch import FSDD_URL, MNIST_URL
 from .errors import DataError
 from .sources import SOURCES, class_counts, load_dataset, log_stderr, resolve_data_root
 
@@ -82,8 +83,9 @@ def cmd_wav(args):
 
 def cmd_fetch(args):
     from .fetch import fetch_all
+
     root = resolve_data_root(args.data_root)
-    fetch_all(root)
+    fetch_all(root, mnist_base_url=args.mnist_url, fsdd_url=args.fsdd_url)
     print(f"data ready under {root}; use --data-root {root} or export AVDIGITS_DATA={root}")
 
 
@@ -92,6 +94,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("fetch", help="download MNIST and the Free Spoken Digit Dataset into the data root")
     p.add_argument("--data-root", default=None, help="destination (default: $AVDIGITS_DATA, else ./data)")
+    p.add_argument("--mnist-url", default=MNIST_URL, help="base URL of an MNIST mirror (the MD5 sums still apply)")
+    p.add_argument("--fsdd-url", default=FSDD_URL, help="URL of the spoken-digit archive (.tar.gz)")
     p.set_defaults(func=cmd_fetch)
     p = sub.add_parser("info", help="sizes, class and regime counts, fingerprint")
     add_data_flags(p)

@@ -105,8 +105,8 @@ def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log):
     dataset = cache.load_cached(path, params)
     if dataset is not None:
         return dataset
+    raw = make_raw()  # reads and checks the raw files first, so bad input fails before any progress output
     log(f"building {name} (recipe v{RECIPE_VERSION}, data seed {seed}); cached afterwards in {path}")
-    raw = make_raw()
     with tqdm(total=sum(sizes.values()), desc=f"build {name}", unit="pair", disable=None,
               file=sys.stderr) as bar:
         dataset = build_dataset(raw, sizes, seed, progress=bar)

@@ -1,0 +1,192 @@
+"""The multimodal network: two featurizers, a fusion, a small head.
+
+``MultimodalNet`` is the exam's early-fusion model (section 1.5, "1e"):
+ImageFeaturizer and AudioFeaturizer (dropout 0.5 each) give 128-d vectors,
+a fusion from ``common.fusion`` merges them, and the head
+fc(out_dim -> 64)-ReLU-fc(64 -> 10) classifies. ``LateFusionNet`` is the
+baseline every fusion is measured against: each featurizer gets its own
+fc(128 -> 10) and the two logit vectors are averaged (trained jointly with
+cross-entropy on the average). ``build_multimodal`` builds either by name.
+
+``load_featurizer_weights`` copies pre-trained featurizers (unimodal,
+multimodal or contrastive checkpoints) into either network.
+"""
+import torch
+from torch import nn
+
+from .fusion import FUSIONS, build_fusion
+from .models import NUM_CLASSES, AudioFeaturizer, ImageFeaturizer
+
+FUSION_CHOICES = list(FUSIONS) + ["late"]
+HEAD_HIDDEN = 64
+MODALITIES = ("image", "audio")
+
+
+class _RemovedFC(nn.Module):
+    """Stands in for a featurizer's fc when the fusion reads the conv map instead.
+
+    It has no parameters, so the unused fc(3136->128) / fc(32000->128) is not
+    in the model (every parameter that exists is trained), and calling the
+    featurizer's vector path fails loudly instead of returning junk.
+    """
+
+    def forward(self, x):
+        raise RuntimeError("this featurizer has no fc: its model fuses conv-map tokens "
+                           "(attention-tokens); use .feature_map(x)")
+
+
+class MultimodalNet(nn.Module):
+    """image [B,1,28,28], audio [B,1,8000] -> logits [B,10].
+
+    For vector fusions: fusion(image_featurizer(image), audio_featurizer(audio)).
+    For token fusions (``fusion.uses_tokens``): the featurizers' conv maps,
+    after the featurizers' own dropout, go to the fusion, and the featurizers'
+    fc layers are removed (see ``_RemovedFC``).
+    """
+
+    def __init__(self, fusion="concat", dropout=0.5, **widths):
+        super().__init__()
+        if fusion == "late":
+            raise ValueError("late fusion is LateFusionNet; use build_multimodal('late')")
+        self.fusion_name = fusion
+        self.image_featurizer = ImageFeaturizer(dropout)
+        self.audio_featurizer = AudioFeaturizer(dropout)
+        if fusion in FUSIONS and FUSIONS[fusion].uses_tokens:
+            self.image_featurizer.fc = _RemovedFC()
+            self.audio_featurizer.fc = _RemovedFC()
+            n_img = self.image_featurizer.map_channels
+            n_aud = self.audio_featurizer.map_channels
+        else:
+            n_img, n_aud = self.image_featurizer.out_dim, self.audio_featurizer.out_dim
+        self.fusion = build_fusion(fusion, n_img, n_aud, **widths)
+        self.uses_tokens = self.fusion.uses_tokens
+        self.head = nn.Sequential(nn.Linear(self.fusion.out_dim, HEAD_HIDDEN), nn.ReLU(),
+                                  nn.Linear(HEAD_HIDDEN, NUM_CLASSES))
+
+    def fused(self, image, audio):
+        """The fused representation [B, fusion.out_dim] that the head classifies."""
+        if self.uses_tokens:
+            img = self.image_featurizer.dropout(self.image_featurizer.feature_map(image))
+            aud = self.audio_featurizer.dropout(self.audio_featurizer.feature_map(audio))
+        else:
+            img, aud = self.image_featurizer(image), self.audio_featurizer(audio)
+        return self.fusion(img, aud)
+
+    def forward(self, image, audio):
+        return self.head(self.fused(image, audio))
+
+
+class LateFusionNet(nn.Module):
+    """Late fusion: (image_classifier(f_img) + audio_classifier(f_aud)) / 2.
+
+    Each classifier is fc(128 -> 10), like UnimodalNet's ``classifier``. The
+    whole network is trained at once on the averaged logits; ``branch_logits``
+    gives the two halves separately (for a missing-modality check).
+    """
+
+    fusion_name = "late"
+    uses_tokens = False
+
+    def __init__(self, dropout=0.5):
+        super().__init__()
+        self.image_featurizer = ImageFeaturizer(dropout)
+        self.audio_featurizer = AudioFeaturizer(dropout)
+        self.image_classifier = nn.Linear(self.image_featurizer.out_dim, NUM_CLASSES)
+        self.audio_classifier = nn.Linear(self.audio_featurizer.out_dim, NUM_CLASSES)
+
+    def branch_logits(self, image, audio):
+        return (self.image_classifier(self.image_featurizer(image)),
+                self.audio_classifier(self.audio_featurizer(audio)))
+
+    def forward(self, image, audio):
+        img_logits, aud_logits = self.branch_logits(image, audio)
+        return (img_logits + aud_logits) / 2
+
+
+def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5):
+    """MultimodalNet with the named fusion, or LateFusionNet for ``"late"``.
+
+    Width options left at None take the defaults of ``common.fusion``
+    (fused_dim 128, hidden_dim 256, heads 4); ``late`` ignores them.
+    """
+    if fusion == "late":
+        return LateFusionNet(dropout)
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSION_CHOICES)}")
+    return MultimodalNet(fusion, dropout, fused_dim=fused_dim, hidden_dim=hidden_dim, heads=heads)
+
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / torch.compile wrappers
+
+
+def _strip_wrappers(key):
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, changed = key[len(prefix):], True
+    return key
+
+
+def load_featurizer_weights(model, state_dict, modality=None):
+    """Copy featurizer weights from ``state_dict`` into ``model``; return what was loaded.
+
+    Accepted key layouts:
+    - ``image_featurizer.*`` / ``audio_featurizer.*`` (a multimodal or
+      contrastive checkpoint): loads each featurizer present, or only
+      ``modality`` when given; other keys (fusion, head, projections) are ignored;
+    - ``featurizer.*`` (a unimodal Conv2Net / Conv1Net checkpoint): needs
+      ``modality="image"`` or ``"audio"`` to say which featurizer it fills.
+    ``module.`` / ``_orig_mod.`` wrapper prefixes are stripped first.
+
+    Each loaded featurizer must be complete: every tensor of the target
+    featurizer present with the same shape (for a token-fusion model, whose fc
+    is removed, the source's fc is skipped). Nothing is copied unless
+    everything checks out. Returns e.g. ``["image", "audio"]``; raises
+    ValueError when nothing matches or a shape or key disagrees.
+    """
+    if modality is not None and modality not in MODALITIES:
+        raise ValueError(f"modality must be 'image' or 'audio', got {modality!r}")
+    state = {_strip_wrappers(k): v for k, v in state_dict.items()}
+
+    sources = {}  # modality -> {key inside the featurizer: tensor}
+    for mod in MODALITIES:
+        prefix = f"{mod}_featurizer."
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub and (modality is None or modality == mod):
+            sources[mod] = sub
+    if not sources:
+        unimodal = {k[len("featurizer."):]: v for k, v in state.items() if k.startswith("featurizer.")}
+        if unimodal:
+            if modality is None:
+                raise ValueError("unimodal checkpoint (keys 'featurizer.*'): "
+                                 "pass modality='image' or modality='audio'")
+            sources[modality] = unimodal
+    if not sources:
+        wanted = f"'{modality}_featurizer.*' or 'featurizer.*'" if modality else \
+            "'image_featurizer.*', 'audio_featurizer.*' or 'featurizer.*'"
+        sample = ", ".join(list(state)[:4]) or "none"
+        raise ValueError(f"no featurizer weights found: expected keys {wanted}, got e.g. {sample}")
+
+    plan = []  # (target tensor, source tensor)
+    for mod, sub in sources.items():
+        featurizer = getattr(model, f"{mod}_featurizer")
+        target = featurizer.state_dict(keep_vars=True)
+        missing = sorted(set(target) - set(sub))
+        if missing:
+            raise ValueError(f"{mod} featurizer: checkpoint lacks {', '.join(missing)}")
+        has_fc = "fc.weight" in target
+        extra = sorted(k for k in set(sub) - set(target) if has_fc or not k.startswith("fc."))
+        if extra:
+            raise ValueError(f"{mod} featurizer: checkpoint has unexpected {', '.join(extra)}")
+        for key, dst in target.items():
+            src = sub[key]
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ValueError(f"{mod} featurizer: {key} has shape {tuple(src.shape)} in the "
+                                 f"checkpoint but {tuple(dst.shape)} in the model")
+            plan.append((dst, src))
+    with torch.no_grad():
+        for dst, src in plan:
+            dst.copy_(src)
+    return list(sources)

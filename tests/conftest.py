@@ -1,0 +1,81 @@
+"""Shared fixtures: small raw files written by the tests, a private dataset cache."""
+import gzip
+import os
+import struct
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REAL_DATA = os.environ.get("AVDIGITS_DATA")
+SMALL_SYNTHETIC = ["--data", "synthetic", "--synthetic-size", "200"]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test session writes its dataset caches to a temp folder, never ~/.cache."""
+    folder = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("AVDIGITS_CACHE", str(folder))
+    return folder
+
+
+def write_idx(path, array, gz=True):
+    array = np.asarray(array, dtype=np.uint8)
+    magic = 0x0800 | array.ndim
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    blob = header + array.tobytes()
+    with (gzip.open(path, "wb") if gz else open(path, "wb")) as f:
+        f.write(blob)
+
+
+def write_wav(path, samples, rate=8000, channels=1, width=2):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+
+
+def make_avdigits_root(root, n_takes=6, speakers=("ann", "bob")):
+    """A data root with full-size (but blank-ish) MNIST files and a few short recordings."""
+    mnist = root / "mnist"
+    mnist.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60_000), ("t10k", 10_000)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[:, 10:18, 12:16] = 200  # a bar, enough to be an image
+        write_idx(mnist / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(mnist / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    rec = root / "fsdd" / "recordings"
+    rec.mkdir(parents=True)
+    for d in range(10):
+        for s in speakers:
+            for t in range(n_takes):
+                write_wav(rec / f"{d}_{s}_{t}.wav", (rng.standard_normal(1200) * 3000).astype(np.int16))
+    return root
+
+
+def run_cli(args, env=None, timeout=300):
+    """Run a project command in a subprocess; returns CompletedProcess with text output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          env=full_env, timeout=timeout)
+
+
+def write_course(folder, n_train=30, n_test=12, audio_len=8100, train_audio_2d=False, test_labels=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (n_train,), generator=g)
+    train_audio = torch.randn(n_train, audio_len, generator=g)
+    torch.save(torch.rand(n_train, 1, 28, 28, generator=g), folder / "training_images.pth")
+    torch.save(train_audio if train_audio_2d else train_audio.unsqueeze(1), folder / "training_audio.pth")
+    torch.save(labels, folder / "training_images_labels.pth")
+    torch.save(labels.clone(), folder / "training_audio_labels.pth")
+    torch.save(torch.rand(n_test, 1, 28, 28, generator=g), folder / "test_images.pth")
+    torch.save(torch.randn(n_test, 1, 7000, generator=g), folder / "test_audio.pth")
+    if test_labels:
+        torch.save(torch.randint(0, 10, (n_test,), generator=g), folder / "test_labels.pth")

@@ -1,0 +1,361 @@
+"""The data layer: readers, the recipe, the cache, the course loader, the CLI's errors."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from common.data import DataError, load_dataset, train_val_split, batch_indices
+from common.data import cache as cache_mod
+from common.data.course import load_course
+from common.data.dataset import REGIMES
+from common.data.fsdd import load_recordings, read_wav
+from common.data.mnist import IMAGE_MAGIC, LABEL_MAGIC, read_idx
+from common.data.raw import RawSources, RawSplit
+from common.data.recipe import (AUDIO_LENGTH, add_noise_at_snr, build_dataset, corrupt_images,
+                                place_utterances, standardise)
+from conftest import REAL_DATA, make_avdigits_root, run_cli, write_course, write_idx, write_wav
+
+
+# ---------------------------------------------------------------- readers
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_roundtrip(tmp_path, gz):
+    images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "img", images, gz=gz)
+    assert np.array_equal(read_idx(tmp_path / "img", IMAGE_MAGIC, 7), images)
+
+
+def test_idx_errors_name_the_file(tmp_path):
+    images = np.zeros((5, 28, 28), np.uint8)
+    write_idx(tmp_path / "ok.gz", images)
+    with pytest.raises(DataError, match="items, expected 6"):
+        read_idx(tmp_path / "ok.gz", IMAGE_MAGIC, 6)
+    with pytest.raises(DataError, match="magic number"):
+        read_idx(tmp_path / "ok.gz", LABEL_MAGIC)
+    blob = (tmp_path / "plain")
+    write_idx(blob, images, gz=False)
+    blob.write_bytes(blob.read_bytes()[:-100])  # truncated
+    with pytest.raises(DataError, match=r"corrupt MNIST file .*plain.*data bytes"):
+        read_idx(blob, IMAGE_MAGIC, 5)
+    gz = tmp_path / "cut.gz"
+    gz.write_bytes((tmp_path / "ok.gz").read_bytes()[:40])  # a gzip stream cut short
+    with pytest.raises(DataError, match="cut.gz"):
+        read_idx(gz, IMAGE_MAGIC, 5)
+    with pytest.raises(DataError, match="missing MNIST file"):
+        read_idx(tmp_path / "nope.gz", IMAGE_MAGIC)
+
+
+def test_wav_reader_accepts_8k_mono_16bit_only(tmp_path):
+    samples = (np.sin(np.arange(800) / 5) * 10000).astype(np.int16)
+    write_wav(tmp_path / "0_a_0.wav", samples)
+    assert np.array_equal(read_wav(str(tmp_path / "0_a_0.wav")), samples)
+    write_wav(tmp_path / "16k.wav", samples, rate=16000)
+    with pytest.raises(DataError, match=r"16k.wav: 16000 Hz"):
+        read_wav(str(tmp_path / "16k.wav"))
+    write_wav(tmp_path / "stereo.wav", np.repeat(samples, 2), channels=2)
+    with pytest.raises(DataError, match="2 channel"):
+        read_wav(str(tmp_path / "stereo.wav"))
+    (tmp_path / "junk.wav").write_bytes(b"RIFF0000WAVEjunk")
+    with pytest.raises(DataError, match="junk.wav"):
+        read_wav(str(tmp_path / "junk.wav"))
+
+
+def test_recordings_follow_the_official_take_split(tmp_path):
+    for take in (0, 4, 5, 49):
+        write_wav(tmp_path / f"3_ann_{take}.wav", np.ones(100, np.int16))
+    (tmp_path / "README.txt").write_text("ignored")
+    recs = load_recordings(str(tmp_path))
+    assert recs["test"][2] == ["3_ann_0", "3_ann_4"]
+    assert sorted(recs["train"][2]) == ["3_ann_49", "3_ann_5"]
+
+
+# ---------------------------------------------------------------- the recipe
+
+def test_corruption_at_zero_level_is_identity():
+    rng = np.random.default_rng(0)
+    images = rng.random((4, 28, 28), dtype=np.float32)
+    assert np.array_equal(corrupt_images(images, np.zeros(4, np.float32), rng), images)
+    clean = rng.standard_normal((3, AUDIO_LENGTH)).astype(np.float32)
+    starts, lengths = np.zeros(3, np.int64), np.full(3, AUDIO_LENGTH)
+    noisy = add_noise_at_snr(clean, starts, lengths, np.full(3, np.inf), rng)
+    assert np.array_equal(noisy, clean)
+
+
+def test_corruption_at_full_level_replaces_every_pixel():
+    rng = np.random.default_rng(1)
+    images = np.full((2, 28, 28), 0.25, np.float32)
+    out = corrupt_images(images, np.ones(2, np.float32), rng)
+    assert set(np.unique(out)) == {0.0, 0.5, 1.0}
+
+
+def test_placement_centre_crops_and_pads():
+    long = np.arange(9000, dtype=np.int16)
+    short = np.full(100, 1000, np.int16)
+    placed, starts, lengths = place_utterances([long, short], np.array([0.0, 0.99999]))
+    assert placed.shape == (2, AUDIO_LENGTH)
+    assert lengths.tolist() == [8000, 100] and starts.tolist() == [0, 7900]
+    assert np.allclose(placed[0], (np.arange(500, 8500) - np.arange(9000).mean()) / 32768, atol=1e-6)
+    assert np.all(placed[1, :7900] == 0) and np.allclose(placed[1, 7900:], 0)  # mean removed: all zero
+
+
+def small_raw(seed=0, n_img=(300, 120), takes=(8, 3)):
+    """A RawSources of random images and noise bursts, enough to exercise the recipe."""
+    rng = np.random.default_rng(seed)
+
+    def split(n, n_takes, name):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        recs, labels, names = [], [], []
+        for d in range(10):
+            for t in range(n_takes):
+                recs.append((rng.standard_normal(int(rng.integers(1500, 9000))) * 4000).astype(np.int16))
+                labels.append(d)
+                names.append(f"{d}_{name}_{t}")
+        return RawSplit(images, np.arange(n) % 10, recs, np.array(labels), names)
+
+    return RawSources("avdigits", split(n_img[0], takes[0], "tr"), split(n_img[1], takes[1], "te"), "test-raw")
+
+
+def test_build_is_deterministic_in_its_seed():
+    raw = small_raw()
+    sizes = {"train": 240, "test": 90}
+    a, b, c = build_dataset(raw, sizes, 3), build_dataset(raw, sizes, 3), build_dataset(raw, sizes, 4)
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    assert torch.equal(a.train.audio, b.train.audio)
+    assert a.train.image.shape == (240, 1, 28, 28) and a.train.audio.shape == (240, 1, 8000)
+    assert a.train.image.dtype == torch.float32 and a.train.label.dtype == torch.int64
+    assert 0.0 <= a.train.image.min() and a.train.image.max() <= 1.0
+
+
+def test_pairs_share_their_digit_and_images_do_not_repeat():
+    raw = small_raw()
+    ds = build_dataset(raw, {"train": 300, "test": 120}, 0)
+    for split, pool in ((ds.train, raw.train), (ds.test, raw.test)):
+        idx = split.meta["image_index"].numpy()
+        assert len(set(idx.tolist())) == len(idx)
+        assert np.array_equal(pool.image_labels[idx], split.label.numpy())
+        rec_labels = pool.recording_labels[split.meta["recording_index"].numpy()]
+        assert np.array_equal(rec_labels, split.label.numpy())
+
+
+def test_measured_noise_matches_the_drawn_levels():
+    raw = small_raw(n_img=(600, 120))
+    ds = build_dataset(raw, {"train": 600, "test": 120}, 7)
+    split, meta = ds.train, ds.train.meta
+    # audio: undo the standardisation, subtract the clean placement, measure the SNR
+    for i in range(0, 600, 37):
+        rec = raw.train.recordings[int(meta["recording_index"][i])]
+        start, length = int(meta["audio_start"][i]), int(meta["audio_length"][i])
+        x = rec.astype(np.float32) / 32768
+        x = x - x.mean()
+        if x.size > AUDIO_LENGTH:
+            cut = (x.size - AUDIO_LENGTH) // 2
+            x = x[cut:cut + AUDIO_LENGTH]
+        clean = np.zeros(AUDIO_LENGTH, np.float32)
+        clean[start:start + length] = x
+        noisy = split.audio[i, 0].numpy() * float(meta["audio_std"][i]) + float(meta["audio_mean"][i])
+        noise = noisy - clean
+        measured = 10 * np.log10((x ** 2).mean() / (noise ** 2).mean())
+        assert abs(measured - float(meta["audio_snr_db"][i])) < 0.5
+    # images: the share of changed pixels follows p (a replacement equal to the original is invisible)
+    for i in range(0, 600, 41):
+        original = raw.train.images[int(meta["image_index"][i])].astype(np.float32) / 255
+        p = float(meta["image_p"][i])
+        same_value_chance = np.isin(original, [0.0, 0.5, 1.0]) / 3
+        expected = p * (1 - same_value_chance).mean()
+        changed = (split.image[i, 0].numpy() != original).mean()
+        assert abs(changed - expected) < 4 * np.sqrt(p * (1 - p) / 784) + 0.01
+
+
+def test_regimes_levels_and_proportions():
+    raw = small_raw(n_img=(3000, 120), takes=(4, 2))
+    ds = build_dataset(raw, {"train": 3000, "test": 120}, 1)
+    regime, p, snr = (ds.train.meta[k].numpy() for k in ("regime", "image_p", "audio_snr_db"))
+    shares = np.bincount(regime, minlength=3) / len(regime)
+    assert np.all(np.abs(shares - 1 / 3) < 0.04)
+    img_noisy = regime == REGIMES.index("image_noisy")
+    aud_noisy = regime == REGIMES.index("audio_noisy")
+    assert p[img_noisy].min() >= 0.5 and p[img_noisy].max() <= 0.85
+    assert p[~img_noisy].min() >= 0.05 and p[~img_noisy].max() <= 0.30
+    assert snr[aud_noisy].min() >= -15 and snr[aud_noisy].max() <= -5
+    assert snr[~aud_noisy].min() >= 10 and snr[~aud_noisy].max() <= 25
+    audio = ds.train.audio[:, 0]
+    assert torch.allclose(audio.mean(1), torch.zeros(3000), atol=1e-4)
+    assert torch.allclose(audio.std(1, unbiased=False), torch.ones(3000), atol=1e-3)
+
+
+# ---------------------------------------------------------------- cache
+
+def test_cache_roundtrip_and_corrupt_cache_is_rebuilt(tmp_path):
+    ds = build_dataset(small_raw(), {"train": 100, "test": 50}, 0)
+    params = {"x": 1}
+    path = str(tmp_path / "c.pt")
+    cache_mod.save_cached(path, params, ds)
+    back = cache_mod.load_cached(path, params)
+    assert back.fingerprint == ds.fingerprint and torch.equal(back.test.audio, ds.test.audio)
+    assert cache_mod.load_cached(path, {"x": 2}) is None  # other params: not this dataset
+    with open(path, "r+b") as f:
+        f.seek(100)
+        f.write(b"garbage" * 50)
+    assert cache_mod.load_cached(path, params) is None
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("AVDIGITS_CACHE", str(tmp_path / "a"))
+    assert cache_mod.cache_dir() == str(tmp_path / "a")
+    monkeypatch.delenv("AVDIGITS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_mod.cache_dir() == str(tmp_path / "x" / "avdigits")
+
+
+# ---------------------------------------------------------------- splits and batches
+
+def test_train_val_split_is_seeded_and_disjoint():
+    a_tr, a_va = train_val_split(100, 0.2, 5)
+    b_tr, b_va = train_val_split(100, 0.2, 5)
+    _, c_va = train_val_split(100, 0.2, 6)
+    assert torch.equal(a_va, b_va) and not torch.equal(a_va, c_va)
+    assert len(a_va) == 20 and len(a_tr) == 80
+    assert sorted(torch.cat([a_tr, a_va]).tolist()) == list(range(100))
+
+
+def test_batches_cover_everything_once_in_seeded_order():
+    idx = torch.arange(10, 35)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    a = list(batch_indices(idx, 8, shuffle=True, generator=g1))
+    b = list(batch_indices(idx, 8, shuffle=True, generator=g2))
+    assert [len(x) for x in a] == [8, 8, 8, 1]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert sorted(torch.cat(a).tolist()) == idx.tolist()
+
+
+# ---------------------------------------------------------------- course files
+
+def test_course_loader_crops_pads_and_leaves_test_unlabelled(tmp_path):
+    write_course(tmp_path, train_audio_2d=True)
+    notes = []
+    ds = load_course(str(tmp_path), log=notes.append)
+    assert ds.name == "course" and ds.train.audio.shape == (30, 1, 8000) and ds.test.audio.shape == (12, 1, 8000)
+    assert ds.train.labeled and not ds.test.labeled
+    assert any("centre-cropped 8100 -> 8000" in n for n in notes)
+    assert any("zero-padded 7000 -> 8000" in n for n in notes)
+    raw = torch.load(tmp_path / "training_audio.pth")
+    assert torch.equal(ds.train.audio[:, 0], raw[:, 50:8050])
+
+
+def test_course_loader_rejects_bad_files(tmp_path):
+    write_course(tmp_path)
+    torch.save(torch.rand(30, 1, 27, 28), tmp_path / "training_images.pth")
+    with pytest.raises(DataError, match=r"training_images.pth has shape \[30, 1, 27, 28\]"):
+        load_course(str(tmp_path))
+    write_course(tmp_path)
+    torch.save({"not": "a tensor"}, tmp_path / "test_audio.pth")
+    with pytest.raises(DataError, match="holds a dict"):
+        load_course(str(tmp_path))
+    write_course(tmp_path)
+    torch.save(torch.full((30,), 11), tmp_path / "training_images_labels.pth")
+    with pytest.raises(DataError, match="labels outside 0-9|disagree"):
+        load_course(str(tmp_path))
+    write_course(tmp_path)
+    torch.save(torch.randn(29, 1, 8000), tmp_path / "training_audio.pth")
+    with pytest.raises(DataError, match="30 images but 29 audio"):
+        load_course(str(tmp_path))
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_course_loader_refuses_pickled_code(tmp_path):
+    write_course(tmp_path)
+    torch.save(Evil(), tmp_path / "test_images.pth")
+    with pytest.raises(DataError, match="as plain tensors"):
+        load_course(str(tmp_path))
+
+
+def test_info_reports_course_files(tmp_path):
+    write_course(tmp_path / "course")
+    out = run_cli(["-m", "common.data", "info", "--data-root", str(tmp_path), "--json"])
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["name"] == "course"
+    assert info["splits"]["train"]["n"] == 30 and info["splits"]["train"]["labeled"]
+    assert info["splits"]["test"] == {"n": 12, "labeled": False, "class_counts": None}
+
+
+# ---------------------------------------------------------------- the CLI on bad input
+
+def assert_one_line_error(out, *fragments):
+    assert out.returncode != 0
+    lines = [l for l in out.stderr.strip().splitlines() if l.strip()]
+    assert "Traceback" not in out.stderr, out.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+    for frag in fragments:
+        assert frag in lines[0]
+
+
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    return make_avdigits_root(tmp_path_factory.mktemp("fake_root"))
+
+
+def test_cli_truncated_idx(fake_root, tmp_path):
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(fake_root, root)
+    f = root / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    f.write_bytes(f.read_bytes()[:30])
+    out = run_cli(["-m", "common.data", "info", "--data", "avdigits", "--data-root", str(root)])
+    assert_one_line_error(out, "t10k-labels-idx1-ubyte.gz")
+
+
+def test_cli_wav_at_16k(fake_root, tmp_path):
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(fake_root, root)
+    write_wav(root / "fsdd" / "recordings" / "4_bob_7.wav", np.zeros(500, np.int16), rate=16000)
+    out = run_cli(["-m", "common.data", "info", "--data", "avdigits", "--data-root", str(root)])
+    assert_one_line_error(out, "4_bob_7.wav", "16000 Hz")
+
+
+def test_cli_course_file_of_wrong_shape(tmp_path):
+    write_course(tmp_path)
+    torch.save(torch.randn(12, 2, 8000), tmp_path / "test_audio.pth")
+    out = run_cli(["-m", "common.data", "info", "--data", "course", "--data-root", str(tmp_path)])
+    assert_one_line_error(out, "test_audio.pth", "[12, 2, 8000]")
+
+
+@pytest.mark.parametrize("source", ["avdigits", "course"])
+def test_cli_empty_data_root(tmp_path, source):
+    out = run_cli(["-m", "common.data", "info", "--data", source, "--data-root", str(tmp_path)])
+    assert_one_line_error(out, str(tmp_path))
+
+
+def test_unknown_source_is_refused():
+    with pytest.raises(DataError, match="unknown data source"):
+        load_dataset("mnist-only")
+
+
+# ---------------------------------------------------------------- the real data (skipped without it)
+
+needs_real = pytest.mark.skipif(not (REAL_DATA and os.path.isdir(os.path.join(REAL_DATA, "mnist"))),
+                                reason="set AVDIGITS_DATA to the raw data root to run")
+
+
+@needs_real
+def test_real_default_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("AVDIGITS_CACHE", str(tmp_path / "c1"))
+    a = load_dataset("avdigits", REAL_DATA, 0)
+    assert (len(a.train), len(a.test)) == (17_560, 5_859)
+    for split in (a.train, a.test):
+        counts = np.bincount(split.label.numpy(), minlength=10)
+        assert counts.min() > 0.8 * len(split) / 10 and counts.max() < 1.2 * len(split) / 10
+        assert np.all(np.abs(np.bincount(split.meta["regime"].numpy()) / len(split) - 1 / 3) < 0.03)
+    monkeypatch.setenv("AVDIGITS_CACHE", str(tmp_path / "c2"))  # a second build from scratch
+    b = load_dataset("avdigits", REAL_DATA, 0)
+    assert a.fingerprint == b.fingerprint
+    c = load_dataset("avdigits", REAL_DATA, 0)  # from the cache this time
+    assert c.fingerprint == a.fingerprint and torch.equal(c.test.audio, a.test.audio)

@@ -1,0 +1,142 @@
+"""The unimodal training scripts end to end: outputs, determinism, resume, signals, NaN, refusals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from common.training import EarlyStopping
+from conftest import ROOT, run_cli, write_course
+
+RUN_FILES = ["config.json", "metrics.json", "predictions_test.csv", "split_indices.json",
+             "checkpoints/last.pt", "checkpoints/best.pt", "figures/curves.png", "figures/confusion_test.png",
+             "figures/samples_train.png", "figures/samples_test.png"]
+
+
+@pytest.fixture(scope="module")
+def course_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    write_course(root, n_train=100, n_test=30, test_labels=True)
+    return root
+
+
+def train(script, course_root, runs_dir, *extra, name="run"):
+    args = [script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
+            "--name", name, "--batch-size", "32", "--num-threads", "1", *extra]
+    return run_cli(args)
+
+
+def numbers(metrics):
+    """The metrics that must repeat exactly (timings excluded)."""
+    return {k: metrics[k] for k in ("best_epoch", "epochs_run", "val", "test", "params")}
+
+
+@pytest.mark.parametrize("script", ["train_image.py", "train_audio.py"])
+def test_tiny_run_leaves_every_output_and_repeats_exactly(script, course_root, tmp_path):
+    out = train(script, course_root, tmp_path, "--max-epochs", "2")
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    for f in RUN_FILES:
+        assert (run / f).exists(), f
+    assert list(run.glob("events.out.tfevents.*")), "no TensorBoard events"
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("best_epoch", "epochs_run", "params", "train_seconds"):
+        assert key in metrics
+    assert metrics["epochs_run"] == 2 and metrics["dataset"] == "course"
+    assert {"loss", "acc"} <= set(metrics["val"]) and {"loss", "acc", "confusion"} <= set(metrics["test"])
+    assert sum(map(sum, metrics["test"]["confusion"])) == 30
+    for ckpt in ("last.pt", "best.pt"):
+        state = torch.load(run / "checkpoints" / ckpt, weights_only=True)  # plain tensors and types only
+        assert "model" in state
+    header = (run / "predictions_test.csv").read_text().splitlines()[0]
+    assert header == "id,digit,label"
+
+    again = train(script, course_root, tmp_path, "--max-epochs", "2", name="again")
+    assert again.returncode == 0, again.stderr
+    assert numbers(json.loads((tmp_path / "again" / "metrics.json").read_text())) == numbers(metrics)
+
+
+def test_existing_run_folder_is_refused(course_root, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "1")
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: run folder") and "--resume" in out.stderr
+    assert (tmp_path / "run" / "config.json").read_text() == "{}"
+
+
+def test_bad_flags_stop_with_one_line(course_root, tmp_path):
+    out = train("train_image.py", course_root, tmp_path, "--val-fraction", "1.5")
+    assert out.returncode == 2 and "must be between 0 and 1" in out.stderr
+    out = train("train_image.py", course_root, tmp_path, "--resume", name="never-started")
+    assert out.returncode == 2 and "no checkpoints/last.pt" in out.stderr and "Traceback" not in out.stderr
+
+
+def assert_same_training_state(a_path, b_path):
+    a = torch.load(a_path, weights_only=True)
+    b = torch.load(b_path, weights_only=True)
+    assert a["epoch"] == b["epoch"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        for k in pa:
+            assert torch.equal(pa[k], pb[k]), k
+    assert a["early_stopping"] == b["early_stopping"]
+    assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+
+
+def test_resume_between_epochs_is_exact(course_root, tmp_path):
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "2", name="straight").returncode == 0
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1", name="split").returncode == 0
+    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "2", "--resume", name="split")
+    assert out.returncode == 0, out.stderr
+    assert_same_training_state(tmp_path / "straight/checkpoints/last.pt", tmp_path / "split/checkpoints/last.pt")
+    a = json.loads((tmp_path / "straight/metrics.json").read_text())
+    b = json.loads((tmp_path / "split/metrics.json").read_text())
+    assert numbers(a) == numbers(b)
+
+
+def test_sigint_mid_training_saves_and_resumes_exactly(course_root, tmp_path):
+    """Ctrl-C lands inside an epoch: exit 130, a loadable last.pt, and resume ends where a straight run does."""
+    common = ["--data", "course", "--data-root", str(course_root), "--runs-dir", str(tmp_path),
+              "--batch-size", "8", "--num-threads", "1", "--max-epochs", "3"]
+    straight = run_cli(["train_audio.py", *common, "--name", "straight"])
+    assert straight.returncode == 0, straight.stderr
+    proc = subprocess.Popen([sys.executable, "-u", "train_audio.py", *common, "--name", "cut"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # wait until epoch 1 is done, then interrupt epoch 2
+        if line.startswith("epoch   1"):
+            proc.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stdout
+    cut = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=True)
+    assert cut["epoch"] == 1 and cut["order"] is not None  # saved in the middle of epoch 2
+    assert 0 < cut["done_batches"] < len(cut["order"]) // 8 + 1
+    out = run_cli(["train_audio.py", "--runs-dir", str(tmp_path), "--name", "cut", "--resume"])
+    assert out.returncode == 0, out.stderr
+    assert_same_training_state(tmp_path / "straight/checkpoints/last.pt", tmp_path / "cut/checkpoints/last.pt")
+
+
+def test_non_finite_loss_stops_the_run(course_root, tmp_path):
+    out = train("train_image.py", course_root, tmp_path, "--lr", "1e30", "--max-epochs", "3")
+    assert out.returncode == 1
+    assert "non-finite training loss" in out.stderr and "epoch 1, batch" in out.stderr
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
+def test_early_stopping_counts_strict_improvements():
+    es = EarlyStopping(patience=2)
+    assert es.step(1.0, 1) and not es.should_stop
+    assert not es.step(1.0, 2)  # equal is not better
+    assert es.step(0.5, 3) and es.bad_epochs == 0
+    assert not es.step(float("nan"), 4)  # NaN never becomes the best
+    assert not es.step(0.7, 5) and es.should_stop
+    assert es.best_epoch == 3 and es.best == 0.5
+    clone = EarlyStopping(patience=2)
+    clone.load_state_dict(es.state_dict())
+    assert clone.state_dict() == es.state_dict()
