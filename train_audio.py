@@ -37,11 +37,11 @@ def main():
     dataset = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
     print(dataset.describe())
     train, test = dataset.train, dataset.test
-    train_idx, val_idx, test_idx = prepare_splits(dataset, args, run_dir)
 
     set_seed(args.seed)
     shuffle_gen = torch.Generator().manual_seed(args.seed)  # batch order, apart from dropout's RNG
     model = Conv1Net().to(device)
+    train_idx, val_idx, test_idx = prepare_splits(dataset, args, run_dir)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     early = EarlyStopping(args.patience)
     config = run_config(args, MODEL, dataset, device, {"params": count_parameters(model)})

@@ -90,7 +90,7 @@ def explicit_flags(parser, argv=None):
 
 
 def prepare_run_dir(args, default_name, parser):
-    """Create runs-dir/name, or reuse it for --resume; never overwrite a run silently.
+    """Pick runs-dir/name, or reuse it for --resume; never overwrite a run silently.
 
     On --resume the saved flags replace the given ones, so a resumed run trains
     exactly what it started; only the runtime flags in RUNTIME_FLAGS may be
@@ -112,8 +112,8 @@ def prepare_run_dir(args, default_name, parser):
     elif os.path.exists(run_dir) and os.listdir(run_dir):
         raise UsageError(f"run folder {run_dir} already exists; pass --resume to continue it "
                          "or --name to start a new one")
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-    os.makedirs(os.path.join(run_dir, "figures"), exist_ok=True)
+    # Nothing is created here: the folder appears with the first file written into it,
+    # after the data and the model have been checked, so a bad flag leaves nothing behind.
     return run_dir
 
 

@@ -50,3 +50,15 @@ def save_figure(fig, path, dpi=110):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+def save_drawn_figure(fig, path):
+    """Write the PNG of a figure whose canvas is already drawn (e.g. by TensorBoard's
+    add_figure), from its pixel buffer: the figure is not rendered a second time."""
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+    import numpy as np
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    with atomic_path(path) as tmp:
+        matplotlib.image.imsave(tmp, pixels, format="png")
+    plt.close(fig)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .fusion import FUSIONS, build_fusion
-from .models import NUM_CLASSES, AudioFeaturizer, ImageFeaturizer
+from .models import FEATURE_DIM, NUM_CLASSES, AudioFeaturizer, ImageFeaturizer
 
 FUSION_CHOICES = list(FUSIONS) + ["late"]
 HEAD_HIDDEN = 64
@@ -44,13 +44,13 @@ class MultimodalNet(nn.Module):
     fc layers are removed (see ``_RemovedFC``).
     """
 
-    def __init__(self, fusion="concat", dropout=0.5, **widths):
+    def __init__(self, fusion="concat", dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, **widths):
         super().__init__()
         if fusion == "late":
             raise ValueError("late fusion is LateFusionNet; use build_multimodal('late')")
         self.fusion_name = fusion
-        self.image_featurizer = ImageFeaturizer(dropout)
-        self.audio_featurizer = AudioFeaturizer(dropout)
+        self.image_featurizer = ImageFeaturizer(dropout, out_dim=image_dim)
+        self.audio_featurizer = AudioFeaturizer(dropout, out_dim=audio_dim)
         if fusion in FUSIONS and FUSIONS[fusion].uses_tokens:
             self.image_featurizer.fc = _RemovedFC()
             self.audio_featurizer.fc = _RemovedFC()
@@ -87,10 +87,10 @@ class LateFusionNet(nn.Module):
     fusion_name = "late"
     uses_tokens = False
 
-    def __init__(self, dropout=0.5):
+    def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM):
         super().__init__()
-        self.image_featurizer = ImageFeaturizer(dropout)
-        self.audio_featurizer = AudioFeaturizer(dropout)
+        self.image_featurizer = ImageFeaturizer(dropout, out_dim=image_dim)
+        self.audio_featurizer = AudioFeaturizer(dropout, out_dim=audio_dim)
         self.image_classifier = nn.Linear(self.image_featurizer.out_dim, NUM_CLASSES)
         self.audio_classifier = nn.Linear(self.audio_featurizer.out_dim, NUM_CLASSES)
 
@@ -103,17 +103,20 @@ class LateFusionNet(nn.Module):
         return (img_logits + aud_logits) / 2
 
 
-def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5):
+def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5,
+                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM):
     """MultimodalNet with the named fusion, or LateFusionNet for ``"late"``.
 
     Width options left at None take the defaults of ``common.fusion``
     (fused_dim 128, hidden_dim 256, heads 4); ``late`` ignores them.
+    image_dim / audio_dim are the featurizers' output widths (the exam: 128 each).
     """
     if fusion == "late":
-        return LateFusionNet(dropout)
+        return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim)
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSION_CHOICES)}")
-    return MultimodalNet(fusion, dropout, fused_dim=fused_dim, hidden_dim=hidden_dim, heads=heads)
+    return MultimodalNet(fusion, dropout, image_dim=image_dim, audio_dim=audio_dim,
+                         fused_dim=fused_dim, hidden_dim=hidden_dim, heads=heads)
 
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / torch.compile wrappers

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from . import plots
 from .data import REGIMES
-from .io import atomic_path, save_figure, save_json
+from .io import atomic_path, save_drawn_figure, save_json
 from .training import evaluate
 
 
@@ -93,8 +93,8 @@ def finish_run(*, run_dir, model, dataset, train_split, train_index, val_metrics
         figures[name] = plots.samples_with_logits(split, pick.tolist(), logits.numpy(), views,
                                                   f"{title}: five random {which} samples with logits")
     for name, fig in figures.items():
-        writer.add_figure(f"figures/{name}", fig, global_step=epochs_run, close=False)
-        save_figure(fig, os.path.join(run_dir, "figures", f"{name}.png"))
+        writer.add_figure(f"figures/{name}", fig, global_step=epochs_run, close=False)  # draws the canvas
+        save_drawn_figure(fig, os.path.join(run_dir, "figures", f"{name}.png"))
 
     if "audio" in views:  # let a person listen to a few test inputs as the model heard them
         for k, i in enumerate(_five(test_index, seed=config["args"]["seed"] + 1).tolist()[:3]):

@@ -59,6 +59,35 @@ def make_avdigits_root(root, n_takes=6, speakers=("ann", "bob")):
     return root
 
 
+class ScriptResult:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_script(args):
+    """Run a top-level script in this process (no interpreter start-up): argv, exit code, output.
+
+    For behaviour that needs a real process (signals), use run_cli.
+    """
+    import contextlib
+    import io
+    import runpy
+    out, err = io.StringIO(), io.StringIO()
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    sys.argv = list(args)
+    code = 0
+    try:
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(os.path.join(ROOT, args[0]), run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    return ScriptResult(code, out.getvalue(), err.getvalue())
+
+
 def run_cli(args, env=None, timeout=300):
     """Run a project command in a subprocess; returns CompletedProcess with text output."""
     full_env = {**os.environ, **(env or {})}

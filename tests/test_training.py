@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from common.training import EarlyStopping
-from conftest import ROOT, run_cli, write_course
+from conftest import ROOT, run_cli, run_script, write_course
 
 RUN_FILES = ["config.json", "metrics.json", "predictions_test.csv", "split_indices.json",
              "checkpoints/last.pt", "checkpoints/best.pt", "figures/curves.png", "figures/confusion_test.png",
@@ -26,7 +26,7 @@ def course_root(tmp_path_factory):
 def train(script, course_root, runs_dir, *extra, name="run"):
     args = [script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
             "--name", name, "--batch-size", "32", "--num-threads", "1", *extra]
-    return run_cli(args)
+    return run_script(args)
 
 
 def numbers(metrics):
@@ -103,7 +103,7 @@ def test_sigint_mid_training_saves_and_resumes_exactly(course_root, tmp_path):
     """Ctrl-C lands inside an epoch: exit 130, a loadable last.pt, and resume ends where a straight run does."""
     common = ["--data", "course", "--data-root", str(course_root), "--runs-dir", str(tmp_path),
               "--batch-size", "8", "--num-threads", "1", "--max-epochs", "3"]
-    straight = run_cli(["train_audio.py", *common, "--name", "straight"])
+    straight = run_script(["train_audio.py", *common, "--name", "straight"])
     assert straight.returncode == 0, straight.stderr
     proc = subprocess.Popen([sys.executable, "-u", "train_audio.py", *common, "--name", "cut"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -117,7 +117,7 @@ def test_sigint_mid_training_saves_and_resumes_exactly(course_root, tmp_path):
     cut = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=True)
     assert cut["epoch"] == 1 and cut["order"] is not None  # saved in the middle of epoch 2
     assert 0 < cut["done_batches"] < len(cut["order"]) // 8 + 1
-    out = run_cli(["train_audio.py", "--runs-dir", str(tmp_path), "--name", "cut", "--resume"])
+    out = run_script(["train_audio.py", "--runs-dir", str(tmp_path), "--name", "cut", "--resume"])
     assert out.returncode == 0, out.stderr
     assert_same_training_state(tmp_path / "straight/checkpoints/last.pt", tmp_path / "cut/checkpoints/last.pt")
 

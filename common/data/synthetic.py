@@ -5,17 +5,18 @@ pools a real source provides (see `raw.py`): MNIST-like 28x28 digit images and
 FSDD-like 8 kHz recordings named ``{digit}_{speaker}_{take}``. The pairing and
 corruption recipe then treats them exactly like real data.
 
-Images: the ten digit glyphs of ~22 fonts that matplotlib ships are rasterised
+Images: the ten digit glyphs of 22 fonts that matplotlib ships are rasterised
 once (module-level cache), then every sample is a batched random warp of one
-glyph (rotation, shear, aspect, smooth elastic field), a stroke-width change
-(blur + per-sample threshold), and MNIST's normalisation (fit the larger side
-to 20 px, centre by centre of mass in 28x28).
+glyph (rotation, shear, aspect, smooth elastic bend and wobble), a stroke-width
+change (blur + threshold, varied along the stroke), an occasional erased piece
+of stroke, and MNIST's normalisation (fit the larger side to 20 px, centre by
+centre of mass in 28x28).
 
 Audio: a small frame-wise source-filter synthesiser. Each word is a sequence of
 phones with formant targets; formant tracks are interpolated between targets;
 a glottal pulse train (pitch contour + jitter), aspiration noise and shaped
 frication noise are filtered in the STFT domain by a cascade of formant
-resonators evaluated per 4 ms frame (overlap-add, no per-sample loops).
+resonators evaluated per 8 ms frame (overlap-add, no per-sample loops).
 Speakers differ in pitch, vocal-tract length, rate, loudness, breathiness,
 spectral tilt and per-phone "accent"; every take perturbs these again.
 
@@ -72,7 +73,7 @@ _FONT_NAMES = (
 _CANVAS = 48        # glyph canvas side (pixels)
 _GLYPH_BOX = 29     # the glyph's larger side on the canvas
 _SUPERSAMPLE = 4    # coverage supersampling when rasterising a glyph
-_GLYPH_CACHE = {}   # "bank" -> (glyphs float32 [F*10,1,64,64], stroke widths float32 [F*10])
+_GLYPH_CACHE = {}   # "bank" -> (glyphs float32 [F*10,48,48], stroke widths [F*10]); blur/RBF matrices
 
 
 @contextlib.contextmanager
@@ -121,18 +122,29 @@ def _rasterise(polygons, size, ss):
     return inside.reshape(size, ss, size, ss).mean(axis=(1, 3))
 
 
+def _glyph_polygons(font, char):
+    """Outline of one glyph of an FT2Font as closed polygons (y up), via matplotlib's FreeType."""
+    from matplotlib import ft2font
+    from matplotlib.path import Path
+
+    flags = ft2font.LoadFlags.NO_HINTING if hasattr(ft2font, "LoadFlags") else ft2font.LOAD_NO_HINTING
+    font.load_char(ord(char), flags=flags)
+    vertices, codes = font.get_path()
+    return Path(vertices, codes).to_polygons(closed_only=True)
+
+
 def _glyph_bank():
     """Rasterise every (font, digit) glyph once; cached for the life of the process."""
     if "bank" in _GLYPH_CACHE:
         return _GLYPH_CACHE["bank"]
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextPath
+    from matplotlib import ft2font
 
     glyphs, widths = [], []
     for path in font_files():
-        prop = FontProperties(fname=path)
+        font = ft2font.FT2Font(path)
+        font.set_size(100, 72)
         for digit in range(10):
-            polys = TextPath((0, 0), str(digit), size=100, prop=prop).to_polygons(closed_only=True)
+            polys = _glyph_polygons(font, str(digit))
             allv = np.concatenate(polys)
             lo, hi = allv.min(0), allv.max(0)
             scale = _GLYPH_BOX / max(hi - lo)
@@ -188,7 +200,7 @@ def _render_chunk(bank, widths, p):
 
     # affine map (output -> input coordinates), zoomed out so the warped glyph stays on canvas
     cos, sin = torch.cos(p["rot"]), torch.sin(p["rot"])
-    zoom = 1.3
+    zoom = 1.15
     one, zero = torch.ones(n), torch.zeros(n)
     rot = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
     shear = torch.stack([torch.stack([one, p["shear"]], 1), torch.stack([zero, one], 1)], 1)
@@ -196,8 +208,10 @@ def _render_chunk(bank, widths, p):
     m = zoom * aspect @ rot @ shear                                # [n,2,2]
     coords = (2 * torch.arange(c, dtype=torch.float32) + 1) / c - 1
     # smooth elastic field: coarse Gaussian displacements interpolated to the canvas
-    u = _elastic_basis(c, p["elastic"].shape[-1])
-    disp = torch.matmul(torch.matmul(u, p["elastic"]), u.T) * p["elastic_amp"].view(n, 1, 1, 1)
+    # (a coarse 3x3 "bend" of the whole digit plus a finer 6x6 "wobble" of its strokes)
+    ub, uw = _elastic_basis(c, p["bend"].shape[-1]), _elastic_basis(c, p["wobble"].shape[-1])
+    disp = (torch.matmul(torch.matmul(ub, p["bend"]), ub.T) * p["bend_amp"].view(n, 1, 1, 1)
+            + torch.matmul(torch.matmul(uw, p["wobble"]), uw.T) * p["wobble_amp"].view(n, 1, 1, 1))
     m4 = m.reshape(n, 4, 1, 1)
     gx = m4[:, 0] * coords[None, None, :] + m4[:, 1] * coords[None, :, None] + disp[:, 0]
     gy = m4[:, 2] * coords[None, None, :] + m4[:, 3] * coords[None, :, None] + disp[:, 1]
@@ -210,7 +224,16 @@ def _render_chunk(bank, widths, p):
     width_now = widths[p["glyph"]] / torch.sqrt(torch.abs(torch.linalg.det(m)))
     delta = 0.5 * (p["width"] - width_now)                        # >0 thickens, <0 thins
     thr = _normal_cdf(-delta / sigma).clamp(0.08, 0.6).view(n, 1, 1)
+    # "pen pressure": a smooth field varies the width along the strokes
+    up = _elastic_basis(c, p["pressure"].shape[-1])
+    pressure = torch.matmul(torch.matmul(up, p["pressure"]), up.T) * p["pressure_amp"].view(n, 1, 1)
+    thr = (thr + pressure).clamp_(0.07, 0.7)                      # > ramp half-width: black stays 0
     ink = ((blurred - thr) / 0.12 + 0.5).clamp_(0.0, 1.0)
+    # some digits lose a piece of stroke (a soft-edged disc is erased), as in scanned handwriting
+    dx = coords[None, None, :] - p["erase_xy"][:, 0, None, None]
+    dy = coords[None, :, None] - p["erase_xy"][:, 1, None, None]
+    dist = torch.sqrt(dx * dx + dy * dy) * (c / 2)                # canvas px
+    ink = ink * ((dist - p["erase_r"].view(n, 1, 1)) / 1.5).clamp_(0.0, 1.0)
 
     # MNIST normalisation: larger bbox side -> 20 px, centre of mass -> image centre
     mask = ink > 0.5
@@ -232,19 +255,23 @@ def _render_chunk(bank, widths, p):
     grid28 = torch.stack([gx[:, None, :].expand(n, 28, 28), gy[:, :, None].expand(n, 28, 28)], -1)
     smooth = _blur(ink, 0.5)[:, None]                              # anti-alias the slight shrink
     out = F.grid_sample(smooth, grid28, mode="bilinear", padding_mode="zeros", align_corners=False)
-    out = (out[:, 0] * p["gain"].view(n, 1, 1)).clamp_(0.0, 1.0)
+    out = ((out[:, 0] * p["gain"].view(n, 1, 1) - 0.05) / 0.95).clamp_(0.0, 1.0)   # no faint halo
     return torch.round(out * 255.0).to(torch.uint8)
 
 
 def render_digits(labels, rng, chunk=1024):
     """MNIST-like images of the given digits: uint8 [N,28,28], white stroke on black.
 
-    Each image is one font glyph under a random rotation (about +-15 deg),
-    shear, aspect change, smooth elastic distortion and stroke-width change,
-    then fitted to a 20x20 box and centred by mass in 28x28 like MNIST.
+    Each image is one font glyph under a random rotation (sd ~10 deg, at most
+    23), shear, aspect change, smooth elastic bend and wobble, a stroke-width
+    change that also varies along the stroke, sometimes an erased piece of
+    stroke; then it is fitted to a 20x20 box and centred by mass in 28x28 like
+    MNIST. All randomness comes from `rng`.
     """
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     n = labels.shape[0]
+    if n and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError("labels must be digits 0-9")
     bank, widths = _glyph_bank()
     n_fonts = bank.shape[0] // 10
     if n == 0:
@@ -253,13 +280,20 @@ def render_digits(labels, rng, chunk=1024):
     f32 = np.float32
     params = {
         "glyph": rng.integers(0, n_fonts, n) * 10 + labels,
-        "rot": np.clip(rng.normal(0.0, 0.14, n), -0.35, 0.35).astype(f32),        # radians
-        "shear": rng.uniform(-0.25, 0.35, n).astype(f32),
-        "sx": np.exp(rng.normal(0.0, 0.12, n)).astype(f32),
-        "sy": np.exp(rng.normal(0.0, 0.06, n)).astype(f32),
-        "elastic": rng.standard_normal((n, 2, 5, 5)).astype(f32),
-        "elastic_amp": rng.uniform(0.02, 0.09, n).astype(f32),
-        "width": rng.uniform(2.1, 4.9, n).astype(f32),                              # canvas px
+        "rot": np.clip(rng.normal(0.0, 0.17, n), -0.4, 0.4).astype(f32),          # radians
+        "shear": rng.uniform(-0.3, 0.5, n).astype(f32),
+        "sx": np.exp(rng.normal(0.0, 0.15, n)).astype(f32),
+        "sy": np.exp(rng.normal(0.0, 0.08, n)).astype(f32),
+        "bend": rng.standard_normal((n, 2, 3, 3)).astype(f32),
+        "bend_amp": np.where(rng.random(n) < 0.1, rng.uniform(0.14, 0.25, n),
+                             rng.uniform(0.0, 0.14, n)).astype(f32),      # a few sloppy ones
+        "wobble": rng.standard_normal((n, 2, 6, 6)).astype(f32),
+        "wobble_amp": rng.uniform(0.01, 0.06, n).astype(f32),
+        "pressure": rng.standard_normal((n, 4, 4)).astype(f32),
+        "pressure_amp": rng.uniform(0.0, 0.15, n).astype(f32),
+        "erase_xy": rng.uniform(-0.45, 0.45, (n, 2)).astype(f32),
+        "erase_r": np.where(rng.random(n) < 0.2, rng.uniform(2.0, 5.0, n), -2.0).astype(f32),
+        "width": rng.uniform(1.9, 4.5, n).astype(f32),                              # canvas px
         "jx": rng.uniform(-0.5, 0.5, n).astype(f32),
         "jy": rng.uniform(-0.5, 0.5, n).astype(f32),
         "gain": rng.uniform(1.0, 1.5, n).astype(f32),
@@ -282,26 +316,26 @@ def render_digits(labels, rng, chunk=1024):
 # N nasal, F voiceless fricative, Z voiced fricative, S stop (closure, burst,
 # aspiration). fric: (noise type, amplitude) of the frication / burst noise.
 _PHONES = {
-    "IY": dict(kind="V", f=(290, 2250, 2950), dur=110),
-    "IH": dict(kind="V", f=(420, 1950, 2550), dur=85),
-    "EH": dict(kind="V", f=(560, 1800, 2500), dur=95),
-    "AH": dict(kind="V", f=(620, 1180, 2450), dur=95),
-    "AX": dict(kind="V", f=(500, 1400, 2450), dur=60),
-    "AO": dict(kind="V", f=(590, 880, 2450), dur=150),
-    "UW": dict(kind="V", f=(330, 980, 2250), f_end=(300, 820, 2200), dur=170),
-    "OW": dict(kind="V", f=(540, 1000, 2400), f_end=(370, 820, 2300), dur=160),
-    "AY": dict(kind="V", f=(730, 1150, 2450), f_end=(430, 1950, 2550), dur=200),
-    "EY": dict(kind="V", f=(520, 1850, 2500), f_end=(340, 2150, 2700), dur=175),
-    "W": dict(kind="G", f=(320, 700, 2200), dur=60),
-    "R": dict(kind="G", f=(390, 1150, 1550), dur=70),
-    "N": dict(kind="N", f=(280, 1450, 2500), dur=75),
-    "S": dict(kind="F", f=(400, 1700, 2650), dur=120, fric=(0, 1.0)),
-    "Z": dict(kind="Z", f=(400, 1700, 2650), dur=90, fric=(0, 0.45)),
-    "F": dict(kind="F", f=(400, 1100, 2400), dur=100, fric=(1, 0.35)),
-    "V": dict(kind="Z", f=(400, 1100, 2400), dur=65, fric=(1, 0.18)),
-    "TH": dict(kind="F", f=(400, 1450, 2600), dur=90, fric=(1, 0.25)),
-    "T": dict(kind="S", f=(400, 1800, 2700), dur=60, fric=(2, 1.2)),
-    "K": dict(kind="S", f=(350, 1900, 2300), dur=60, fric=(3, 1.2)),
+    "IY": dict(kind="V", f=(290, 2250, 2950), dur=120),
+    "IH": dict(kind="V", f=(420, 1950, 2550), dur=95),
+    "EH": dict(kind="V", f=(560, 1800, 2500), dur=105),
+    "AH": dict(kind="V", f=(620, 1180, 2450), dur=105),
+    "AX": dict(kind="V", f=(500, 1400, 2450), dur=65),
+    "AO": dict(kind="V", f=(590, 880, 2450), dur=165),
+    "UW": dict(kind="V", f=(330, 980, 2250), f_end=(300, 820, 2200), dur=185),
+    "OW": dict(kind="V", f=(540, 1000, 2400), f_end=(370, 820, 2300), dur=175),
+    "AY": dict(kind="V", f=(730, 1150, 2450), f_end=(430, 1950, 2550), dur=220),
+    "EY": dict(kind="V", f=(520, 1850, 2500), f_end=(340, 2150, 2700), dur=195),
+    "W": dict(kind="G", f=(320, 700, 2200), dur=65),
+    "R": dict(kind="G", f=(390, 1150, 1550), dur=75),
+    "N": dict(kind="N", f=(280, 1450, 2500), dur=80),
+    "S": dict(kind="F", f=(400, 1700, 2650), dur=130, fric=(0, 1.0)),
+    "Z": dict(kind="Z", f=(400, 1700, 2650), dur=100, fric=(0, 0.45)),
+    "F": dict(kind="F", f=(400, 1100, 2400), dur=110, fric=(1, 0.35)),
+    "V": dict(kind="Z", f=(400, 1100, 2400), dur=70, fric=(1, 0.18)),
+    "TH": dict(kind="F", f=(400, 1450, 2600), dur=100, fric=(1, 0.25)),
+    "T": dict(kind="S", f=(400, 1800, 2700), dur=65, fric=(2, 1.2)),
+    "K": dict(kind="S", f=(350, 1900, 2300), dur=65, fric=(3, 1.2)),
 }
 # Noise spectra (centre Hz, width Hz): 0 sibilant /s z/, 1 flat /f v th/, 2 /t/ burst, 3 /k/ burst.
 # Gaussian skirt of `width` below the centre and of twice that above it.
@@ -321,6 +355,7 @@ WORDS = {
 }
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
+_SCHWA = np.array([500.0, 1500.0, 2500.0])
 _BASE_BW = np.array([70.0, 100.0, 160.0, 250.0])   # formant bandwidths (Hz)
 _BASE_F4 = 3350.0
 _HOP = 64            # 8 ms frames
@@ -369,18 +404,23 @@ def make_speakers(n, rng):
 
 def _segments(digit, spk, rng):
     """One take's phones as segments (ms) with source settings and formant anchors."""
-    take_rate = spk["rate"] * np.exp(rng.normal(0, 0.08))
-    take_vtl = spk["vtl"] * np.exp(rng.normal(0, 0.02))
+    take_rate = spk["rate"] * np.exp(rng.normal(0, 0.13))
+    take_vtl = spk["vtl"] * np.exp(rng.normal(0, 0.035))
+    # vowels/glides drift towards schwa this take (a few takes are very sloppy)
+    undershoot = rng.uniform(0.35, 0.6) if rng.random() < 0.1 else rng.uniform(0.0, 0.35)
+    schwa = _SCHWA * take_vtl
     phones = WORDS[int(digit)]
     segs = []
     for i, ph in enumerate(phones):
         d = _PHONES[ph]
         kind = d["kind"]
-        dur = d["dur"] * spk["dur_style"][ph] * np.exp(rng.normal(0, 0.12)) / take_rate
+        dur = d["dur"] * spk["dur_style"][ph] * np.exp(rng.normal(0, 0.2)) / take_rate
         if i == len(phones) - 1 and kind in "VNGZ":
             dur *= 1.25                                            # final lengthening
-        fac = spk["accent"][ph] * np.exp(rng.normal(0, 0.035, 3)) * take_vtl
+        fac = spk["accent"][ph] * np.exp(rng.normal(0, 0.06, 3)) * take_vtl
         f = np.array(d["f"], float) * fac
+        if kind in "VG":
+            f = f + undershoot * (schwa - f)
         base = dict(av=0.0, ah=0.0, af=0.0, ftype=0, nasal=0.0)
         if kind == "S":
             initial, final = i == 0, i == len(phones) - 1
@@ -407,7 +447,8 @@ def _segments(digit, spk, rng):
         elif kind == "Z":
             seg.update(av=0.35, af=d["fric"][1], ftype=d["fric"][0])
         if "f_end" in d:
-            seg["anchors"] = [(0.2, f), (0.85, np.array(d["f_end"], float) * fac)]
+            f_end = np.array(d["f_end"], float) * fac
+            seg["anchors"] = [(0.2, f), (0.85, f_end + undershoot * (schwa - f_end))]
         else:
             seg["anchors"] = [(0.5, f)]
         segs.append(seg)
@@ -418,8 +459,13 @@ def _utterance_tracks(digit, spk, rng):
     """Frame-rate parameter tracks (8 ms frames over the one-second buffer) for one take."""
     segs, take_vtl = _segments(digit, spk, rng)
     durs = np.array([s["dur"] for s in segs]) / 1000.0
-    lead = rng.uniform(0.01, 0.06)
+    lead = rng.uniform(0.01, 0.12)
     trail = rng.uniform(0.02, 0.08)
+    cut = rng.random(2) < 0.04                 # a few recordings start late or stop early
+    if cut[0]:
+        lead = -rng.uniform(0.02, 0.06)
+    if cut[1]:
+        trail = -rng.uniform(0.02, 0.05)
     budget = MAX_SAMPLES / SAMPLE_RATE - lead - trail - 0.02
     if durs.sum() > budget:
         durs *= budget / durs.sum()
@@ -458,7 +504,7 @@ def _utterance_tracks(digit, spk, rng):
         av = av * (0.25 + 0.75 * fade)
     av = _smooth(av[None] * np.exp(rng.normal(0, 0.05, t.size)), 3)[0]
     nasal = _smooth(nasal[None], 3)[0]
-    ah = ah + spk["breathiness"] * av
+    ah = ah + spk["breathiness"] * np.exp(rng.normal(0, 0.3)) * av
     fric = np.zeros((4, t.size))
     fric[ftype, np.arange(t.size)] = afr * spk["fric_gain"] * np.exp(rng.normal(0, 0.15))
 
@@ -469,12 +515,13 @@ def _utterance_tracks(digit, spk, rng):
     contour = 1 + rise * np.sin(np.pi * np.clip(tau / 0.6, 0, 1)) - fall * tau ** 1.5
     wander = _smooth(rng.normal(0, 0.1, (1, t.size)), 13)[0]
     jit = rng.normal(0, spk["jitter"], t.size)
-    f0 = np.clip(spk["f0"] * np.exp(rng.normal(0, 0.05)) * contour * np.exp(wander + jit), 60, 400)
+    f0 = np.clip(spk["f0"] * np.exp(rng.normal(0, 0.08)) * contour * np.exp(wander + jit), 60, 400)
     bw = _BASE_BW[:, None] * spk["bw_scale"] * np.exp(rng.normal(0, 0.08, (4, 1)))
     bw = np.repeat(bw, t.size, axis=1)
     bw[0] *= 1 + 0.8 * nasal                                  # nasals: broad, low F1
     return dict(av=av, ah=ah, fric=fric, nasal=nasal, f0=f0, formants=formants, bw=bw,
-                fric_scale=take_vtl * spk["fric_shift"]), length
+                fric_scale=take_vtl * spk["fric_shift"],
+                eq=rng.normal(0.0, 0.3, 3)), length                 # microphone/room colouring
 
 
 def _smooth(x, k):
@@ -568,6 +615,9 @@ def _render_batch(tracks, spks, n_samples, rng):
     shape = shape / shape.square().mean(1, keepdim=True).sqrt()      # unit-RMS noise per type
     noise_gain = torch.bmm(shape, fric).mul_(_FRIC_LEVEL).addcmul_(env, _ASPIRATION_LEVEL * ah[:, None])
     out = spec[:b].mul_(env).addcmul_(spec[b:], noise_gain)
+    eq = torch.from_numpy(np.stack([tr["eq"] for tr in tracks]).astype(np.float32))   # [B,3]
+    bands = torch.cos(math.pi * freqs / (SAMPLE_RATE / 2) * torch.arange(1, 4))       # [F,3]
+    out.mul_(torch.exp(eq @ bands.T)[:, :, None])                  # smooth +-6 dB channel EQ
     return torch.istft(out, _N_FFT, hop_length=_HOP, win_length=_WIN, window=window,
                        center=True, length=n_samples)
 
@@ -600,7 +650,7 @@ def synthesize_utterance_batch(digits, speakers, rng, batch=192):
                 x = y[row, :n]
                 target = float(np.clip(speakers[i]["loudness"] * np.exp(rng.normal(0, 0.12)), 0.25, 0.92))
                 x = x * (target * 32767.0 / max(np.abs(x).max(), 1e-9))
-                floor = 10 ** (rng.uniform(-68, -54) / 20) * 32767.0     # faint background hiss
+                floor = 10 ** (rng.uniform(-70, -45) / 20) * 32767.0     # background hiss
                 x = x + rng.normal(0, floor, n)
                 out[i] = np.clip(np.round(x), -32768, 32767).astype(np.int16)
     return out
@@ -679,6 +729,7 @@ def write_wav(path, samples_int16, rate=SAMPLE_RATE):
             w.setsampwidth(2)
             w.setframerate(int(rate))
             w.writeframes(samples.astype("<i2").tobytes())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,0 +1,383 @@
+"""Collect the metrics.json of finished runs into the study's results table.
+
+Reads every metrics.json below RUNS_DIR (at any depth), groups runs that
+differ only in their seed, and prints one row per group: mean and sample
+standard deviation (ddof=1) over the seeds, with n, the number of seeds.
+
+Runs are never averaged across data: each table holds one dataset (name,
+fingerprint and --limit all equal), and within it a row also holds one
+configuration (the flags in config.json beside metrics.json that change the
+model or its training: lr, batch size, epochs, patience, validation share,
+fusion widths, heads, whether featurizers were initialised from a
+checkpoint). Only image / audio / multimodal runs with a labelled test split
+are reported; other runs (e.g. contrastive pre-training) are counted and
+skipped.
+
+Examples:
+  python report.py runs/study
+  python report.py runs/study --out runs/study/results.md
+  python report.py runs/study --format csv --out results.csv
+"""
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import statistics
+import sys
+
+from common.data import REGIMES
+from common.io import save_text
+from common.multimodal import FUSION_CHOICES
+
+MODELS = ("image", "audio", "multimodal")
+# config.json args that change what a run trains; runs differing in any of them never share a row.
+CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
+               "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from")
+STAT_FIELDS = ("test_loss", "test_acc", "params", "seconds_per_epoch", "best_epoch", "epochs_run")
+
+
+class ReportError(Exception):
+    """A problem that ends the report with exit code 2."""
+
+
+def warn(message):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- reading
+
+def find_metrics(runs_dir):
+    found = []
+    for folder, dirs, files in os.walk(runs_dir):
+        dirs.sort()
+        if "metrics.json" in files:
+            found.append(os.path.join(folder, "metrics.json"))
+    return found
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_config_args(run_dir):
+    """The args saved in config.json beside metrics.json ({} when absent or unreadable)."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return {}
+    try:
+        args = load_json(path).get("args", {})
+        return args if isinstance(args, dict) else {}
+    except (OSError, ValueError, AttributeError) as e:
+        warn(f"ignoring unreadable {path}: {type(e).__name__}: {e}")
+        return {}
+
+
+def config_key(args):
+    """The training configuration as a hashable tuple of (name, value) pairs."""
+    key = []
+    for name in CONFIG_KEYS:
+        value = args.get(name)
+        if name == "init_from":
+            value = bool(value)  # only whether featurizers were pre-loaded, not from which file
+        elif isinstance(value, list):
+            value = tuple(value)
+        key.append((name, value))
+    return tuple(key)
+
+
+def read_runs(runs_dir):
+    """Usable runs as flat dicts, plus {reason: count} of the runs skipped."""
+    runs, skipped = [], {}
+    for path in find_metrics(runs_dir):
+        try:
+            m = load_json(path)
+            if not isinstance(m, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            warn(f"skipping corrupt {path}: {type(e).__name__}: {e}")
+            skipped["corrupt"] = skipped.get("corrupt", 0) + 1
+            continue
+        test = m.get("test") if isinstance(m.get("test"), dict) else {}
+        if m.get("model") not in MODELS:
+            reason = f"model {m.get('model')!r} is not image/audio/multimodal"
+        elif not test.get("labeled") or not _is_number(test.get("acc")) or not _is_number(test.get("loss")):
+            reason = "no labelled test metrics"
+        elif not m.get("dataset"):
+            reason = "no dataset name"
+        else:
+            reason = None
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        args = load_config_args(os.path.dirname(path))
+        regime_acc = test.get("per_regime_acc") or {}
+        runs.append({
+            "path": path,
+            "model": m["model"], "fusion": m.get("fusion") if m["model"] == "multimodal" else None,
+            "dataset": m["dataset"], "synthetic": bool(m.get("synthetic")),
+            "fingerprint": m.get("fingerprint"), "limit": m.get("limit"),
+            "seed": m.get("seed", args.get("seed")),
+            "config": config_key(args),
+            "test_loss": test["loss"], "test_acc": 100.0 * test["acc"],
+            "params": m.get("params"), "seconds_per_epoch": m.get("seconds_per_epoch"),
+            "best_epoch": m.get("best_epoch"), "epochs_run": m.get("epochs_run"),
+            "regime_acc": {r: 100.0 * regime_acc[r] if _is_number(regime_acc.get(r)) else None for r in REGIMES},
+            "regime_n": test.get("per_regime_n") or {},
+        })
+    return runs, skipped
+
+
+def _is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# ---------------------------------------------------------------- grouping
+
+def mean_std(values):
+    """(mean, sample std, count) of the numbers in values; std is None for fewer than two."""
+    xs = [float(v) for v in values if _is_number(v)]
+    if not xs:
+        return None, None, 0
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+
+
+def dataset_key(run):
+    return (run["dataset"], run["synthetic"], run["fingerprint"], run["limit"])
+
+
+def model_order(model, fusion):
+    if model == "image":
+        return (0, 0, "")
+    if model == "audio":
+        return (1, 0, "")
+    if fusion in FUSION_CHOICES:
+        return (2, FUSION_CHOICES.index(fusion), "")
+    return (2, len(FUSION_CHOICES), str(fusion))
+
+
+def model_label(model, fusion):
+    if model == "multimodal":
+        return f"multimodal-{fusion}" if fusion else "multimodal"
+    return f"{model}-only"
+
+
+def group_runs(runs):
+    """[(dataset_key, [group, ...]), ...] in report order; a group is a dict of stats over seeds."""
+    by_key = {}
+    for run in runs:
+        key = (dataset_key(run), run["model"], run["fusion"], run["config"])
+        by_key.setdefault(key, []).append(run)
+
+    tables = {}
+    for (dkey, model, fusion, config), members in by_key.items():
+        members.sort(key=lambda r: (not isinstance(r["seed"], int), r["seed"] if isinstance(r["seed"], int) else 0,
+                                    str(r["seed"]), r["path"]))
+        seeds = [r["seed"] for r in members]
+        repeated = sorted({str(s) for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            warn(f"{model_label(model, fusion)} on {dkey[0]}: seed(s) {', '.join(repeated)} appear in more "
+                 f"than one run with the same configuration; each run counts once in n")
+        group = {"model": model, "fusion": fusion, "label": model_label(model, fusion), "config": config,
+                 "dataset": dkey[0], "synthetic": dkey[1], "fingerprint": dkey[2], "limit": dkey[3],
+                 "n": len(members), "seeds": seeds, "paths": [r["path"] for r in members]}
+        for field in STAT_FIELDS:
+            group[field] = mean_std(r[field] for r in members)
+        group["regime_acc"] = {r: mean_std(m["regime_acc"][r] for m in members) for r in REGIMES}
+        ns = {json.dumps(m["regime_n"], sort_keys=True) for m in members}
+        group["regime_n"] = members[0]["regime_n"] if len(ns) == 1 else {}
+        tables.setdefault(dkey, []).append(group)
+
+    def table_order(dkey):
+        name, synthetic, fingerprint, limit = dkey
+        return (synthetic, name, limit is not None, -(limit or 0), str(fingerprint))
+
+    out = []
+    for dkey in sorted(tables, key=table_order):
+        groups = tables[dkey]
+        groups.sort(key=lambda g: (model_order(g["model"], g["fusion"]), repr(g["config"])))
+        _disambiguate(groups)
+        out.append((dkey, groups))
+    return out
+
+
+def _disambiguate(groups):
+    """Give rows that share a model label the settings that tell them apart."""
+    for g in groups:
+        g["settings"] = ""
+    by_label = {}
+    for g in groups:
+        by_label.setdefault(g["label"], []).append(g)
+    for same in by_label.values():
+        if len(same) < 2:
+            continue
+        names = [name for name, _ in same[0]["config"]]
+        differing = [i for i, name in enumerate(names) if len({repr(g["config"][i][1]) for g in same}) > 1]
+        for g in same:
+            g["settings"] = ", ".join(f"{names[i]}={g['config'][i][1]}" for i in differing)
+
+
+# ---------------------------------------------------------------- formatting
+
+def fmt_stat(stat, digits, with_std=True):
+    mean, std, count = stat
+    if count == 0:
+        return "–"
+    text = f"{mean:.{digits}f}"
+    if with_std:
+        text += f" ± {std:.{digits}f}" if std is not None else " ± –"
+    return text
+
+
+def fmt_params(stat):
+    mean, std, count = stat
+    if count == 0:
+        return "–"
+    text = f"{round(mean):,}"
+    return text if not std else text + " (varies)"
+
+
+def describe_dataset(dkey):
+    name, synthetic, fingerprint, limit = dkey
+    parts = [f"fingerprint `{fingerprint[:12]}`" if fingerprint else "no fingerprint",
+             f"--limit {limit}: first {limit} pairs per split" if limit is not None else "full splits"]
+    heading = f"Dataset: {name} ({', '.join(parts)})"
+    if synthetic:
+        heading = ("SYNTHETIC data (offline stand-in: these numbers say nothing about the real digits) — "
+                   + heading)
+    return heading
+
+
+def best_labels(groups, field, digits, highest):
+    """Indices of the rows whose mean, as shown, is the best of the table."""
+    shown = [round(g[field][0], digits) if g[field][2] else None for g in groups]
+    present = [v for v in shown if v is not None]
+    if not present:
+        return set()
+    best = max(present) if highest else min(present)
+    return {i for i, v in enumerate(shown) if v == best}
+
+
+def markdown(tables, runs_dir, n_runs, skipped):
+    lines = ["# Results", "",
+             f"{n_runs} run(s) from `{runs_dir}`. Each row: mean ± sample std (ddof=1) over n seeds; "
+             "± – when n = 1. Test accuracy and loss are on the test split, evaluated once with the best "
+             "validation weights. Bold: best test accuracy (highest) and best test loss (lowest) in each table."]
+    if skipped:
+        lines += ["", f"Skipped {sum(skipped.values())} run(s): {describe_skipped(skipped)}."]
+    for dkey, groups in tables:
+        heading = describe_dataset(dkey)
+        lines += ["", f"## {heading}", ""]
+        lines.append("| model | dataset | n | test loss | test accuracy (%) | parameters | seconds / epoch "
+                     "| best epoch | epochs run |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        best_acc = best_labels(groups, "test_acc", 2, highest=True)
+        best_loss = best_labels(groups, "test_loss", 4, highest=False)
+        for i, g in enumerate(groups):
+            acc = fmt_stat(g["test_acc"], 2)
+            loss = fmt_stat(g["test_loss"], 4)
+            cells = [row_name(g), g["dataset"], str(g["n"]),
+                     f"**{loss}**" if i in best_loss else loss,
+                     f"**{acc}**" if i in best_acc else acc,
+                     fmt_params(g["params"]), fmt_stat(g["seconds_per_epoch"], 1),
+                     fmt_stat(g["best_epoch"], 1), fmt_stat(g["epochs_run"], 1)]
+            lines.append("| " + " | ".join(cells) + " |")
+        with_regimes = [g for g in groups if any(g["regime_acc"][r][2] for r in REGIMES)]
+        if with_regimes:
+            lines += ["", f"Test accuracy (%) per noise regime ({dkey[0]}, same runs as above):", ""]
+            header = []
+            for r in REGIMES:
+                ns = {g["regime_n"].get(r) for g in with_regimes}
+                header.append(f"{r} (n={ns.pop()})" if len(ns) == 1 and None not in ns else r)
+            lines.append("| model | n | " + " | ".join(header) + " |")
+            lines.append("|---|---:|" + "---:|" * len(REGIMES))
+            for g in with_regimes:
+                lines.append(f"| {row_name(g)} | {g['n']} | "
+                             + " | ".join(fmt_stat(g["regime_acc"][r], 2) for r in REGIMES) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def row_name(g):
+    return f"{g['label']} ({g['settings']})" if g["settings"] else g["label"]
+
+
+CSV_COLUMNS = (["dataset", "synthetic", "fingerprint", "limit", "model", "fusion", "label", "settings", "n",
+                "seeds"]
+               + [f"{f}_{s}" for f in ("test_loss", "test_acc_pct") for s in ("mean", "std")]
+               + ["params"]
+               + [f"{f}_{s}" for f in ("seconds_per_epoch", "best_epoch", "epochs_run") for s in ("mean", "std")]
+               + [f"acc_{r}_pct_{s}" for r in REGIMES for s in ("mean", "std")]
+               + list(CONFIG_KEYS))
+
+
+def csv_text(tables):
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for dkey, groups in tables:
+        for g in groups:
+            def pair(stat):
+                mean, std, _ = stat
+                return [_num(mean), _num(std)]
+            row = [g["dataset"], g["synthetic"], g["fingerprint"] or "", "" if g["limit"] is None else g["limit"],
+                   g["model"], g["fusion"] or "", g["label"], g["settings"], g["n"],
+                   " ".join(str(s) for s in g["seeds"])]
+            row += pair(g["test_loss"]) + pair(g["test_acc"])
+            row.append("" if g["params"][0] is None else round(g["params"][0]))
+            for f in ("seconds_per_epoch", "best_epoch", "epochs_run"):
+                row += pair(g[f])
+            for r in REGIMES:
+                row += pair(g["regime_acc"][r])
+            row += ["" if v is None else v for _, v in g["config"]]
+            w.writerow(row)
+    return buf.getvalue()
+
+
+def _num(x):
+    return "" if x is None else round(x, 6)
+
+
+def describe_skipped(skipped):
+    return "; ".join(f"{count} × {reason}" for reason, count in sorted(skipped.items()))
+
+
+# ---------------------------------------------------------------- main
+
+def build_report(runs_dir, fmt):
+    if not os.path.isdir(runs_dir):
+        raise ReportError(f"runs directory {runs_dir} does not exist")
+    runs, skipped = read_runs(runs_dir)
+    if skipped:
+        print(f"note: skipped {sum(skipped.values())} run(s): {describe_skipped(skipped)}", file=sys.stderr)
+    if not runs:
+        found = sum(skipped.values())
+        raise ReportError(f"no usable metrics.json under {runs_dir}"
+                          + (f" ({found} found, all skipped)" if found else " (none found)"))
+    tables = group_runs(runs)
+    return markdown(tables, runs_dir, len(runs), skipped) if fmt == "md" else csv_text(tables)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for metrics.json")
+    parser.add_argument("--format", choices=("md", "csv"), default="md",
+                        help="md: Markdown tables with mean ± std (default); csv: one row per group, plain numbers")
+    parser.add_argument("--out", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
+    args = parser.parse_args(argv)
+    try:
+        text = build_report(args.runs_dir, args.format)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        save_text(text, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Rebuild the study table: every model and fusion, for every seed, then report.py.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: scripts/reproduce.sh [--seeds "0"] [--runs-dir runs/study] [-- EXTRA...]
+
+Trains image-only, audio-only and the multimodal network with every fusion,
+once per seed, into RUNS_DIR/NAME (NAME = image-sS, audio-sS,
+multimodal-FUSION-sS), then writes RUNS_DIR/results.md with report.py and
+prints it.
+
+A run whose folder already has metrics.json is skipped; one with
+checkpoints/last.pt but no metrics.json is continued with --resume; any
+other run starts fresh. So the script can be stopped (Ctrl-C) and started
+again with the same arguments.
+
+options:
+  --seeds "S1 S2 ..."   seeds to run (default: "0")
+  --runs-dir DIR        folder for the run folders (default: runs/study)
+  -h, --help            show this help and exit
+  -- EXTRA...           flags passed to every training script, e.g.
+                        -- --data avdigits --data-root ../shared/data --limit 512 --max-epochs 1
+
+environment:
+  PYTHON                interpreter to use (default: python)
+EOF
+}
+
+SEEDS="0"
+RUNS_DIR="runs/study"
+FUSIONS="concat add mul max attention gated bilinear factorized attention-tokens late"
+EXTRA=()
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --seeds) [[ $# -ge 2 ]] || { echo "error: --seeds needs a value" >&2; exit 2; }
+                 SEEDS="$2"; shift 2 ;;
+        --seeds=*) SEEDS="${1#*=}"; shift ;;
+        --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
+                    RUNS_DIR="$2"; shift 2 ;;
+        --runs-dir=*) RUNS_DIR="${1#*=}"; shift ;;
+        --) shift; EXTRA=("$@"); break ;;
+        *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
+           usage >&2; exit 2 ;;
+    esac
+done
+[[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
+
+PY="${PYTHON:-python}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # scripts are called by path; user paths stay relative to here
+
+# train SCRIPT NAME [FLAGS...]: run one training script unless its run is already finished.
+train() {
+    local script="$1" name="$2"
+    shift 2
+    local dir="$RUNS_DIR/$name"
+    local cmd=("$PY" "$ROOT/$script" --runs-dir "$RUNS_DIR" --name "$name" "$@" "${EXTRA[@]}")
+    if [[ -f "$dir/metrics.json" ]]; then
+        echo "== skip $name: already finished ($dir/metrics.json)"
+    elif [[ -f "$dir/checkpoints/last.pt" ]]; then
+        echo "== resume $name from $dir/checkpoints/last.pt"
+        "${cmd[@]}" --resume
+    elif [[ -d "$dir" && -n "$(ls -A "$dir")" ]]; then
+        echo "error: $dir exists but has neither metrics.json nor checkpoints/last.pt;" \
+             "remove it to start $name again" >&2
+        exit 1
+    else
+        echo "== start $name"
+        "${cmd[@]}"
+    fi
+}
+
+for seed in $SEEDS; do
+    train train_image.py "image-s$seed" --seed "$seed"
+    train train_audio.py "audio-s$seed" --seed "$seed"
+    for fusion in $FUSIONS; do
+        train train_multimodal.py "multimodal-$fusion-s$seed" --fusion "$fusion" --seed "$seed"
+    done
+done
+
+"$PY" "$ROOT/report.py" "$RUNS_DIR" --out "$RUNS_DIR/results.md"
+cat "$RUNS_DIR/results.md"

@@ -1,0 +1,111 @@
+"""train_contrastive.py end to end on a tiny course-format dataset: outputs, learned tau, resume, --init-from."""
+import json
+import math
+
+import pytest
+import torch
+
+from common.multimodal import build_multimodal, load_featurizer_weights
+from conftest import run_cli, write_course
+
+RUN_FILES = ["config.json", "metrics.json", "split_indices.json", "checkpoints/last.pt", "checkpoints/best.pt",
+             "figures/curves.png", "figures/similarity_test.png"]
+TAU_MIN, TAU_MAX = 0.01, 1.0  # the default clamp of a learned tau (1/tau in [1, 100])
+
+
+@pytest.fixture(scope="module")
+def course_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    write_course(root, n_train=48, n_test=16, test_labels=True)
+    return root
+
+
+def train(course_root, runs_dir, name, *extra):
+    return run_cli(["train_contrastive.py", "--data", "course", "--data-root", str(course_root),
+                    "--runs-dir", str(runs_dir), "--name", name, "--batch-size", "16", "--num-threads", "1",
+                    *extra])
+
+
+@pytest.fixture(scope="module")
+def xent_run(course_root, tmp_path_factory):
+    """One NT-Xent run of two epochs, shared by the tests that only read it."""
+    runs = tmp_path_factory.mktemp("runs")
+    out = train(course_root, runs, "straight", "--loss", "nt_xent", "--max-epochs", "2")
+    assert out.returncode == 0, out.stderr
+    return runs / "straight", out.stdout
+
+
+def check_outputs(run, loss):
+    for f in RUN_FILES:
+        assert (run / f).exists(), f
+    assert list(run.glob("events.out.tfevents.*")), "no TensorBoard events"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["model"] == "contrastive" and m["loss"] == loss and m["dataset"] == "course"
+    assert m["epochs_run"] == 2 and 1 <= m["best_epoch"] <= 2
+    assert math.isfinite(m["val"]["loss"])
+    retrieval = m["test"]["retrieval"]
+    assert retrieval["n"] == 16
+    for key in ("recall@1_img2aud", "recall@1_aud2img", "label@1_img2aud", "label@1_aud2img"):
+        assert 0.0 <= retrieval[key] <= 1.0, key
+    assert set(m["test"]["probe"]) == {"image", "audio", "both"}
+    for value in m["test"]["probe"].values():
+        assert 0.0 <= value <= 1.0
+    for ckpt in ("last.pt", "best.pt"):
+        state = torch.load(run / "checkpoints" / ckpt, weights_only=True)  # plain tensors and types only
+        assert any(k.startswith("image_featurizer.") for k in state["model"])
+        assert any(k.startswith("audio_featurizer.") for k in state["model"])
+    return m
+
+
+def test_nt_xent_run_leaves_every_output(xent_run):
+    run, stdout = xent_run
+    m = check_outputs(run, "nt_xent")
+    assert m["tau"] == pytest.approx(0.1) and m["bias"] is None
+    assert "contrastive nt_xent" in stdout.strip().splitlines()[-1]
+
+
+def test_nt_log_with_learned_tau_and_bias(course_root, tmp_path):
+    out = train(course_root, tmp_path, "siglip", "--loss", "nt_log", "--learn-tau", "--learn-bias",
+                "--tau", "0.5", "--lr", "0.01", "--max-epochs", "2")
+    assert out.returncode == 0, out.stderr
+    m = check_outputs(tmp_path / "siglip", "nt_log")
+    assert TAU_MIN <= m["tau"] <= TAU_MAX
+    assert m["tau"] != pytest.approx(0.5, abs=1e-6), "tau was not learned"
+    assert m["bias"] != pytest.approx(-math.log(127.0), abs=1e-6), "bias was not learned"
+    best = torch.load(tmp_path / "siglip/checkpoints/best.pt", weights_only=True)["model"]
+    stored = best["loss.temperature.log_inv_tau"]
+    effective = math.exp(-float(stored.clamp(math.log(1 / TAU_MAX), math.log(1 / TAU_MIN))))
+    assert effective == pytest.approx(m["tau"])
+    assert float(best["loss.bias"]) == pytest.approx(m["bias"])
+
+
+def test_learn_bias_needs_nt_log(course_root, tmp_path):
+    out = train(course_root, tmp_path, "bad", "--learn-bias")
+    assert out.returncode == 2 and out.stderr.strip().startswith("error:") and "nt_log" in out.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_resume_between_epochs_is_exact(xent_run, course_root, tmp_path):
+    straight, _ = xent_run
+    assert train(course_root, tmp_path, "split", "--loss", "nt_xent", "--max-epochs", "1").returncode == 0
+    out = train(course_root, tmp_path, "split", "--max-epochs", "2", "--resume")
+    assert out.returncode == 0, out.stderr
+    a = torch.load(straight / "checkpoints/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    ma = json.loads((straight / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "split/metrics.json").read_text())
+    for key in ("best_epoch", "epochs_run", "val", "test", "tau"):
+        assert ma[key] == mb[key], key
+
+
+def test_best_checkpoint_initialises_a_multimodal_model(xent_run):
+    run, _ = xent_run
+    ckpt = torch.load(run / "checkpoints/best.pt", weights_only=True)
+    assert ckpt["kind"] == "contrastive"
+    model = build_multimodal("concat")
+    assert sorted(load_featurizer_weights(model, ckpt["model"])) == ["audio", "image"]
+    assert torch.equal(model.image_featurizer.fc.weight, ckpt["model"]["image_featurizer.fc.weight"])
+    assert torch.equal(model.audio_featurizer.conv[0].weight, ckpt["model"]["audio_featurizer.conv.0.weight"])

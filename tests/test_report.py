@@ -1,0 +1,333 @@
+"""report.py (results table from metrics.json files) and scripts/reproduce.sh (the study loop).
+
+All inputs are hand-written metrics.json / config.json files in temp folders;
+nothing is trained. reproduce.sh runs with a stub interpreter (PYTHON=stub)
+that records its arguments and writes a metrics.json for each run.
+"""
+import csv
+import io
+import json
+import os
+import re
+import stat
+import subprocess
+
+import pytest
+
+import report
+from common.multimodal import FUSION_CHOICES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPRODUCE = os.path.join(ROOT, "scripts", "reproduce.sh")
+
+DEFAULT_ARGS = {"seed": 0, "data_seed": 0, "val_fraction": 0.2, "batch_size": 64, "lr": 0.001,
+                "max_epochs": 100, "patience": 5, "limit": None}
+
+
+def write_run(root, name, *, model="image", fusion=None, seed=0, acc=0.9, loss=0.3, dataset="avdigits",
+              synthetic=False, fingerprint="fp-a", limit=None, params=1000, seconds_per_epoch=2.0,
+              best_epoch=5, epochs_run=10, regimes=None, config=True, **args):
+    """Write root/name/metrics.json (and config.json unless config=False); returns the folder."""
+    folder = os.path.join(root, name)
+    os.makedirs(folder, exist_ok=True)
+    test = {"labeled": True, "n": 100, "loss": loss, "acc": acc,
+            "confusion": [[0] * 10 for _ in range(10)], "per_class_acc": [acc] * 10}
+    if regimes is not None:
+        test["per_regime_acc"] = dict(zip(("image_noisy", "audio_noisy", "both_mild"), regimes))
+        test["per_regime_n"] = {"image_noisy": 30, "audio_noisy": 30, "both_mild": 40}
+    metrics = {"model": model, "fusion": fusion, "dataset": dataset, "synthetic": synthetic,
+               "fingerprint": fingerprint, "seed": seed, "data_seed": 0, "limit": limit,
+               "best_epoch": best_epoch, "epochs_run": epochs_run, "stopped_early": True,
+               "val": {"loss": loss, "acc": acc}, "test": test, "params": params,
+               "train_seconds": seconds_per_epoch * epochs_run, "seconds_per_epoch": seconds_per_epoch,
+               "samples_per_second": 100.0}
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump(metrics, f)
+    if config:
+        full = {**DEFAULT_ARGS, "seed": seed, "limit": limit, **args}
+        if model == "multimodal":
+            full = {"fusion": fusion, "fused_dim": 128, "hidden_dim": 256, "heads": 4, "init_from": [], **full}
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump({"model": model, "args": full}, f)
+    return folder
+
+
+def run_report(capsys, *argv):
+    code = report.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def table_rows(markdown):
+    """{first cell: [cells]} of every Markdown table row (header and rule lines excluded)."""
+    rows = {}
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith("| model |"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows.setdefault(cells[0], []).append(cells)
+    return rows
+
+
+@pytest.fixture
+def study(tmp_path):
+    """Three seeds of image, audio and multimodal-concat, plus one seed of multimodal-late."""
+    for s, (acc, loss) in enumerate([(0.90, 0.30), (0.92, 0.32), (0.94, 0.34)]):
+        write_run(tmp_path, f"image-s{s}", seed=s, acc=acc, loss=loss, params=421642,
+                  seconds_per_epoch=10.0 + s, best_epoch=4 + s, epochs_run=9 + s, regimes=(0.8, 0.95, 0.99))
+    for s, (acc, loss) in enumerate([(0.70, 0.90), (0.72, 0.88), (0.74, 0.86)]):
+        write_run(tmp_path, f"audio-s{s}", model="audio", seed=s, acc=acc, loss=loss, params=50000)
+    for s, (acc, loss) in enumerate([(0.95, 0.40), (0.96, 0.41), (0.97, 0.42)]):
+        write_run(tmp_path, f"multimodal-concat-s{s}", model="multimodal", fusion="concat", seed=s,
+                  acc=acc, loss=loss, params=480000, regimes=(0.9, 0.93, 0.99))
+    write_run(tmp_path, "multimodal-late-s0", model="multimodal", fusion="late", acc=0.93, loss=0.5)
+    return tmp_path
+
+
+def test_mean_std_n_and_order(study, capsys):
+    code, out, err = run_report(capsys, study)
+    assert code == 0, err
+    rows = table_rows(out)
+    image = rows["image-only"][0]
+    # columns: model, dataset, n, test loss, test acc, params, s/epoch, best epoch, epochs run
+    assert image[1] == "avdigits" and image[2] == "3"
+    # acc 0.90, 0.92, 0.94 -> 92 %, sample std sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
+    assert image[4] == "92.00 ± 2.00"
+    assert image[3] == "**0.3200 ± 0.0200**"  # lowest mean loss of the table
+    assert image[5] == "421,642"
+    assert image[6] == "11.0 ± 1.0" and image[7] == "5.0 ± 1.0" and image[8] == "10.0 ± 1.0"
+    assert rows["audio-only"][0][4] == "72.00 ± 2.00" and rows["audio-only"][0][3] == "0.8800 ± 0.0200"
+    concat = rows["multimodal-concat"][0]
+    assert concat[4] == "**96.00 ± 1.00**"  # highest mean accuracy of the table
+    assert not concat[3].startswith("**")
+    late = rows["multimodal-late"][0]
+    assert late[2] == "1" and late[4] == "93.00 ± –"
+    assert out.count("**") == 4  # exactly one bold accuracy and one bold loss
+    order = [line.split("|")[1].strip() for line in out.splitlines()
+             if line.startswith("| ") and not line.startswith("| model")]
+    assert order[:4] == ["image-only", "audio-only", "multimodal-concat", "multimodal-late"]
+
+
+def test_per_regime_table(study, capsys):
+    code, out, _ = run_report(capsys, study)
+    assert code == 0
+    assert "per noise regime" in out
+    assert "image_noisy (n=30)" in out
+    regime_rows = [r for r in table_rows(out)["image-only"] if len(r) == 5]
+    assert regime_rows == [["image-only", "3", "80.00 ± 0.00", "95.00 ± 0.00", "99.00 ± 0.00"]]
+    assert "multimodal-late" not in out.split("per noise regime")[1]  # it has no per-regime numbers
+
+
+def test_datasets_never_mixed(tmp_path, capsys):
+    for s, acc in enumerate([0.90, 0.92]):
+        write_run(tmp_path, f"real-s{s}", seed=s, acc=acc, dataset="avdigits", fingerprint="fp-real")
+    for s, acc in enumerate([0.50, 0.52]):
+        write_run(tmp_path, f"syn-s{s}", seed=s, acc=acc, dataset="synthetic", synthetic=True,
+                  fingerprint="fp-syn")
+    code, out, _ = run_report(capsys, tmp_path)
+    assert code == 0
+    headings = [line for line in out.splitlines() if line.startswith("## ")]
+    assert len(headings) == 2
+    assert "avdigits" in headings[0] and "SYNTHETIC" not in headings[0]
+    assert "synthetic" in headings[1] and "SYNTHETIC data" in headings[1]
+    image_rows = table_rows(out)["image-only"]
+    assert [(r[1], r[2], r[4]) for r in image_rows] == [("avdigits", "2", "**91.00 ± 1.41**"),
+                                                       ("synthetic", "2", "**51.00 ± 1.41**")]
+    assert "71.00" not in out and "70.50" not in out  # never an average over both
+
+
+@pytest.mark.parametrize("vary", ["fingerprint", "limit", "lr", "init_from"])
+def test_other_data_or_config_kept_apart(tmp_path, capsys, vary):
+    other = {"fingerprint": {"fingerprint": "fp-b"}, "limit": {"limit": 512},
+             "lr": {"lr": 0.01}, "init_from": {"init_from": ["runs/image-s0/checkpoints/best.pt"]}}[vary]
+    for s, acc in enumerate([0.90, 0.92]):
+        write_run(tmp_path, f"a-s{s}", model="multimodal", fusion="gated", seed=s, acc=acc)
+        write_run(tmp_path, f"b-s{s}", model="multimodal", fusion="gated", seed=s, acc=acc - 0.2, **other)
+    code, out, _ = run_report(capsys, tmp_path)
+    assert code == 0
+    rows = [r for rs in table_rows(out).values() for r in rs if len(r) == 9]
+    assert sorted(r[4].strip("*") for r in rows) == ["71.00 ± 1.41", "91.00 ± 1.41"]
+    assert all(r[2] == "2" for r in rows)
+    headings = [line for line in out.splitlines() if line.startswith("## ")]
+    if vary in ("fingerprint", "limit"):
+        assert len(headings) == 2  # a different dataset: its own table
+        assert ("first 512 pairs" in out) == (vary == "limit")
+    else:
+        assert len(headings) == 1  # same data, two configurations: two labelled rows
+        assert any(f"{vary}=" in r[0] for r in rows)
+
+
+def test_csv(study, capsys):
+    code, out, _ = run_report(capsys, study, "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["label"] for r in rows] == ["image-only", "audio-only", "multimodal-concat", "multimodal-late"]
+    image = rows[0]
+    assert image["dataset"] == "avdigits" and image["n"] == "3" and image["seeds"] == "0 1 2"
+    assert float(image["test_acc_pct_mean"]) == pytest.approx(92.0)
+    assert float(image["test_acc_pct_std"]) == pytest.approx(2.0)
+    assert float(image["test_loss_mean"]) == pytest.approx(0.32)
+    assert float(image["test_loss_std"]) == pytest.approx(0.02)
+    assert int(image["params"]) == 421642
+    assert float(image["acc_image_noisy_pct_mean"]) == pytest.approx(80.0)
+    assert rows[3]["n"] == "1" and rows[3]["test_acc_pct_std"] == ""
+    assert rows[2]["fusion"] == "concat" and rows[0]["fusion"] == ""
+
+
+def test_out_writes_file(study, capsys, tmp_path_factory):
+    _, shown, _ = run_report(capsys, study)
+    out_dir = tmp_path_factory.mktemp("out")
+    target = out_dir / "results.md"
+    code, out, err = run_report(capsys, study, "--out", target)
+    assert code == 0 and out == ""
+    assert target.read_text() == shown
+    assert os.listdir(out_dir) == ["results.md"]  # no temp file left behind
+
+
+def test_skips_contrastive_and_unlabelled(study, capsys):
+    folder = os.path.join(study, "contrastive-s0")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump({"model": "contrastive", "dataset": "avdigits", "test": {"labeled": True, "retrieval": {}}}, f)
+    unlabelled = write_run(study, "course-image-s0", dataset="course")
+    with open(os.path.join(unlabelled, "metrics.json")) as f:
+        m = json.load(f)
+    m["test"] = {"labeled": False, "n": 500}
+    with open(os.path.join(unlabelled, "metrics.json"), "w") as f:
+        json.dump(m, f)
+    code, out, err = run_report(capsys, study)
+    assert code == 0
+    assert "Skipped 2 run(s)" in out and "contrastive" in out
+    assert "skipped 2 run(s)" in err
+    assert "course" not in [r[1] for rs in table_rows(out).values() for r in rs if len(r) == 9]
+
+
+def test_corrupt_metrics_warns_and_is_skipped(study, capsys):
+    bad = os.path.join(study, "broken-s0", "metrics.json")
+    os.makedirs(os.path.dirname(bad))
+    with open(bad, "w") as f:
+        f.write('{"model": "image", "test": ')
+    code, out, err = run_report(capsys, study)
+    assert code == 0
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and bad in warnings[0]
+    assert table_rows(out)["image-only"][0][2] == "3"
+
+
+@pytest.mark.parametrize("case", ["empty", "missing", "only-unusable"])
+def test_nothing_usable_exits_2(tmp_path, capsys, case):
+    target = tmp_path / "runs"
+    if case != "missing":
+        target.mkdir()
+    if case == "only-unusable":
+        (target / "x").mkdir()
+        (target / "x" / "metrics.json").write_text("not json")
+    code, out, err = run_report(capsys, target)
+    assert code == 2 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(target) in errors[0]
+
+
+# ---------------------------------------------------------------- scripts/reproduce.sh
+
+def test_reproduce_syntax_and_help():
+    assert subprocess.run(["bash", "-n", REPRODUCE]).returncode == 0
+    for flag in ("--help", "-h"):
+        r = subprocess.run(["bash", REPRODUCE, flag], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0
+        assert r.stdout.startswith("usage: scripts/reproduce.sh") and "--seeds" in r.stdout
+    r = subprocess.run(["bash", REPRODUCE, "--bogus"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "error:" in r.stderr
+
+
+STUB = r"""#!/usr/bin/env bash
+# Stand-in interpreter: records its arguments, then acts like the script it was asked to run.
+printf '%s\n' "$*" >> "$STUB_LOG"
+script=$(basename "$1"); shift
+runs=""; name=""; fusion=""; seed=0; out=""; prev=""
+for a in "$@"; do
+    case "$prev" in
+        --runs-dir) runs=$a ;; --name) name=$a ;; --fusion) fusion=$a ;; --seed) seed=$a ;; --out) out=$a ;;
+    esac
+    prev=$a
+done
+if [[ $script == report.py ]]; then echo "# stub report" > "$out"; exit 0; fi
+model=${script#train_}; model=${model%.py}
+fusion_json=null; [[ -n $fusion ]] && fusion_json="\"$fusion\""
+mkdir -p "$runs/$name"
+cat > "$runs/$name/metrics.json" <<EOF
+{"model": "$model", "fusion": $fusion_json, "dataset": "synthetic", "synthetic": true, "fingerprint": "fp",
+ "seed": $seed, "limit": 8, "best_epoch": 1, "epochs_run": 1, "params": 10, "seconds_per_epoch": 0.5,
+ "test": {"labeled": true, "n": 8, "loss": 1.5, "acc": 0.5$seed}}
+EOF
+"""
+
+
+def test_reproduce_loop_with_stub_interpreter(tmp_path, capsys):
+    stub = tmp_path / "stub-python"
+    stub.write_text(STUB)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "calls.log"
+    runs = tmp_path / "study"
+    # image-s0 finished before; audio-s1 was interrupted after saving a checkpoint
+    write_run(runs, "image-s0", seed=0, acc=0.50, loss=1.5, dataset="synthetic", synthetic=True,
+              fingerprint="fp", limit=8, params=10, seconds_per_epoch=0.5, best_epoch=1, epochs_run=1,
+              config=False)
+    (runs / "audio-s1" / "checkpoints").mkdir(parents=True)
+    (runs / "audio-s1" / "checkpoints" / "last.pt").write_bytes(b"")
+    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    extra = ["--data", "synthetic", "--limit", "8", "--max-epochs", "1"]
+    r = subprocess.run(["bash", REPRODUCE, "--seeds", "0 1", "--runs-dir", str(runs), "--", *extra],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "skip image-s0" in r.stdout and "# stub report" in r.stdout
+
+    calls = log.read_text().splitlines()
+    train_calls = [c.split() for c in calls if "report.py" not in c]
+    names = [c[c.index("--name") + 1] for c in train_calls]
+    expected = [n for s in (0, 1) for n in [f"image-s{s}", f"audio-s{s}"]
+                + [f"multimodal-{f}-s{s}" for f in FUSION_CHOICES]]
+    expected.remove("image-s0")
+    assert names == expected  # every model and fusion, every seed, in order; the finished run skipped
+    for c in train_calls:
+        name = c[c.index("--name") + 1]
+        assert c[c.index("--runs-dir") + 1] == str(runs)
+        assert c[c.index("--seed") + 1] == name[-1]
+        assert " ".join(extra) in " ".join(c)
+        assert ("--resume" in c) == (name == "audio-s1")
+        if name.startswith("multimodal-"):
+            assert os.path.basename(c[0]) == "train_multimodal.py"
+            assert c[c.index("--fusion") + 1] == name[len("multimodal-"):-3]
+        else:
+            assert os.path.basename(c[0]) == f"train_{name.split('-')[0]}.py"
+    report_calls = [c.split() for c in calls if "report.py" in c]
+    assert [c[1:] for c in report_calls] == [[str(runs), "--out", str(runs / "results.md")]]
+
+    # the real report over what the loop left: one row per model/fusion, two seeds each
+    code, out, _ = run_report(capsys, runs)
+    assert code == 0
+    rows = [r for rs in table_rows(out).values() for r in rs if len(r) == 9]
+    assert [r[0] for r in rows] == ["image-only", "audio-only"] + [f"multimodal-{f}" for f in FUSION_CHOICES]
+    assert all(r[2] == "2" for r in rows)
+    assert "SYNTHETIC data" in out
+
+    # a second pass trains nothing
+    log.write_text("")
+    r = subprocess.run(["bash", REPRODUCE, "--seeds", "0 1", "--runs-dir", str(runs), "--", *extra],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [c for c in log.read_text().splitlines() if "report.py" not in c] == []
+    assert len(re.findall(r"== skip ", r.stdout)) == len(expected) + 1
+
+
+def test_reproduce_refuses_half_made_folder(tmp_path):
+    stub = tmp_path / "stub-python"
+    stub.write_text(STUB)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    runs = tmp_path / "study"
+    (runs / "image-s0").mkdir(parents=True)
+    (runs / "image-s0" / "config.json").write_text("{}")
+    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(tmp_path / "calls.log")}
+    r = subprocess.run(["bash", REPRODUCE, "--seeds", "0", "--runs-dir", str(runs)],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1
+    assert "image-s0" in r.stderr and "neither metrics.json nor checkpoints/last.pt" in r.stderr
