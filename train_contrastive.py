@@ -28,7 +28,7 @@ from tqdm import tqdm
 from common.cli import (UsageError, positive_float, positive_int, prepare_run_dir, resume_command, run_config,
                         run_main, training_parser)
 from common.contrastive import SIMILARITIES, AllPairsNTLog, InBatchNTXent, retrieval_metrics, similarity_matrix
-from common.data import load_dataset
+from common.data import dataset_from_args
 from common.io import save_figure, save_json
 from common.models import FEATURE_DIM, AudioFeaturizer, ImageFeaturizer, count_parameters
 from common.training import (EarlyStopping, GracefulStop, TrainingError, batch_inputs, check_finite,
@@ -236,7 +236,7 @@ def main():
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
-    dataset = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
+    dataset = dataset_from_args(args)
     print(dataset.describe())
     train, test = dataset.train, dataset.test
     train_idx, val_idx, test_idx = prepare_splits(dataset, args, run_dir)

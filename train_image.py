@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from common.cli import prepare_run_dir, resume_command, run_config, run_main, training_parser
-from common.data import load_dataset
+from common.data import dataset_from_args
 from common.io import save_json
 from common.models import Conv2Net, count_parameters
 from common.reporting import finish_run, log_text_summary
@@ -34,7 +34,7 @@ def main():
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
-    dataset = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
+    dataset = dataset_from_args(args)
     print(dataset.describe())
     train, test = dataset.train, dataset.test
 

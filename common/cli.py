@@ -10,7 +10,8 @@ import traceback
 
 import torch
 
-from .data import SOURCES, DataError
+from .data import DataError
+from .data.sources import add_data_flags
 from .training import TrainingError
 
 RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "runs_dir", "name")
@@ -18,18 +19,6 @@ RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "r
 
 class UsageError(Exception):
     """A flag combination that cannot work; printed as one line."""
-
-
-def add_data_flags(p):
-    p.add_argument("--data", default="auto", choices=SOURCES,
-                   help="data source: avdigits (real MNIST + spoken digits), course (the course's .pth files), "
-                        "synthetic (offline stand-in), auto = the first of these found (default: auto)")
-    p.add_argument("--data-root", default=None,
-                   help="folder with mnist/ and fsdd/recordings/ or the course files "
-                        "(default: $AVDIGITS_DATA, else ./data)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the pairing and noise recipe (default: 0)")
-    p.add_argument("--synthetic-size", type=int, default=None,
-                   help="total pairs of the synthetic source, about 75%% train (default: the course's sizes)")
 
 
 def positive_int(text):

@@ -168,6 +168,21 @@ def test_measured_noise_matches_the_drawn_levels():
         assert abs(changed - expected) < 4 * np.sqrt(p * (1 - p) / 784) + 0.01
 
 
+def test_clean_views_keep_the_pairing_and_add_no_noise():
+    raw = small_raw()
+    noisy = build_dataset(raw, {"train": 200, "test": 60}, 2)
+    clean = build_dataset(raw, {"train": 200, "test": 60}, 2, clean_views=True)
+    assert torch.equal(noisy.train.meta["image_index"], clean.train.meta["image_index"])
+    assert torch.equal(noisy.train.meta["audio_start"], clean.train.meta["audio_start"])
+    originals = torch.from_numpy(raw.train.images[clean.train.meta["image_index"].numpy()]).float() / 255
+    assert torch.equal(clean.train.image[:, 0], originals)
+    assert clean.info["clean_views"] and clean.fingerprint != noisy.fingerprint
+    i = 5
+    start, length = int(clean.train.meta["audio_start"][i]), int(clean.train.meta["audio_length"][i])
+    audio = clean.train.audio[i, 0]
+    assert torch.all(audio[:start] == audio[0]) and torch.all(audio[start + length:] == audio[-1])  # silent padding
+
+
 def test_regimes_levels_and_proportions():
     raw = small_raw(n_img=(3000, 120), takes=(4, 2))
     ds = build_dataset(raw, {"train": 3000, "test": 120}, 1)

@@ -10,19 +10,7 @@ import torch
 from .dataset import REGIMES
 from .fetch import FSDD_URL, MNIST_URL
 from .errors import DataError
-from .sources import SOURCES, class_counts, load_dataset, log_stderr, resolve_data_root
-
-
-def add_data_flags(p):
-    p.add_argument("--data", default="auto", choices=SOURCES,
-                   help="data source; auto = avdigits if its raw files are under the data root, "
-                        "else the course files, else synthetic (default: auto)")
-    p.add_argument("--data-root", default=None,
-                   help="folder with mnist/ and fsdd/recordings/ or the course .pth files "
-                        "(default: $AVDIGITS_DATA, else ./data)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the pairing and noise recipe (default: 0)")
-    p.add_argument("--synthetic-size", type=int, default=None,
-                   help="total pairs of the synthetic source (about 75%% train); default: the course's sizes")
+from .sources import add_data_flags, class_counts, dataset_from_args, log_stderr, resolve_data_root
 
 
 def split_summary(split):
@@ -35,7 +23,7 @@ def split_summary(split):
 
 
 def cmd_info(args):
-    ds = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
+    ds = dataset_from_args(args)
     summary = {"name": ds.name, "synthetic": ds.is_synthetic, "fingerprint": ds.fingerprint,
                "info": ds.info, "splits": {"train": split_summary(ds.train), "test": split_summary(ds.test)}}
     if args.json:
@@ -59,7 +47,7 @@ def _pick(split, n, seed):
 def cmd_show(args):
     from ..io import save_figure
     from ..plots import pairs_grid
-    ds = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
+    ds = dataset_from_args(args)
     split = getattr(ds, args.split)
     title = f"{ds.describe()} | {args.split} split, random pairs (seed {args.seed})"
     save_figure(pairs_grid(split, _pick(split, args.n, args.seed), title), args.out)
@@ -68,7 +56,7 @@ def cmd_show(args):
 
 def cmd_wav(args):
     from .synthetic import write_wav
-    ds = load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size)
+    ds = dataset_from_args(args)
     split = getattr(ds, args.split)
     os.makedirs(args.out, exist_ok=True)
     for i in _pick(split, args.n, args.seed):
@@ -92,28 +80,28 @@ def cmd_fetch(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m common.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("fetch", help="download MNIST and the Free Spoken Digit Dataset into the data root")
-    p.add_argument("--data-root", default=None, help="destination (default: $AVDIGITS_DATA, else ./data)")
+    p = sub.add_parser("fetch", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="download MNIST and the Free Spoken Digit Dataset into the data root")
+    p.add_argument("--data-root", default=None, help="destination (None: $AVDIGITS_DATA, else ./data)")
     p.add_argument("--mnist-url", default=MNIST_URL, help="base URL of an MNIST mirror (the MD5 sums still apply)")
     p.add_argument("--fsdd-url", default=FSDD_URL, help="URL of the spoken-digit archive (.tar.gz)")
     p.set_defaults(func=cmd_fetch)
-    p = sub.add_parser("info", help="sizes, class and regime counts, fingerprint")
+    p = sub.add_parser("info", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="sizes, class and regime counts, fingerprint")
     add_data_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("show", help="write a PNG grid of random pairs (image above, waveform below)")
+    p = sub.add_parser("show", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write a PNG grid of random pairs (image above, waveform below)")
     add_data_flags(p)
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.add_argument("--split", default="train", choices=("train", "test"), help="which split (default: train)")
-    p.add_argument("--n", type=int, default=8, help="number of pairs (default: 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs (default: 0)")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="which split")
+    p.add_argument("--n", type=int, default=8, help="number of pairs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs")
     p.set_defaults(func=cmd_show)
-    p = sub.add_parser("wav", help="write the audio of a few random pairs as .wav files to listen to")
+    p = sub.add_parser("wav", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write the audio of a few random pairs as .wav files to listen to")
     add_data_flags(p)
     p.add_argument("--out", required=True, help="folder for the .wav files")
-    p.add_argument("--split", default="train", choices=("train", "test"), help="which split (default: train)")
-    p.add_argument("--n", type=int, default=5, help="number of pairs (default: 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs (default: 0)")
+    p.add_argument("--split", default="train", choices=("train", "test"), help="which split")
+    p.add_argument("--n", type=int, default=5, help="number of pairs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs")
     p.set_defaults(func=cmd_wav)
     args = parser.parse_args(argv)
     try:

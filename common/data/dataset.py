@@ -61,6 +61,8 @@ class Dataset:
     def describe(self):
         """One line saying which data this is, loud about synthetic data."""
         tag = " (SYNTHETIC: generated offline, not real handwriting or speech)" if self.is_synthetic else ""
+        if self.info.get("clean_views"):
+            tag += " [clean views: no noise added]"
         return (f"dataset {self.name}{tag}: {len(self.train)} train / {len(self.test)} test pairs, "
                 f"fingerprint {self.fingerprint[:12]}")
 

@@ -30,8 +30,8 @@ PIXEL_VALUES = np.array([0.0, 0.5, 1.0], dtype=np.float32)
 CHUNK = 2048  # pairs corrupted at once: bounds the temporary memory of the noise
 
 
-def recipe_params(sizes, seed):
-    return {"recipe_version": RECIPE_VERSION, "seed": int(seed),
+def recipe_params(sizes, seed, clean_views=False):
+    return {"recipe_version": RECIPE_VERSION, "seed": int(seed), "clean_views": bool(clean_views),
             "sizes": {k: int(v) for k, v in sizes.items()},
             "image_p": {"noisy": NOISY_P, "mild": MILD_P},
             "audio_snr_db": {"noisy": NOISY_SNR_DB, "mild": MILD_SNR_DB}}
@@ -85,8 +85,12 @@ def standardise(audio):
     return (audio - mean) / std, mean[:, 0], std[:, 0]
 
 
-def build_split(raw, n, rng, progress=None):
-    """Pair and corrupt one split of a RawSources. Returns a Split."""
+def build_split(raw, n, rng, progress=None, clean_views=False):
+    """Pair and corrupt one split of a RawSources. Returns a Split.
+
+    clean_views: pair exactly as usual but apply no noise (p = 0, SNR = +inf),
+    for measuring how hard the clean views themselves are.
+    """
     if n > len(raw.images):
         raise ValueError(f"asked for {n} pairs but the image pool holds {len(raw.images)}")
     image_index = rng.permutation(len(raw.images))[:n]
@@ -105,6 +109,8 @@ def build_split(raw, n, rng, progress=None):
     snr_db = np.where(audio_noisy, rng.uniform(*NOISY_SNR_DB, size=n),
                       rng.uniform(*MILD_SNR_DB, size=n)).astype(np.float32)
     offsets_u = rng.random(n)
+    if clean_views:  # the draws above still happen, so pairing and offsets match the noisy build
+        p, snr_db = np.zeros_like(p), np.full_like(snr_db, np.inf)
 
     images = np.empty((n, 28, 28), dtype=np.float32)
     audio = np.empty((n, AUDIO_LENGTH), dtype=np.float32)
@@ -136,12 +142,12 @@ def build_split(raw, n, rng, progress=None):
                  recording_names=list(raw.recording_names))
 
 
-def build_dataset(raw, sizes, seed, progress=None):
+def build_dataset(raw, sizes, seed, progress=None, clean_views=False):
     """The recipe applied to both splits of `raw`, deterministic in `seed`."""
     train_seq, test_seq = np.random.SeedSequence([RECIPE_VERSION, int(seed)]).spawn(2)
-    train = build_split(raw.train, sizes["train"], np.random.default_rng(train_seq), progress)
-    test = build_split(raw.test, sizes["test"], np.random.default_rng(test_seq), progress)
-    info = recipe_params(sizes, seed)
+    train = build_split(raw.train, sizes["train"], np.random.default_rng(train_seq), progress, clean_views)
+    test = build_split(raw.test, sizes["test"], np.random.default_rng(test_seq), progress, clean_views)
+    info = recipe_params(sizes, seed, clean_views)
     info["raw_fingerprint"] = raw.fingerprint
     return Dataset(name=raw.name, train=train, test=test,
                    fingerprint=fingerprint_splits(train, test), info=info)

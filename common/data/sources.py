@@ -98,8 +98,8 @@ def synthetic_sizes(total):
     return {"train": n_train, "test": total - n_train}
 
 
-def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log):
-    params = recipe_params(sizes, seed)
+def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_views=False):
+    params = recipe_params(sizes, seed, clean_views)
     params.update(source=name, raw_fingerprint=raw_fingerprint)
     path = cache.cache_path(name, params)
     dataset = cache.load_cached(path, params)
@@ -109,7 +109,7 @@ def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log):
     log(f"building {name} (recipe v{RECIPE_VERSION}, data seed {seed}); cached afterwards in {path}")
     with tqdm(total=sum(sizes.values()), desc=f"build {name}", unit="pair", disable=None,
               file=sys.stderr) as bar:
-        dataset = build_dataset(raw, sizes, seed, progress=bar)
+        dataset = build_dataset(raw, sizes, seed, progress=bar, clean_views=clean_views)
     try:
         cache.save_cached(path, params, dataset)
     except OSError as e:  # a read-only cache folder costs time, not correctness
@@ -117,7 +117,8 @@ def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log):
     return dataset
 
 
-def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None, log=log_stderr):
+def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None, clean_views=False,
+                 log=log_stderr):
     """The Dataset a run asked for. Raises DataError with a one-line message on bad data."""
     root = resolve_data_root(data_root)
     if source not in SOURCES:
@@ -129,17 +130,39 @@ def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None
                             + GET_DATA_HINT)
         fingerprint = avdigits_raw_fingerprint(root)
         return _build_with_cache("avdigits", dict(DEFAULT_SIZES), data_seed, fingerprint,
-                                 lambda: load_avdigits_raw(root, fingerprint), log)
+                                 lambda: load_avdigits_raw(root, fingerprint), log, clean_views)
     if name == "course":
         folder = course_folder(root)
         if folder is None:
             raise DataError(f"no course files (training_images.pth, ...) in {root!r} or {root!r}/course")
+        if clean_views:
+            raise DataError("--clean-views needs a source built by the recipe (avdigits or synthetic); "
+                            "the course files come already corrupted")
         return load_course(folder, log)
     from .synthetic import SYNTHETIC_VERSION, synthetic_raw_sources
     sizes = dict(DEFAULT_SIZES) if synthetic_size is None else synthetic_sizes(synthetic_size)
     raw_fp = f"synthetic-v{SYNTHETIC_VERSION}"
     return _build_with_cache("synthetic", sizes, data_seed, raw_fp,
-                             lambda: synthetic_raw_sources(sizes["train"], sizes["test"], data_seed), log)
+                             lambda: synthetic_raw_sources(sizes["train"], sizes["test"], data_seed), log, clean_views)
+
+
+def add_data_flags(parser):
+    """The data flags every command shares."""
+    parser.add_argument("--data", default="auto", choices=SOURCES,
+                        help="data source: avdigits (real MNIST + spoken digits), course (the course's .pth "
+                             "files), synthetic (offline stand-in), auto = the first of these found")
+    parser.add_argument("--data-root", default=None,
+                        help="folder with mnist/ and fsdd/recordings/ or the course files "
+                             "(None: $AVDIGITS_DATA, else ./data)")
+    parser.add_argument("--data-seed", type=int, default=0, help="seed of the pairing and noise recipe")
+    parser.add_argument("--synthetic-size", type=int, default=None,
+                        help="total pairs of the synthetic source, about 75%% train (None: the course's sizes)")
+    parser.add_argument("--clean-views", action="store_true",
+                        help="pair as usual but add no noise to either view (a control: how hard are the clean views?)")
+
+
+def dataset_from_args(args, log=log_stderr):
+    return load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size, args.clean_views, log)
 
 
 def class_counts(labels):
