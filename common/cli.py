@@ -58,14 +58,14 @@ def training_parser(description, default_lr=1e-3):
     p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N pairs of each split (smoke runs)")
     p.add_argument("--runs-dir", default="runs", help="folder that holds one folder per run")
-    p.add_argument("--name", default=None, help="run folder name (default: <model>[-<fusion>]-s<seed>)")
+    p.add_argument("--name", default=None, help="run folder name (None: <model>[-<fusion>]-s<seed>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in runs-dir/name from checkpoints/last.pt "
                         "(its saved flags are reused; --max-epochs and --patience may change)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where to train; auto = cuda if available")
     p.add_argument("--num-threads", type=positive_int, default=None,
-                   help="CPU threads for PyTorch (default: PyTorch's choice)")
+                   help="CPU threads for PyTorch (None: PyTorch's choice)")
     return p
 
 
