@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import torch
 
+from common.cli import positive_int
 from common.contrastive import f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
 from common.io import save_figure, save_json
 
@@ -47,13 +48,6 @@ TAU_LARGE, TAU_SMALL = 1e6, 1e-4      # where the limits are checked numerically
 LOG2 = math.log(2.0)
 
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] + " Deterministic (fixed inputs, one fixed seed, no data); it overwrites "
@@ -61,7 +55,7 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default="runs/contrastive_analysis",
                    help="folder for the figures and analysis.json (created if missing; its files are replaced)")
-    p.add_argument("--dpi", type=_positive_int, default=110, help="resolution of the PNG figures")
+    p.add_argument("--dpi", type=positive_int, default=110, help="resolution of the PNG figures")
     return p.parse_args(argv)
 
 

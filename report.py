@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import sys
 
@@ -75,13 +76,30 @@ def load_config_args(run_dir):
         return {}
 
 
+def init_source(paths):
+    """Which runs pre-loaded the featurizers, seeds dropped: runs/X-s3/checkpoints/best.pt -> "X".
+
+    Runs initialised from different pre-training (say NT-Xent vs NT-Log) stay in
+    different rows, while the seeds of one pre-training aggregate.
+    """
+    if not paths:
+        return None
+    if isinstance(paths, str):
+        paths = [paths]
+    names = []
+    for p in paths:
+        folder = os.path.dirname(os.path.dirname(os.path.normpath(p))) or p
+        names.append(re.sub(r"-s\d+$", "", os.path.basename(folder)))
+    return "+".join(sorted(names))
+
+
 def config_key(args):
     """The training configuration as a hashable tuple of (name, value) pairs."""
     key = []
     for name in CONFIG_KEYS:
         value = args.get(name)
         if name == "init_from":
-            value = bool(value)  # only whether featurizers were pre-loaded, not from which file
+            value = init_source(value)
         elif isinstance(value, list):
             value = tuple(value)
         key.append((name, value))

@@ -25,11 +25,11 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from common.cli import (UsageError, positive_float, positive_int, prepare_run_dir, resume_command, run_config,
+from common.cli import (UsageError, load_run_data, positive_float, positive_int, prepare_run_dir, resume_command, run_config,
                         run_main, training_parser)
 from common.contrastive import SIMILARITIES, AllPairsNTLog, InBatchNTXent, retrieval_metrics, similarity_matrix
-from common.data import dataset_from_args
-from common.io import save_figure, save_json
+from common.data import batch_indices, shuffle_order
+from common.io import save_drawn_figure, save_json
 from common.models import FEATURE_DIM, AudioFeaturizer, ImageFeaturizer, count_parameters
 from common.training import (EarlyStopping, GracefulStop, TrainingError, batch_inputs, check_finite,
                              load_checkpoint, pick_device, prepare_splits, restore_training, save_checkpoint,
@@ -236,8 +236,7 @@ def main():
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
-    dataset = dataset_from_args(args)
-    print(dataset.describe())
+    dataset = load_run_data(args, run_dir)
     train, test = dataset.train, dataset.test
     train_idx, val_idx, test_idx = prepare_splits(dataset, args, run_dir)
 
@@ -270,9 +269,9 @@ def main():
             start = time.time()
             model.train()
             if progress["order"] is None:  # a fresh epoch; a resumed half epoch keeps its saved order
-                progress.update(order=train_idx[torch.randperm(len(train_idx), generator=shuffle_gen)],
+                progress.update(order=shuffle_order(train_idx, shuffle_gen),
                                 done_batches=0, loss_sum=0.0, n_seen=0)
-            batches = progress["order"].split(args.batch_size)
+            batches = list(batch_indices(progress["order"], args.batch_size))
             for b in tqdm(range(progress["done_batches"], len(batches)), desc=f"epoch {epoch}",
                           leave=False, disable=None):
                 index = batches[b]
@@ -348,7 +347,6 @@ def main():
         "seconds_per_epoch": train_seconds / max(epochs_run, 1),
         "samples_per_second": seen / train_seconds if train_seconds > 0 else None,
     }
-    save_json(metrics, os.path.join(run_dir, "metrics.json"))
 
     first = slice(0, min(SIMILARITY_FIGURE_PAIRS, len(test_idx)))
     figures = {"curves": curves_figure(history, f"{title}: training curves", args.loss)}
@@ -360,7 +358,7 @@ def main():
             + (" sorted by digit" if test_labels is not None else ""))
     for name, fig in figures.items():
         writer.add_figure(f"figures/{name}", fig, global_step=epochs_run, close=False)
-        save_figure(fig, os.path.join(run_dir, "figures", f"{name}.png"))
+        save_drawn_figure(fig, os.path.join(run_dir, "figures", f"{name}.png"))
 
     hparams = {k: v for k, v in config["args"].items() if isinstance(v, (int, float, str, bool))}
     hparams["dataset"] = dataset.name
@@ -372,6 +370,7 @@ def main():
     writer.add_hparams(hparams, final, run_name="hparams")  # fixed name: one hparams entry per run
     writer.flush()
     writer.close()
+    save_json(metrics, os.path.join(run_dir, "metrics.json"))  # last: its presence means the run finished
     print(summary_line(metrics))
     return 0
 

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from common.cli import prepare_run_dir, resume_command, run_config, run_main, training_parser
-from common.data import dataset_from_args
+from common.cli import load_run_data, prepare_run_dir, resume_command, run_config, run_main, training_parser
+from common.data import batch_indices, shuffle_order
 from common.io import save_json
 from common.models import Conv2Net, count_parameters
 from common.reporting import finish_run, log_text_summary
@@ -34,9 +34,8 @@ def main():
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
-    dataset = dataset_from_args(args)
-    print(dataset.describe())
-    train, test = dataset.train, dataset.test
+    dataset = load_run_data(args, run_dir)
+    train = dataset.train
 
     set_seed(args.seed)
     shuffle_gen = torch.Generator().manual_seed(args.seed)  # batch order, apart from dropout's RNG
@@ -68,9 +67,9 @@ def main():
             start = time.time()
             model.train()
             if progress["order"] is None:  # a fresh epoch; a resumed half epoch keeps its saved order
-                progress.update(order=train_idx[torch.randperm(len(train_idx), generator=shuffle_gen)],
+                progress.update(order=shuffle_order(train_idx, shuffle_gen),
                                 done_batches=0, loss_sum=0.0, n_seen=0)
-            batches = progress["order"].split(args.batch_size)
+            batches = list(batch_indices(progress["order"], args.batch_size))
             for b in tqdm(range(progress["done_batches"], len(batches)), desc=f"epoch {epoch}",
                           leave=False, disable=None):
                 index = batches[b]

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from common.cli import prepare_run_dir, resume_command, run_config, run_main, training_parser
-from common.data import dataset_from_args
+from common.cli import load_run_data, prepare_run_dir, resume_command, run_config, run_main, training_parser
+from common.data import batch_indices, shuffle_order
 from common.io import save_json
-from common.cli import UsageError
+from common.cli import UsageError, positive_int
 from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
 from common.multimodal import FUSION_CHOICES, build_multimodal, load_featurizer_weights
@@ -36,16 +36,16 @@ def main():
     parser = training_parser(__doc__)
     parser.add_argument("--fusion", default="concat", choices=FUSION_CHOICES,
                         help="how the two 128-d feature vectors are fused (late = average of two unimodal heads)")
-    parser.add_argument("--image-dim", type=int, default=FEATURE_DIM,
+    parser.add_argument("--image-dim", type=positive_int, default=FEATURE_DIM,
                         help="width of the image featurizer's output vector (the exam: 128)")
-    parser.add_argument("--audio-dim", type=int, default=FEATURE_DIM,
+    parser.add_argument("--audio-dim", type=positive_int, default=FEATURE_DIM,
                         help="width of the audio featurizer's output vector (the exam: 128); "
                              "add, mul, max, attention and gated need it equal to --image-dim")
-    parser.add_argument("--fused-dim", type=int, default=DEFAULT_WIDTHS["fused_dim"],
+    parser.add_argument("--fused-dim", type=positive_int, default=DEFAULT_WIDTHS["fused_dim"],
                         help="output width of bilinear / factorized, token width of attention-tokens")
-    parser.add_argument("--hidden-dim", type=int, default=DEFAULT_WIDTHS["hidden_dim"],
+    parser.add_argument("--hidden-dim", type=positive_int, default=DEFAULT_WIDTHS["hidden_dim"],
                         help="hidden (rank) width h of factorized")
-    parser.add_argument("--heads", type=int, default=DEFAULT_WIDTHS["heads"],
+    parser.add_argument("--heads", type=positive_int, default=DEFAULT_WIDTHS["heads"],
                         help="attention heads of attention / attention-tokens")
     parser.add_argument("--init-from", action="append", default=[], metavar="CHECKPOINT",
                         help="load featurizer weights from this best.pt before training (repeatable: "
@@ -55,9 +55,8 @@ def main():
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
-    dataset = dataset_from_args(args)
-    print(dataset.describe())
-    train, test = dataset.train, dataset.test
+    dataset = load_run_data(args, run_dir)
+    train = dataset.train
 
     set_seed(args.seed)
     shuffle_gen = torch.Generator().manual_seed(args.seed)  # batch order, apart from dropout's RNG
@@ -66,14 +65,19 @@ def main():
                                  image_dim=args.image_dim, audio_dim=args.audio_dim)
     except ValueError as e:  # e.g. a fusion that needs equal widths
         raise UsageError(str(e)) from None
-    loaded = []
-    for path in args.init_from if not args.resume else []:
+    loaded_from = {}  # featurizer -> checkpoint it came from
+    for path in args.init_from if not args.resume else []:  # a resumed run has its weights in last.pt
         ckpt = load_checkpoint(path)
         kind = ckpt.get("kind")
         try:
-            loaded += load_featurizer_weights(model, ckpt["model"], kind if kind in ("image", "audio") else None)
+            loaded = load_featurizer_weights(model, ckpt["model"], kind if kind in ("image", "audio") else None)
         except ValueError as e:
             raise UsageError(f"--init-from {path}: {e}") from None
+        for featurizer in loaded:
+            if featurizer in loaded_from:
+                raise UsageError(f"--init-from: both {loaded_from[featurizer]} and {path} hold the {featurizer} "
+                                 "featurizer; give each featurizer once")
+            loaded_from[featurizer] = path
         print(f"initialised the {' and '.join(loaded)} featurizer(s) from {path}")
     model = model.to(device)
     train_idx, val_idx, test_idx = prepare_splits(dataset, args, run_dir)
@@ -103,9 +107,9 @@ def main():
             start = time.time()
             model.train()
             if progress["order"] is None:  # a fresh epoch; a resumed half epoch keeps its saved order
-                progress.update(order=train_idx[torch.randperm(len(train_idx), generator=shuffle_gen)],
+                progress.update(order=shuffle_order(train_idx, shuffle_gen),
                                 done_batches=0, loss_sum=0.0, n_seen=0)
-            batches = progress["order"].split(args.batch_size)
+            batches = list(batch_indices(progress["order"], args.batch_size))
             for b in tqdm(range(progress["done_batches"], len(batches)), desc=f"epoch {epoch}",
                           leave=False, disable=None):
                 index = batches[b]

@@ -11,10 +11,12 @@ import traceback
 import torch
 
 from .data import DataError
-from .data.sources import add_data_flags
+from .data.sources import add_data_flags, dataset_from_args
 from .training import TrainingError
 
-RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "runs_dir", "name")
+# Flags a resumed run may change: how long and where it trains, and where its data lives
+# (the data itself is checked by fingerprint in load_run_data).
+RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "runs_dir", "name", "data_root")
 
 
 class UsageError(Exception):
@@ -88,22 +90,44 @@ def prepare_run_dir(args, default_name, parser):
     args.name = args.name or default_name
     run_dir = os.path.join(args.runs_dir, args.name)
     config_path = os.path.join(run_dir, "config.json")
+    has_checkpoint = os.path.exists(os.path.join(run_dir, "checkpoints", "last.pt"))
     if args.resume:
-        if not os.path.exists(os.path.join(run_dir, "checkpoints", "last.pt")):
+        if not has_checkpoint:
             raise UsageError(f"--resume: no checkpoints/last.pt in {run_dir}")
-        with open(config_path) as f:
-            saved = json.load(f)["args"]
+        try:
+            with open(config_path) as f:
+                saved = json.load(f)["args"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UsageError(f"--resume: {config_path} is missing or unreadable") from None
         given = explicit_flags(parser)
         for key, value in saved.items():
-            if hasattr(args, key) and not (key in RUNTIME_FLAGS and key in given):
-                setattr(args, key, value)
+            if not hasattr(args, key) or (key in RUNTIME_FLAGS and key in given):
+                continue
+            if key in given and getattr(args, key) != value:
+                raise UsageError(f"--resume: --{key.replace('_', '-')} {getattr(args, key)} differs from the "
+                                 f"run's saved {value}; only --max-epochs, --patience, --device, --num-threads, --data-root may change")
+            setattr(args, key, value)
         args.resume = True
     elif os.path.exists(run_dir) and os.listdir(run_dir):
-        raise UsageError(f"run folder {run_dir} already exists; pass --resume to continue it "
+        why = "" if has_checkpoint else " (it has no checkpoint: an earlier start failed? delete it to start over)"
+        raise UsageError(f"run folder {run_dir} already exists{why}; pass --resume to continue it "
                          "or --name to start a new one")
     # Nothing is created here: the folder appears with the first file written into it,
     # after the data and the model have been checked, so a bad flag leaves nothing behind.
     return run_dir
+
+
+def load_run_data(args, run_dir):
+    """The run's dataset, announced in one line; a resumed run must get the data it started with."""
+    dataset = dataset_from_args(args)
+    print(dataset.describe())
+    if args.resume:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            started_on = json.load(f)["dataset"]["fingerprint"]
+        if started_on != dataset.fingerprint:
+            raise UsageError(f"--resume: {run_dir} was trained on data with fingerprint {started_on[:12]}, "
+                             f"but --data/--data-root now give {dataset.fingerprint[:12]}")
+    return dataset
 
 
 def git_commit():

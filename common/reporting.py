@@ -80,8 +80,6 @@ def finish_run(*, run_dir, model, dataset, train_split, train_index, val_metrics
         "seconds_per_epoch": train_seconds / max(epochs_run, 1),
         "samples_per_second": seen / train_seconds if train_seconds > 0 else None,
     }
-    save_json(metrics, os.path.join(run_dir, "metrics.json"))
-
     figures = {"curves": plots.training_curves(history, f"{title}: training curves")}
     if test_metrics["labeled"]:
         figures["confusion_test"] = plots.confusion_matrix_figure(
@@ -109,6 +107,8 @@ def finish_run(*, run_dir, model, dataset, train_split, train_index, val_metrics
         final.update({"hparam/test_loss": test_metrics["loss"], "hparam/test_acc": test_metrics["acc"]})
     writer.add_hparams(hparams, final, run_name="hparams")  # fixed name: one hparams entry per run
     writer.flush()
+    # Written last: a metrics.json means the run finished (reproduce.sh skips such runs).
+    save_json(metrics, os.path.join(run_dir, "metrics.json"))
     return metrics
 
 

@@ -78,7 +78,12 @@ def check_finite(loss, epoch, batch):
 
 
 def rng_state(shuffle_generator):
-    state = {"torch": torch.get_rng_state(), "shuffle": shuffle_generator.get_state()}
+    """Every generator's state as tensors and plain types (weights_only-safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "shuffle": shuffle_generator.get_state(),
+             "python": random.getstate(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached": float(cached)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -87,6 +92,9 @@ def rng_state(shuffle_generator):
 def restore_rng_state(state, shuffle_generator):
     torch.set_rng_state(state["torch"])
     shuffle_generator.set_state(state["shuffle"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

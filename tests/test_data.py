@@ -14,7 +14,7 @@ from common.data.fsdd import load_recordings, read_wav
 from common.data.mnist import IMAGE_MAGIC, LABEL_MAGIC, read_idx
 from common.data.raw import RawSources, RawSplit
 from common.data.recipe import (AUDIO_LENGTH, add_noise_at_snr, build_dataset, corrupt_images,
-                                place_utterances, standardise)
+                                place_utterances)
 from conftest import REAL_DATA, make_avdigits_root, run_cli, write_course, write_idx, write_wav
 
 
@@ -210,7 +210,12 @@ def test_cache_roundtrip_and_corrupt_cache_is_rebuilt(tmp_path):
     back = cache_mod.load_cached(path, params)
     assert back.fingerprint == ds.fingerprint and torch.equal(back.test.audio, ds.test.audio)
     assert cache_mod.load_cached(path, {"x": 2}) is None  # other params: not this dataset
-    with open(path, "r+b") as f:
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:  # damage tensor bytes in the middle: the file still unpickles
+        f.seek(size // 2)
+        f.write(b"\x7f" * 64)
+    assert cache_mod.load_cached(path, params) is None
+    with open(path, "r+b") as f:  # damage the header: the file no longer unpickles
         f.seek(100)
         f.write(b"garbage" * 50)
     assert cache_mod.load_cached(path, params) is None

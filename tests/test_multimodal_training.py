@@ -31,7 +31,10 @@ def test_every_fusion_trains_and_reports(fusion, course_root, tmp_path):
     for f in ("checkpoints/best.pt", "checkpoints/last.pt", "figures/curves.png", "figures/samples_test.png",
               "predictions_test.csv"):
         assert (run / f).exists(), f
-    assert 0.0 <= metrics["test"]["acc"] <= 1.0
+    assert metrics["test"]["n"] == 20 and sum(map(sum, metrics["test"]["confusion"])) == 20
+    predictions = (run / "predictions_test.csv").read_text().splitlines()
+    correct = sum(int(d) == int(l) for _, d, l in (row.split(",") for row in predictions[1:]))
+    assert correct / 20 == metrics["test"]["acc"]
 
 
 def test_unequal_widths_stop_with_one_line_and_leave_nothing(course_root, tmp_path):

@@ -331,3 +331,13 @@ def test_reproduce_refuses_half_made_folder(tmp_path):
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1
     assert "image-s0" in r.stderr and "neither metrics.json nor checkpoints/last.pt" in r.stderr
+
+
+def test_init_source_keeps_pretraining_runs_apart_and_seeds_together():
+    from report import init_source
+    assert init_source([]) is None
+    a = init_source(["runs/contrastive-nt_xent-s0/checkpoints/best.pt"])
+    b = init_source(["runs/contrastive-nt_xent-s1/checkpoints/best.pt"])
+    c = init_source(["runs/contrastive-nt_log-s0/checkpoints/best.pt"])
+    assert a == b == "contrastive-nt_xent" and c == "contrastive-nt_log"
+    assert init_source(["r/image-s0/checkpoints/best.pt", "r/audio-s0/checkpoints/best.pt"]) == "audio+image"

@@ -1,6 +1,5 @@
 """The unimodal training scripts end to end: outputs, determinism, resume, signals, NaN, refusals."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import pytest
 import torch
 
 from common.training import EarlyStopping
-from conftest import ROOT, run_cli, run_script, write_course
+from conftest import ROOT, run_script, write_course
 
 RUN_FILES = ["config.json", "metrics.json", "predictions_test.csv", "split_indices.json",
              "checkpoints/last.pt", "checkpoints/best.pt", "figures/curves.png", "figures/confusion_test.png",
@@ -75,15 +74,32 @@ def test_bad_flags_stop_with_one_line(course_root, tmp_path):
     assert out.returncode == 2 and "no checkpoints/last.pt" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_resume_refuses_changed_flags_and_other_data(course_root, tmp_path):
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1").returncode == 0
+    out = train("train_image.py", course_root, tmp_path, "--resume", "--lr", "0.5")
+    assert out.returncode == 2 and "--lr 0.5 differs from the run's saved 0.001" in out.stderr
+    other = tmp_path / "other"  # the data may move, but it must be the same data
+    write_course(other, n_train=100, n_test=30, test_labels=True, audio_len=7000)
+    out = run_script(["train_image.py", "--data-root", str(other), "--runs-dir", str(tmp_path), "--name", "run",
+                      "--resume", "--max-epochs", "2"])
+    assert out.returncode == 2 and "was trained on data with fingerprint" in out.stderr
+
+
 def assert_same_training_state(a_path, b_path):
     a = torch.load(a_path, weights_only=True)
     b = torch.load(b_path, weights_only=True)
-    assert a["epoch"] == b["epoch"]
+    assert a["epoch"] == b["epoch"] and a["order"] is None and b["order"] is None
+    assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
-    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    assert a["optimizer"]["param_groups"] == b["optimizer"]["param_groups"]
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for p in a["optimizer"]["state"]:
+        pa, pb = a["optimizer"]["state"][p], b["optimizer"]["state"][p]
+        assert pa.keys() == pb.keys()
         for k in pa:
             assert torch.equal(pa[k], pb[k]), k
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"]) and torch.equal(a["rng"]["shuffle"], b["rng"]["shuffle"])
     assert a["early_stopping"] == b["early_stopping"]
     assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
 

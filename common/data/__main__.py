@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import torch
 
+from ..cli import positive_int
 from .dataset import REGIMES
 from .fetch import FSDD_URL, MNIST_URL
 from .errors import DataError
@@ -55,7 +56,7 @@ def cmd_show(args):
 
 
 def cmd_wav(args):
-    from .synthetic import write_wav
+    from .fsdd import write_wav
     ds = dataset_from_args(args)
     split = getattr(ds, args.split)
     os.makedirs(args.out, exist_ok=True)
@@ -93,14 +94,14 @@ def main(argv=None):
     add_data_flags(p)
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--split", default="train", choices=("train", "test"), help="which split")
-    p.add_argument("--n", type=int, default=8, help="number of pairs")
+    p.add_argument("--n", type=positive_int, default=8, help="number of pairs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs")
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("wav", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="write the audio of a few random pairs as .wav files to listen to")
     add_data_flags(p)
     p.add_argument("--out", required=True, help="folder for the .wav files")
     p.add_argument("--split", default="train", choices=("train", "test"), help="which split")
-    p.add_argument("--n", type=int, default=5, help="number of pairs")
+    p.add_argument("--n", type=positive_int, default=5, help="number of pairs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs")
     p.set_defaults(func=cmd_wav)
     args = parser.parse_args(argv)

@@ -14,9 +14,14 @@ def train_val_split(n, val_fraction, seed):
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
+def shuffle_order(indices, generator):
+    """`indices` in a random order drawn from `generator` (one epoch's order)."""
+    return indices[torch.randperm(len(indices), generator=generator)]
+
+
 def batch_indices(indices, batch_size, shuffle=False, generator=None):
     """Yield index tensors of at most batch_size; the order is drawn from `generator` when shuffling."""
     if shuffle:
-        indices = indices[torch.randperm(len(indices), generator=generator)]
+        indices = shuffle_order(indices, generator)
     for lo in range(0, len(indices), batch_size):
         yield indices[lo:lo + batch_size]

@@ -8,11 +8,11 @@ anything unreadable or inconsistent is rebuilt, never trusted.
 import hashlib
 import json
 import os
-import tempfile
 
 import torch
 
-from .dataset import Dataset, Split
+from ..io import atomic_path
+from .dataset import Dataset, Split, fingerprint_splits
 
 
 def cache_dir():
@@ -33,15 +33,18 @@ def cache_path(name, params):
 
 
 def load_cached(path, params):
-    """The cached Dataset at `path`, or None if absent, unreadable or built from other params."""
+    """The cached Dataset at `path`, or None if absent, unreadable, built from other
+    params, or damaged (its tensors no longer hash to the fingerprint stored with them)."""
     if not os.path.exists(path):
         return None
     try:
         state = torch.load(path, weights_only=True, mmap=True)
         if state.get("params") != json.loads(json.dumps(params)):
             return None
-        return Dataset(name=state["name"], train=Split.from_state(state["train"]),
-                       test=Split.from_state(state["test"]), fingerprint=state["fingerprint"],
+        train, test = Split.from_state(state["train"]), Split.from_state(state["test"])
+        if fingerprint_splits(train, test) != state["fingerprint"]:
+            return None
+        return Dataset(name=state["name"], train=train, test=test, fingerprint=state["fingerprint"],
                        info=state["info"])
     except Exception:  # a corrupt or foreign file: rebuild rather than trust it
         return None
@@ -49,16 +52,8 @@ def load_cached(path, params):
 
 def save_cached(path, params, dataset):
     """Write atomically: a half-written cache file never carries the final name."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     state = {"params": json.loads(json.dumps(params)), "name": dataset.name,
              "train": dataset.train.to_state(), "test": dataset.test.to_state(),
              "fingerprint": dataset.fingerprint, "info": dataset.info}
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

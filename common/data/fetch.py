@@ -4,6 +4,7 @@ Every download goes to a temp file that is renamed only once it is complete
 and checked, so an interrupted fetch never leaves a file that looks finished.
 """
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -13,6 +14,7 @@ import urllib.request
 
 from tqdm import tqdm
 
+from ..io import atomic_path
 from .errors import DataError
 from .fsdd import NAME_PATTERN, read_wav
 from .mnist import FILES as MNIST_FILES
@@ -32,23 +34,20 @@ TIMEOUT_S = 30
 
 
 def _download(url, dest, desc):
-    """Stream `url` into `dest` via a temp file in the same folder."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".part-")
+    """Stream `url` into `dest` through a temp file that is renamed once complete."""
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
+        with atomic_path(dest) as tmp, open(tmp, "wb") as out, \
+                urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, desc=desc, unit="B", unit_scale=True, disable=None) as bar:
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ValueError) as e:
         reason = getattr(e, "reason", None) or e
         raise DataError(f"download of {url} failed ({reason}); are you offline?") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except OSError as e:
+        raise DataError(f"cannot write {dest}: {e.strerror or e}") from None
 
 
 def _md5(path):

@@ -5,6 +5,7 @@ import wave
 
 import numpy as np
 
+from ..io import atomic_path
 from .errors import DataError
 
 SAMPLE_RATE = 8000
@@ -26,6 +27,10 @@ def read_wav(path):
         raise DataError(f"corrupt wav file {path}: {e}") from None
     except FileNotFoundError:
         raise DataError(f"missing wav file: {path}") from None
+    except OSError as e:
+        raise DataError(f"cannot read wav file {path}: {e.strerror or e}") from None
+    if len(frames) % 2:
+        raise DataError(f"corrupt wav file {path}: truncated sample data")
     samples = np.frombuffer(frames, dtype="<i2")
     if samples.size == 0:
         raise DataError(f"corrupt wav file {path}: no samples")
@@ -59,3 +64,15 @@ def load_recordings(recordings_dir):
         if not labels:
             raise DataError(f"no {split} recordings in {recordings_dir} (takes 0-4 are test, 5+ train)")
     return {s: (recs, np.array(labels, dtype=np.int64), names) for s, (recs, labels, names) in out.items()}
+
+
+def write_wav(path, samples_int16, rate=SAMPLE_RATE):
+    """Write one-dimensional int16 samples as a mono 16-bit wav file, atomically."""
+    samples = np.asarray(samples_int16)
+    if samples.dtype != np.int16 or samples.ndim != 1:
+        raise ValueError("write_wav expects a one-dimensional int16 array")
+    with atomic_path(os.fspath(path)) as tmp, wave.open(tmp, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(rate))
+        w.writeframes(samples.astype("<i2").tobytes())

@@ -1,6 +1,7 @@
 """Reader for MNIST's IDX files (gzip-compressed or plain), with strict checks."""
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -26,7 +27,7 @@ def _read_bytes(path):
             return f.read()
     except FileNotFoundError:
         raise DataError(f"missing MNIST file: {path}") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"corrupt MNIST file {path}: {e}") from None
 
 

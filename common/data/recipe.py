@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .dataset import REGIMES, Dataset, Split, fingerprint_splits
+from .errors import DataError
 
 RECIPE_VERSION = 1
 AUDIO_LENGTH = 8000
@@ -92,7 +93,7 @@ def build_split(raw, n, rng, progress=None, clean_views=False):
     for measuring how hard the clean views themselves are.
     """
     if n > len(raw.images):
-        raise ValueError(f"asked for {n} pairs but the image pool holds {len(raw.images)}")
+        raise DataError(f"asked for {n} pairs but the image pool holds {len(raw.images)}")
     image_index = rng.permutation(len(raw.images))[:n]
     label = raw.image_labels[image_index]
     pools = {d: np.flatnonzero(raw.recording_labels == d) for d in range(10)}
@@ -100,7 +101,8 @@ def build_split(raw, n, rng, progress=None, clean_views=False):
     for d in range(10):
         where = np.flatnonzero(label == d)
         if len(where) and not len(pools[d]):
-            raise ValueError(f"no recording of digit {d} to pair with")
+            raise DataError(f"no recording of digit {d} in the recordings of this split: "
+                            "the recordings folder is incomplete")
         recording_index[where] = pools[d][rng.integers(0, len(pools[d]), size=len(where))]
     regime = rng.integers(0, len(REGIMES), size=n)
     image_noisy = regime == REGIMES.index("image_noisy")

@@ -1,4 +1,5 @@
 """Which data a run uses: the source registry, the data root, and `--data auto`."""
+import argparse
 import hashlib
 import os
 import sys
@@ -146,6 +147,13 @@ def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None
                              lambda: synthetic_raw_sources(sizes["train"], sizes["test"], data_seed), log, clean_views)
 
 
+def non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
 def add_data_flags(parser):
     """The data flags every command shares."""
     parser.add_argument("--data", default="auto", choices=SOURCES,
@@ -154,7 +162,7 @@ def add_data_flags(parser):
     parser.add_argument("--data-root", default=None,
                         help="folder with mnist/ and fsdd/recordings/ or the course files "
                              "(None: $AVDIGITS_DATA, else ./data)")
-    parser.add_argument("--data-seed", type=int, default=0, help="seed of the pairing and noise recipe")
+    parser.add_argument("--data-seed", type=non_negative_int, default=0, help="seed of the pairing and noise recipe")
     parser.add_argument("--synthetic-size", type=int, default=None,
                         help="total pairs of the synthetic source, about 75%% train (None: the course's sizes)")
     parser.add_argument("--clean-views", action="store_true",

@@ -26,13 +26,12 @@ import contextlib
 import hashlib
 import math
 import os
-import tempfile
-import wave
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .fsdd import write_wav  # noqa: F401  (re-exported: write a generated utterance to listen to)
 from .raw import RawSources, RawSplit
 
 SYNTHETIC_VERSION = 1
@@ -712,26 +711,3 @@ def synthetic_raw_sources(n_train_images, n_test_images, seed):
         test=RawSplit(test_images, test_labels, te_rec, te_lab, te_names),
         fingerprint=_fingerprint(n_train_images, n_test_images, seed),
     )
-
-
-def write_wav(path, samples_int16, rate=SAMPLE_RATE):
-    """Write mono 16-bit PCM with the standard-library `wave` (temp file, then os.replace)."""
-    samples = np.asarray(samples_int16)
-    if samples.dtype != np.int16 or samples.ndim != 1:
-        raise ValueError("write_wav expects a one-dimensional int16 array")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh, wave.open(fh, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(int(rate))
-            w.writeframes(samples.astype("<i2").tobytes())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
