@@ -34,7 +34,7 @@ def test_every_fusion_trains_and_reports(fusion, course_root, tmp_path):
     assert metrics["test"]["n"] == 20 and sum(map(sum, metrics["test"]["confusion"])) == 20
     predictions = (run / "predictions_test.csv").read_text().splitlines()
     correct = sum(int(d) == int(l) for _, d, l in (row.split(",") for row in predictions[1:]))
-    assert correct / 20 == metrics["test"]["acc"]
+    assert metrics["test"]["acc"] == pytest.approx(correct / 20, abs=1e-6)
 
 
 def test_unequal_widths_stop_with_one_line_and_leave_nothing(course_root, tmp_path):
