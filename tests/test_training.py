@@ -113,6 +113,12 @@ def test_resume_between_epochs_is_exact(course_root, tmp_path):
     a = json.loads((tmp_path / "straight/metrics.json").read_text())
     b = json.loads((tmp_path / "split/metrics.json").read_text())
     assert numbers(a) == numbers(b)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / "split"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/val")] == [1, 2]  # the resumed curve has no duplicate points
+    assert [e.value for e in events.Scalars("loss/val")] == pytest.approx([h["val_loss"] for h in
+                                                                           torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)["history"]])
 
 
 def test_sigint_mid_training_saves_and_resumes_exactly(course_root, tmp_path):
