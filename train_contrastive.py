@@ -31,9 +31,9 @@ from common.contrastive import SIMILARITIES, AllPairsNTLog, InBatchNTXent, retri
 from common.data import batch_indices, shuffle_order
 from common.io import save_drawn_figure, save_json
 from common.models import FEATURE_DIM, AudioFeaturizer, ImageFeaturizer, count_parameters
-from common.training import (EarlyStopping, GracefulStop, TrainingError, batch_inputs, check_finite,
-                             load_checkpoint, pick_device, prepare_splits, restore_training, save_checkpoint,
-                             set_seed, training_checkpoint)
+from common.training import (EarlyStopping, GracefulStop, TrainingError, autocast, batch_inputs, check_finite,
+                             load_checkpoint, make_adam, pick_device, prepare_splits, resolve_precision,
+                             restore_training, save_checkpoint, set_seed, training_checkpoint)
 
 MODEL = "contrastive"
 VIEWS = ("image", "audio")
@@ -72,7 +72,9 @@ class ContrastiveModel(nn.Module):
         return self.image_proj(f_img), self.audio_proj(f_aud)
 
     def forward(self, image, audio):
-        return self.loss(*self.embed(image, audio))
+        emb_image, emb_audio = self.embed(image, audio)
+        with torch.autocast(emb_image.device.type, enabled=False):  # the loss in fp32 under any autocast
+            return self.loss(emb_image.float(), emb_audio.float())
 
 
 def build_loss(args):
@@ -88,8 +90,8 @@ def bias_of(loss):
     return float(loss.bias.detach()) if hasattr(loss, "bias") else None
 
 
-@torch.no_grad()
-def contrastive_loss(model, split, index, batch_size, device):
+@torch.inference_mode()
+def contrastive_loss(model, split, index, batch_size, device, precision):
     """Mean contrastive loss over split[index] in eval mode, on the fixed batches index.split(batch_size).
 
     The same partition every epoch keeps the number comparable across epochs
@@ -98,20 +100,23 @@ def contrastive_loss(model, split, index, batch_size, device):
     model.eval()
     total, n = 0.0, 0
     for idx in index.split(batch_size):
-        total += model(*batch_inputs(split, idx, VIEWS, device)).item() * len(idx)
+        with autocast(precision, device):
+            loss = model(*batch_inputs(split, idx, VIEWS, device))
+        total += loss.item() * len(idx)
         n += len(idx)
     return total / max(n, 1)
 
 
-@torch.no_grad()
-def encode(model, split, index, device):
+@torch.inference_mode()
+def encode(model, split, index, device, precision):
     """Eval-mode featurizer outputs and projections of split[index], on the CPU."""
     model.eval()
     out = {"feat_image": [], "feat_audio": [], "emb_image": [], "emb_audio": []}
     for idx in index.split(EVAL_BATCH):
-        f_img, f_aud = model.features(*batch_inputs(split, idx, VIEWS, device))
-        for key, value in (("feat_image", f_img), ("feat_audio", f_aud),
-                           ("emb_image", model.image_proj(f_img)), ("emb_audio", model.audio_proj(f_aud))):
+        with autocast(precision, device):
+            f_img, f_aud = model.features(*batch_inputs(split, idx, VIEWS, device))
+            emb_img, emb_aud = model.image_proj(f_img), model.audio_proj(f_aud)
+        for key, value in (("feat_image", f_img), ("feat_audio", f_aud), ("emb_image", emb_img), ("emb_audio", emb_aud)):
             out[key].append(value.float().cpu())
     return {k: torch.cat(v) if v else torch.empty(0, FEATURE_DIM) for k, v in out.items()}
 
@@ -236,6 +241,7 @@ def main():
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
+    precision = resolve_precision(args.precision, device)
     dataset = load_run_data(args, run_dir)
     train, test = dataset.train, dataset.test
     train_idx, val_idx, test_idx = prepare_splits(dataset, args, run_dir)
@@ -243,9 +249,9 @@ def main():
     set_seed(args.seed)
     shuffle_gen = torch.Generator().manual_seed(args.seed)  # batch order, apart from dropout's RNG
     model = ContrastiveModel(build_loss(args), args.proj_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = make_adam(model.parameters(), args.lr)
     early = EarlyStopping(args.patience)
-    config = run_config(args, MODEL, dataset, device, {"params": count_parameters(model), "loss": args.loss})
+    config = run_config(args, MODEL, dataset, device, precision, {"params": count_parameters(model), "loss": args.loss})
     last_path = os.path.join(run_dir, "checkpoints", "last.pt")
     best_path = os.path.join(run_dir, "checkpoints", "best.pt")
 
@@ -276,7 +282,8 @@ def main():
                           leave=False, disable=None):
                 index = batches[b]
                 image, audio = batch_inputs(train, index, VIEWS, device)
-                loss = model(image, audio)  # pair i is the positive of row/column i; no labels
+                with autocast(precision, device):
+                    loss = model(image, audio)  # pair i is the positive of row/column i; no labels
                 check_finite(loss, epoch, b + 1)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -294,7 +301,7 @@ def main():
                 print(f"\nstopped by signal {stop.signum} in epoch {epoch}; resume with:\n  {resume_command(args)}")
                 return stop.exit_code
 
-            val_loss = contrastive_loss(model, train, val_idx, args.batch_size, device)
+            val_loss = contrastive_loss(model, train, val_idx, args.batch_size, device, precision)
             if not math.isfinite(val_loss):
                 raise TrainingError(f"non-finite validation loss at epoch {epoch}; best.pt is untouched")
             seconds = time.time() - start
@@ -321,12 +328,12 @@ def main():
     model.load_state_dict(load_checkpoint(best_path)["model"])
     best = next(h for h in history if h["epoch"] == early.best_epoch)
     title = f"contrastive {args.loss} [{dataset.name}]"
-    test_codes = encode(model, test, test_idx, device)
+    test_codes = encode(model, test, test_idx, device, precision)
     test_labels = test.label[test_idx] if test.labeled else None
     retrieval = retrieval_metrics(test_codes["emb_image"], test_codes["emb_audio"], test_labels, args.similarity)
 
-    train_codes = encode(model, train, train_idx, device)
-    eval_sets = {"val": (encode(model, train, val_idx, device), train.label[val_idx])}
+    train_codes = encode(model, train, train_idx, device, precision)
+    eval_sets = {"val": (encode(model, train, val_idx, device, precision), train.label[val_idx])}
     if test_labels is not None:
         eval_sets["test"] = (test_codes, test_labels)
     probes = probe_accuracies(train_codes, train.label[train_idx], eval_sets, args.probe_steps)

@@ -23,9 +23,10 @@ from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
 from common.multimodal import FUSION_CHOICES, build_multimodal, load_featurizer_weights
 from common.reporting import finish_run, log_text_summary
-from common.training import (EarlyStopping, GracefulStop, TrainingError, batch_inputs, check_finite, evaluate,
-                             load_checkpoint, pick_device, prepare_splits, restore_training, save_checkpoint,
-                             set_seed, training_checkpoint)
+from common.training import (EarlyStopping, GracefulStop, TrainingError, autocast, batch_inputs, check_finite,
+                             evaluate, load_checkpoint, make_adam, pick_device, prepare_splits,
+                             resolve_precision, restore_training, save_checkpoint, set_seed,
+                             training_checkpoint)
 
 MODEL = "multimodal"
 VIEWS = ("image", "audio")  # the inputs this model sees, in forward() order
@@ -55,6 +56,7 @@ def main():
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
+    precision = resolve_precision(args.precision, device)
     dataset = load_run_data(args, run_dir)
     train = dataset.train
 
@@ -81,9 +83,9 @@ def main():
         print(f"initialised the {' and '.join(loaded)} featurizer(s) from {path}")
     model = model.to(device)
     train_idx, val_idx, test_idx = prepare_splits(dataset, args, run_dir)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = make_adam(model.parameters(), args.lr)
     early = EarlyStopping(args.patience)
-    config = run_config(args, MODEL, dataset, device, {"params": count_parameters(model), "fusion": args.fusion})
+    config = run_config(args, MODEL, dataset, device, precision, {"params": count_parameters(model), "fusion": args.fusion})
     last_path = os.path.join(run_dir, "checkpoints", "last.pt")
     best_path = os.path.join(run_dir, "checkpoints", "best.pt")
 
@@ -115,7 +117,9 @@ def main():
                 index = batches[b]
                 image, audio = batch_inputs(train, index, VIEWS, device)
                 label = train.label[index].to(device)
-                loss = F.cross_entropy(model(image, audio), label)
+                with autocast(precision, device):
+                    logits = model(image, audio)
+                loss = F.cross_entropy(logits.float(), label)  # the loss in fp32 whatever the precision
                 check_finite(loss, epoch, b + 1)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -133,7 +137,7 @@ def main():
                 print(f"\nstopped by signal {stop.signum} in epoch {epoch}; resume with:\n  {resume_command(args)}")
                 return stop.exit_code
 
-            val = evaluate(model, train, val_idx, VIEWS, EVAL_BATCH, device)
+            val = evaluate(model, train, val_idx, VIEWS, EVAL_BATCH, device, precision)
             if not math.isfinite(val["loss"]):
                 raise TrainingError(f"non-finite validation loss at epoch {epoch}; best.pt is untouched")
             seconds = time.time() - start

@@ -12,7 +12,7 @@ import torch
 
 from .data import DataError
 from .data.sources import add_data_flags, dataset_from_args
-from .training import TrainingError
+from .training import PRECISIONS, TrainingError
 
 # Flags a resumed run may change: how long and where it trains, and where its data lives
 # (the data itself is checked by fingerprint in load_run_data).
@@ -66,6 +66,9 @@ def training_parser(description, default_lr=1e-3):
                         "(its saved flags are reused; --max-epochs and --patience may change)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where to train; auto = cuda if available")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="forward-pass precision: bf16 autocast or fp32 (weights, optimizer, loss and metrics stay "
+                        "fp32); auto = bf16 on a CPU with native bf16 (AVX512-BF16 / AMX) or a bf16 GPU, else fp32")
     p.add_argument("--num-threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch (None: PyTorch's choice)")
     return p
@@ -139,7 +142,7 @@ def git_commit():
         return None
 
 
-def run_config(args, model_name, dataset, device, extra=None):
+def run_config(args, model_name, dataset, device, precision, extra=None):
     """Everything needed to know what a run did: flags, data, versions, commit, device."""
     import numpy
     return {
@@ -152,7 +155,7 @@ def run_config(args, model_name, dataset, device, extra=None):
                      "numpy": numpy.__version__},
         "git_commit": git_commit(),
         "device": str(device),
-        "precision": "float32",
+        "precision": precision,  # as used: --precision auto resolved on this machine
         **(extra or {}),
     }
 

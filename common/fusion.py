@@ -215,7 +215,10 @@ class BilinearFusion(Fusion):
         self.out_dim = w["fused_dim"]
 
     def forward(self, f_img, f_aud):
-        return self.bilinear(f_img, f_aud)
+        # autocast has no rule for bilinear (it would mix bf16 inputs with fp32 weights):
+        # this small product runs in fp32 under any autocast.
+        with torch.autocast(f_img.device.type, enabled=False):
+            return self.bilinear(f_img.float(), f_aud.float())
 
 
 class FactorizedBilinearFusion(Fusion):

@@ -6,12 +6,76 @@ lets the multimodal network and contrastive pre-training reuse the featurizers,
 and `--init-from` load them by the `featurizer.` prefix of a state dict.
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FEATURE_DIM = 128
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)
 AUDIO_SHAPE = (1, 8000)
+
+
+class Dropout(nn.Module):
+    """nn.Dropout's semantics with a cheaper mask: in training each value is zeroed with
+    probability p and the kept ones are scaled by 1/(1-p); in eval it is the identity.
+
+    torch's dropout draws one Bernoulli number per value, which costs about as much as a
+    convolution on the 64 x 32,000 audio map. At the exam's p = 0.5 one random bit per value
+    is enough: the mask comes from random bytes, eight values per byte. Other p draw uniform
+    numbers, still cheaper than bernoulli_. The draws come from torch's global generator, so
+    --seed and the checkpointed RNG state govern them as before. No parameters or buffers:
+    state dicts are unchanged.
+    """
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def keep_mask(self, x):
+        """A bool tensor shaped like x: True where the value is kept."""
+        if self.p == 0.5:
+            n = x.numel()
+            random_bytes = torch.empty((n + 7) // 8, dtype=torch.uint8, device=x.device).random_()
+            shifts = torch.arange(8, dtype=torch.uint8, device=x.device)
+            bits = (random_bytes.unsqueeze(1) >> shifts) & 1
+            return bits.view(-1)[:n].view(x.shape).bool()
+        return torch.rand(x.shape, device=x.device) >= self.p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        return x * self.keep_mask(x).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class PhaseSplitConv1d(nn.Conv1d):
+    """A strided nn.Conv1d computed as a stride-1 convolution over the input's stride phases.
+
+    For kernel k = q * s and stride s, output t is sum_j sum_r x[s(t+j) + r] w[s j + r]:
+    regrouping the input as s channels per input channel (phase r) and the kernel as
+    q taps per phase gives the same sums with stride 1. For the exam's first audio layer
+    (1 channel, 100 taps, stride 4) oneDNN runs that form 1.5-3x faster, forward and
+    backward. Same parameters, shapes and state-dict keys as nn.Conv1d; other shapes fall
+    back to it. Results equal nn.Conv1d's up to float summation order.
+    """
+
+    def forward(self, x):
+        (k,), (s,) = self.kernel_size, self.stride
+        if isinstance(self.padding, str) or s == 1 or k % s or self.dilation != (1,) or self.groups != 1 \
+                or self.padding_mode != "zeros":
+            return super().forward(x)
+        (p,) = self.padding
+        out_len = (x.shape[-1] + 2 * p - k) // s + 1
+        x = F.pad(x, (p, p + (-(x.shape[-1] + 2 * p)) % s))  # zero padding, then whole phases
+        batch, channels, length = x.shape
+        x = x.view(batch, channels, length // s, s).transpose(2, 3).reshape(batch, channels * s, length // s)
+        w = self.weight.view(self.out_channels, channels, k // s, s).transpose(2, 3)
+        w = w.reshape(self.out_channels, channels * s, k // s)
+        return F.conv1d(x, w, self.bias)[..., :out_len].contiguous()
 
 
 class ImageFeaturizer(nn.Module):
@@ -25,7 +89,7 @@ class ImageFeaturizer(nn.Module):
             nn.Conv2d(1, 32, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
             nn.Conv2d(32, 64, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(64 * 7 * 7, out_dim)
         self.out_dim = out_dim
 
@@ -45,7 +109,9 @@ class AudioFeaturizer(nn.Module):
     """conv(1->32,k100,s4)-ReLU, conv(32->64,k25,s4)-ReLU, dropout, fc(64*500->128)-ReLU.
 
     Paddings 48 and 12 make each stride-4 conv exactly quarter the length
-    (8000 -> 2000 -> 500), the exam's "same"-style padding.
+    (8000 -> 2000 -> 500), the exam's "same"-style padding. The first conv is computed
+    by PhaseSplitConv1d (same layer, faster); the second, whose 25 taps do not split
+    into 4 phases, measured no faster that way and stays nn.Conv1d.
     """
 
     map_channels = 64  # channels per time step (500 steps) of the conv map
@@ -53,10 +119,10 @@ class AudioFeaturizer(nn.Module):
     def __init__(self, dropout=0.5, out_dim=FEATURE_DIM):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv1d(1, 32, kernel_size=100, stride=4, padding=48), nn.ReLU(),
+            PhaseSplitConv1d(1, 32, kernel_size=100, stride=4, padding=48), nn.ReLU(),
             nn.Conv1d(32, 64, kernel_size=25, stride=4, padding=12), nn.ReLU(),
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(64 * 500, out_dim)
         self.out_dim = out_dim
 

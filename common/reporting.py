@@ -60,7 +60,7 @@ def finish_run(*, run_dir, model, dataset, train_split, train_index, val_metrics
                batch_size, device, history, early, params, train_seconds, writer, config, title):
     """Evaluate on test, write metrics.json, figures, predictions and TensorBoard extras."""
     test = dataset.test
-    test_eval = evaluate(model, test, test_index, views, batch_size, device)
+    test_eval = evaluate(model, test, test_index, views, batch_size, device, config["precision"])
     test_metrics = classification_metrics(test_eval["logits"], test, test_index)
     write_predictions(os.path.join(run_dir, "predictions_test.csv"), test_index, test_eval["logits"], test)
 
@@ -86,7 +86,7 @@ def finish_run(*, run_dir, model, dataset, train_split, train_index, val_metrics
             test_metrics["confusion"], f"{title}: test confusion (acc {100 * test_metrics['acc']:.1f}%)")
     for name, split, index in (("samples_train", train_split, train_index), ("samples_test", test, test_index)):
         pick = _five(index, seed=config["args"]["seed"])
-        logits = evaluate(model, split, pick, views, batch_size, device)["logits"]
+        logits = evaluate(model, split, pick, views, batch_size, device, config["precision"])["logits"]
         which = "training" if name == "samples_train" else "test"
         figures[name] = plots.samples_with_logits(split, pick.tolist(), logits.numpy(), views,
                                                   f"{title}: five random {which} samples with logits")
