@@ -193,3 +193,21 @@ def load_featurizer_weights(model, state_dict, modality=None):
         for dst, src in plan:
             dst.copy_(src)
     return list(sources)
+
+
+def build_from_config(config):
+    """The classifier a run trained, rebuilt from its config.json (weights not loaded).
+
+    image / audio runs give Conv2Net / Conv1Net, multimodal runs the network with
+    the run's fusion and widths. Raises ValueError for any other kind of run.
+    """
+    from .models import Conv1Net, Conv2Net
+    kind, args = config.get("model"), config.get("args", {})
+    if kind == "image":
+        return Conv2Net()
+    if kind == "audio":
+        return Conv1Net()
+    if kind == "multimodal":
+        return build_multimodal(args["fusion"], args.get("fused_dim"), args.get("hidden_dim"), args.get("heads"),
+                                image_dim=args.get("image_dim", FEATURE_DIM), audio_dim=args.get("audio_dim", FEATURE_DIM))
+    raise ValueError(f"a {kind!r} run has no classifier to evaluate (image, audio or multimodal runs only)")

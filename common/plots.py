@@ -105,3 +105,28 @@ def samples_with_logits(split, indices, logits, views, title):
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def robustness_figure(result, title):
+    """Test accuracy vs pixel replacement p (image sweep) and vs SNR (audio sweep) of one run,
+    with the fresh draw's accuracy as a reference line."""
+    panels = [k for k in ("image_sweep", "audio_sweep") if k in result]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        level = "p" if key == "image_sweep" else "snr_db"
+        xs = [row[level] for row in result[key]]
+        ax.plot(xs, [100 * row["acc"] for row in result[key]], marker="o", ms=4)
+        if "fresh" in result:
+            ax.axhline(100 * result["fresh"]["acc"], color="grey", ls="--", lw=0.8, label="fresh draw (recipe mix)")
+            ax.legend(fontsize=8)
+        if key == "image_sweep":
+            ax.set_xlabel(f"pixel replacement probability p (audio at {result['mild']['audio_snr_db']:g} dB)")
+        else:
+            ax.set_xlabel(f"audio SNR, dB (image at p = {result['mild']['image_p']:g})")
+            ax.invert_xaxis()  # worse to the right, as for p
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -4,20 +4,23 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: scripts/reproduce.sh [--seeds "0"] [--runs-dir runs/study] [-- EXTRA...]
+usage: scripts/reproduce.sh [--seeds "0"] [--models "image audio concat ..."] [--runs-dir runs/study] [-- EXTRA...]
 
 Trains image-only, audio-only and the multimodal network with every fusion,
 once per seed, into RUNS_DIR/NAME (NAME = image-sS, audio-sS,
-multimodal-FUSION-sS), then writes RUNS_DIR/results.md with report.py and
-prints it.
+multimodal-FUSION-sS); right after each training, while its checkpoint
+exists, evaluate.py measures its robustness (RUNS_DIR/NAME/robustness.json).
+Then it writes RUNS_DIR/results.md with report.py and prints it.
 
 A run whose folder already has metrics.json is skipped; one with
 checkpoints/last.pt but no metrics.json is continued with --resume; any
-other run starts fresh. So the script can be stopped (Ctrl-C) and started
-again with the same arguments.
+other run starts fresh. A finished run without robustness.json is evaluated.
+So the script can be stopped (Ctrl-C) and started again with the same
+arguments.
 
 options:
   --seeds "S1 S2 ..."   seeds to run (default: "0")
+  --models "M1 M2 ..."  image, audio and fusion names (default: image, audio and all ten fusions)
   --runs-dir DIR        folder for the run folders (default: runs/study)
   -h, --help            show this help and exit
   -- EXTRA...           flags passed to every training script, e.g.
@@ -30,7 +33,7 @@ EOF
 
 SEEDS="0"
 RUNS_DIR="runs/study"
-FUSIONS="concat add mul max attention gated bilinear factorized attention-tokens late"
+MODELS="image audio concat add mul max attention gated bilinear factorized attention-tokens late"
 EXTRA=()
 
 while [[ $# -gt 0 ]]; do
@@ -39,6 +42,9 @@ while [[ $# -gt 0 ]]; do
         --seeds) [[ $# -ge 2 ]] || { echo "error: --seeds needs a value" >&2; exit 2; }
                  SEEDS="$2"; shift 2 ;;
         --seeds=*) SEEDS="${1#*=}"; shift ;;
+        --models) [[ $# -ge 2 ]] || { echo "error: --models needs a value" >&2; exit 2; }
+                  MODELS="$2"; shift 2 ;;
+        --models=*) MODELS="${1#*=}"; shift ;;
         --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
                     RUNS_DIR="$2"; shift 2 ;;
         --runs-dir=*) RUNS_DIR="${1#*=}"; shift ;;
@@ -48,6 +54,13 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
+[[ -n "${MODELS// /}" ]] || { echo "error: --models is empty" >&2; exit 2; }
+for model in $MODELS; do
+    case " image audio concat add mul max attention gated bilinear factorized attention-tokens late " in
+        *" $model "*) ;;
+        *) echo "error: unknown model $model in --models (image, audio or a fusion name)" >&2; exit 2 ;;
+    esac
+done
 
 PY="${PYTHON:-python}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # scripts are called by path; user paths stay relative to here
@@ -73,11 +86,26 @@ train() {
     fi
 }
 
+# evaluate NAME: robustness of a finished run, while its checkpoint is still there.
+evaluate() {
+    local name="$1" dir="$RUNS_DIR/$1"
+    if [[ -f "$dir/robustness.json" ]]; then
+        echo "== skip evaluating $name: $dir/robustness.json exists"
+    elif [[ -f "$dir/checkpoints/best.pt" ]]; then
+        echo "== evaluate $name"
+        "$PY" "$ROOT/evaluate.py" "$dir"
+    else
+        echo "warning: $name has no checkpoints/best.pt, so no robustness.json" >&2
+    fi
+}
+
 for seed in $SEEDS; do
-    train train_image.py "image-s$seed" --seed "$seed"
-    train train_audio.py "audio-s$seed" --seed "$seed"
-    for fusion in $FUSIONS; do
-        train train_multimodal.py "multimodal-$fusion-s$seed" --fusion "$fusion" --seed "$seed"
+    for model in $MODELS; do
+        case "$model" in
+            image|audio) name="$model-s$seed"; train "train_$model.py" "$name" --seed "$seed" ;;
+            *) name="multimodal-$model-s$seed"; train train_multimodal.py "$name" --fusion "$model" --seed "$seed" ;;
+        esac
+        evaluate "$name"
     done
 done
 

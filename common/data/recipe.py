@@ -86,12 +86,9 @@ def standardise(audio):
     return (audio - mean) / std, mean[:, 0], std[:, 0]
 
 
-def build_split(raw, n, rng, progress=None, clean_views=False):
-    """Pair and corrupt one split of a RawSources. Returns a Split.
-
-    clean_views: pair exactly as usual but apply no noise (p = 0, SNR = +inf),
-    for measuring how hard the clean views themselves are.
-    """
+def draw_pairs(raw, n, rng):
+    """The recipe's draws for one split, before any noise: which image and recording make each
+    pair, its regime, its noise levels and the utterance offset. A dict of numpy arrays."""
     if n > len(raw.images):
         raise DataError(f"asked for {n} pairs but the image pool holds {len(raw.images)}")
     image_index = rng.permutation(len(raw.images))[:n]
@@ -111,9 +108,16 @@ def build_split(raw, n, rng, progress=None, clean_views=False):
     snr_db = np.where(audio_noisy, rng.uniform(*NOISY_SNR_DB, size=n),
                       rng.uniform(*MILD_SNR_DB, size=n)).astype(np.float32)
     offsets_u = rng.random(n)
-    if clean_views:  # the draws above still happen, so pairing and offsets match the noisy build
-        p, snr_db = np.zeros_like(p), np.full_like(snr_db, np.inf)
+    return {"image_index": image_index, "label": label, "recording_index": recording_index, "regime": regime,
+            "p": p, "snr_db": snr_db, "offsets_u": offsets_u}
 
+
+def render_pairs(raw, pairs, rng, progress=None):
+    """The noisy views of drawn pairs: each image corrupted at pairs["p"], each recording placed
+    at its offset and noised at pairs["snr_db"] (p = 0 and SNR = +inf leave a view clean).
+    The one definition of the corruption: training data and robustness sweeps both come from it."""
+    n = len(pairs["label"])
+    image_index, recording_index, p, snr_db = (pairs[k] for k in ("image_index", "recording_index", "p", "snr_db"))
     images = np.empty((n, 28, 28), dtype=np.float32)
     audio = np.empty((n, AUDIO_LENGTH), dtype=np.float32)
     starts, lengths = np.empty(n, np.int64), np.empty(n, np.int64)
@@ -123,13 +127,13 @@ def build_split(raw, n, rng, progress=None, clean_views=False):
         clean_img = raw.images[image_index[lo:hi]].astype(np.float32) / 255.0
         images[lo:hi] = corrupt_images(clean_img, p[lo:hi], rng)
         clean, starts[lo:hi], lengths[lo:hi] = place_utterances(
-            [raw.recordings[j] for j in recording_index[lo:hi]], offsets_u[lo:hi])
+            [raw.recordings[j] for j in recording_index[lo:hi]], pairs["offsets_u"][lo:hi])
         noisy = add_noise_at_snr(clean, starts[lo:hi], lengths[lo:hi], snr_db[lo:hi], rng)
         audio[lo:hi], audio_mean[lo:hi], audio_std[lo:hi] = standardise(noisy)
         if progress is not None:
             progress.update(hi - lo)
     meta = {
-        "regime": torch.from_numpy(regime.astype(np.int64)),
+        "regime": torch.from_numpy(pairs["regime"].astype(np.int64)),
         "image_p": torch.from_numpy(p),
         "audio_snr_db": torch.from_numpy(snr_db),
         "image_index": torch.from_numpy(image_index.astype(np.int64)),
@@ -140,15 +144,38 @@ def build_split(raw, n, rng, progress=None, clean_views=False):
         "audio_std": torch.from_numpy(audio_std),
     }
     return Split(image=torch.from_numpy(images).unsqueeze(1), audio=torch.from_numpy(audio).unsqueeze(1),
-                 label=torch.from_numpy(label.astype(np.int64)), meta=meta,
+                 label=torch.from_numpy(pairs["label"].astype(np.int64)), meta=meta,
                  recording_names=list(raw.recording_names))
+
+
+def build_split(raw, n, rng, progress=None, clean_views=False):
+    """Pair and corrupt one split of a RawSources. Returns a Split.
+
+    clean_views: pair exactly as usual but apply no noise (p = 0, SNR = +inf),
+    for measuring how hard the clean views themselves are.
+    """
+    pairs = draw_pairs(raw, n, rng)
+    if clean_views:  # the draws above still happen, so pairing and offsets match the noisy build
+        pairs.update(p=np.zeros_like(pairs["p"]), snr_db=np.full_like(pairs["snr_db"], np.inf))
+    return render_pairs(raw, pairs, rng, progress)
+
+
+def split_generators(seed):
+    """The generators of the train and the test split for a data seed (independent streams)."""
+    train_seq, test_seq = np.random.SeedSequence([RECIPE_VERSION, int(seed)]).spawn(2)
+    return np.random.default_rng(train_seq), np.random.default_rng(test_seq)
+
+
+def drawn_test_pairs(raw, n, seed):
+    """The first-stage draws of the test split that build_dataset(raw, sizes, seed) makes."""
+    return draw_pairs(raw.test, n, split_generators(seed)[1])
 
 
 def build_dataset(raw, sizes, seed, progress=None, clean_views=False):
     """The recipe applied to both splits of `raw`, deterministic in `seed`."""
-    train_seq, test_seq = np.random.SeedSequence([RECIPE_VERSION, int(seed)]).spawn(2)
-    train = build_split(raw.train, sizes["train"], np.random.default_rng(train_seq), progress, clean_views)
-    test = build_split(raw.test, sizes["test"], np.random.default_rng(test_seq), progress, clean_views)
+    train_rng, test_rng = split_generators(seed)
+    train = build_split(raw.train, sizes["train"], train_rng, progress, clean_views)
+    test = build_split(raw.test, sizes["test"], test_rng, progress, clean_views)
     info = recipe_params(sizes, seed, clean_views)
     info["raw_fingerprint"] = raw.fingerprint
     return Dataset(name=raw.name, train=train, test=test,

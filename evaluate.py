@@ -1,0 +1,150 @@
+"""Robustness of finished runs: noise sweeps, a missing view, and a fresh draw of the test split.
+
+For each RUN_DIR (a finished or stopped image, audio or multimodal run), loads
+config.json and checkpoints/best.pt, rebuilds the run's data and measures on
+its test pairs:
+
+- fresh draw: the test split drawn again at another data seed (same MNIST test
+  images and FSDD test takes; new pairing, regimes, noise and offsets),
+  accuracy and loss overall and per regime; it must match the run's own test
+  accuracy within seed noise, or something leaks;
+- image sweep: every pixel replaced with probability p in {0, 0.1, ..., 0.9,
+  0.95}, the audio held mild (SNR 20 dB);
+- audio sweep: SNR in {+30, +20, +10, 0, -5, -10, -15, -20, -30} dB, the image
+  held mild (p = 0.1), plus the audio with no noise at all;
+- missing view (multimodal runs): the image or the audio replaced by zeros or
+  by the training mean, the other view mild; late fusion also with the
+  surviving head alone.
+
+Unimodal runs sweep their own view only. The noise comes from the recipe's own
+functions, from seeded streams: the same command gives the same numbers.
+Writes RUN_DIR/robustness.json and RUN_DIR/figures/robustness.png and prints
+one line per run.
+
+Examples:
+  python evaluate.py runs/multimodal-concat-s0
+  python evaluate.py runs/study/* --sweeps image audio
+"""
+import argparse
+import json
+import os
+import sys
+from types import SimpleNamespace
+
+import torch
+
+from common.cli import UsageError, run_main
+from common.data import DataError
+from common.data.sources import dataset_from_args, load_raw_sources
+from common.io import save_figure, save_json
+from common.multimodal import build_from_config
+from common.plots import robustness_figure
+from common.robustness import SWEEPS, robustness, summary_line
+from common.training import PRECISIONS, TrainingError, load_checkpoint, pick_device, resolve_precision
+
+CLASSIFIERS = ("image", "audio", "multimodal")
+VIEWS = {"image": ("image",), "audio": ("audio",), "multimodal": ("image", "audio")}
+
+
+def read_run(run_dir):
+    """config.json and the checks that need no data: a classifier run with a best.pt."""
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"{run_dir} is not a run folder")
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+        config["args"]["data"]  # noqa: B018  (a config of this project)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{run_dir}: config.json is missing or unreadable; is it a run folder?") from None
+    if config.get("model") not in CLASSIFIERS:
+        raise UsageError(f"{run_dir} is a {config.get('model')!r} run; evaluate.py measures classifiers "
+                         f"({', '.join(CLASSIFIERS)} runs)")
+    best = os.path.join(run_dir, "checkpoints", "best.pt")
+    if not os.path.exists(best):
+        raise UsageError(f"{run_dir} has no checkpoints/best.pt (it never finished an epoch, or its "
+                         "checkpoints were deleted); nothing to evaluate")
+    return config, best
+
+
+def read_indices(run_dir):
+    try:
+        with open(os.path.join(run_dir, "split_indices.json")) as f:
+            saved = json.load(f)
+        return torch.tensor(saved["train"], dtype=torch.long), torch.tensor(saved["test"], dtype=torch.long)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f"{run_dir}: split_indices.json is missing or unreadable") from None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders to evaluate")
+    p.add_argument("--sweeps", nargs="+", default=list(SWEEPS), choices=SWEEPS, metavar="SWEEP",
+                   help=f"what to measure, any of: {', '.join(SWEEPS)} (default: all)")
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="data seed of the fresh draw (default: the run's data seed + 1000)")
+    p.add_argument("--data-root", default=None,
+                   help="where the run's raw data lives now (default: as saved in the run, else $AVDIGITS_DATA)")
+    p.add_argument("--precision", default="run", choices=("run",) + PRECISIONS,
+                   help="forward-pass precision; run = the precision the run trained at")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to evaluate")
+    p.add_argument("--num-threads", type=int, default=None, help="CPU threads for PyTorch (None: PyTorch's choice)")
+    args = p.parse_args()
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    device = pick_device(args.device)
+
+    runs = [(run_dir, *read_run(run_dir)) for run_dir in args.run_dirs]  # every check before any work
+    sources = {}  # one dataset and raw pool per data configuration, shared by runs that used it
+    for run_dir, config, best_path in runs:
+        saved = config["args"]
+        data_args = SimpleNamespace(data=config["dataset"]["name"],
+                                    data_root=args.data_root or saved.get("data_root"),
+                                    data_seed=saved.get("data_seed", 0), synthetic_size=saved.get("synthetic_size"),
+                                    clean_views=saved.get("clean_views", False))
+        key = tuple(sorted(vars(data_args).items(), key=lambda kv: kv[0]))
+        if key not in sources:
+            if data_args.data == "course":
+                raise UsageError(f"{run_dir} was trained on the course files, which come already corrupted: "
+                                 "their views cannot be re-noised (evaluate avdigits or synthetic runs)")
+            dataset = dataset_from_args(data_args)
+            raw = load_raw_sources(dataset.name, data_args.data_root, data_args.data_seed, data_args.synthetic_size)
+            sources[key] = (dataset, raw)
+        dataset, raw = sources[key]
+        if dataset.fingerprint != config["dataset"]["fingerprint"]:
+            raise UsageError(f"{run_dir} was trained on data with fingerprint {config['dataset']['fingerprint'][:12]}, "
+                             f"but its data now builds to {dataset.fingerprint[:12]}")
+        train_index, test_index = read_indices(run_dir)
+        model = build_from_config(config)
+        try:
+            model.load_state_dict(load_checkpoint(best_path)["model"])
+        except (RuntimeError, KeyError) as e:
+            raise TrainingError(f"{best_path} does not fit the run's model: {str(e).splitlines()[0]}") from None
+        model = model.to(device)
+        precision = resolve_precision(config.get("precision", "fp32") if args.precision == "run" else args.precision,
+                                      device)
+        precision = {"float32": "fp32"}.get(precision, precision)  # configs written before --precision existed
+        views = VIEWS[config["model"]]
+        result = robustness(model, views, raw, len(dataset.test), test_index, data_args.data_seed,
+                            dataset.train, train_index, device, precision, sweeps=args.sweeps,
+                            fresh_seed=args.data_seed)
+        name = os.path.basename(os.path.normpath(run_dir))
+        metrics_path = os.path.join(run_dir, "metrics.json")
+        test_acc = None
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as f:
+                test_acc = json.load(f).get("test", {}).get("acc")
+        result = {"run": name, "model": config["model"], "fusion": saved.get("fusion") if config["model"] ==
+                  "multimodal" else None, "seed": saved.get("seed"), "dataset": dataset.name,
+                  "synthetic": dataset.is_synthetic, "fingerprint": dataset.fingerprint,
+                  "data_seed": data_args.data_seed, "test_acc": test_acc, "sweeps": args.sweeps, **result}
+        save_json(result, os.path.join(run_dir, "robustness.json"))
+        if "image_sweep" in result or "audio_sweep" in result:
+            save_figure(robustness_figure(result, f"{name} [{dataset.name}]: robustness"),
+                        os.path.join(run_dir, "figures", "robustness.png"))
+        print(summary_line(name, result))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

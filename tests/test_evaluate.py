@@ -1,0 +1,147 @@
+"""evaluate.py: sweep levels, determinism, clean-view agreement, missing views, one-line errors."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from common.data import load_dataset
+from common.data.sources import load_raw_sources
+from common.multimodal import build_from_config
+from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, noise_rng, render_at
+from common.data.recipe import drawn_test_pairs
+from common.training import evaluate
+from conftest import ROOT, SMALL_SYNTHETIC, run_script
+
+TRAIN_FLAGS = [*SMALL_SYNTHETIC, "--max-epochs", "2", "--batch-size", "16", "--num-threads", "1",
+               "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three small finished runs on the synthetic source: image-only, audio-only, late fusion."""
+    folder = tmp_path_factory.mktemp("runs")
+    for script, name, extra in (("train_image.py", "image", []), ("train_audio.py", "audio", []),
+                                ("train_multimodal.py", "late", ["--fusion", "late"])):
+        out = run_script([script, *TRAIN_FLAGS, "--runs-dir", str(folder), "--name", name, *extra])
+        assert out.returncode == 0, out.stderr
+    return folder
+
+
+def evaluate_runs(*args):
+    return run_script(["evaluate.py", "--num-threads", "1", *map(str, args)])
+
+
+def load_result(run):
+    return json.loads((run / "robustness.json").read_text())
+
+
+def model_of(run):
+    config = json.loads((run / "config.json").read_text())
+    model = build_from_config(config)
+    model.load_state_dict(torch.load(run / "checkpoints" / "best.pt", weights_only=True)["model"])
+    return model
+
+
+def test_levels_outputs_and_one_line_per_run(runs):
+    out = evaluate_runs(runs / "image", runs / "late")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("image;") and lines[1].startswith("late;")
+    image, late = load_result(runs / "image"), load_result(runs / "late")
+    assert [row["p"] for row in image["image_sweep"]] == list(IMAGE_P_LEVELS)
+    assert "audio_sweep" not in image and "missing" not in image  # a unimodal run sweeps its own view
+    assert [row["p"] for row in late["image_sweep"]] == list(IMAGE_P_LEVELS)
+    assert [row["snr_db"] for row in late["audio_sweep"]] == list(AUDIO_SNR_LEVELS)
+    assert set(late["missing"]) == {"both_mild", "image_zeros", "image_train_mean", "audio_zeros",
+                                    "audio_train_mean", "image_surviving_head", "audio_surviving_head"}
+    assert late["fresh"]["data_seed"] == 1000 and set(late["fresh"]["per_regime_acc"]) == \
+        {"image_noisy", "audio_noisy", "both_mild"}
+    for run in ("image", "late"):
+        assert (runs / run / "figures" / "robustness.png").stat().st_size > 0
+    for row in late["image_sweep"] + late["audio_sweep"]:
+        assert 0.0 <= row["acc"] <= 1.0 and np.isfinite(row["loss"])
+
+
+def test_twice_gives_identical_json(runs):
+    assert evaluate_runs(runs / "late").returncode == 0
+    first = (runs / "late" / "robustness.json").read_text()
+    assert evaluate_runs(runs / "late").returncode == 0
+    assert (runs / "late" / "robustness.json").read_text() == first
+
+
+def clean_views_score(run, view):
+    """Accuracy and loss of the run's model on the --clean-views build of the same test pairs."""
+    config = json.loads((run / "config.json").read_text())
+    data = load_dataset("synthetic", data_seed=0, synthetic_size=200, clean_views=True, log=lambda m: None)
+    test_index = torch.tensor(json.loads((run / "split_indices.json").read_text())["test"])
+    out = evaluate(model_of(run), data.test, test_index, (view,), 512, torch.device("cpu"), config["precision"])
+    labels = data.test.label[test_index]
+    loss = torch.nn.functional.cross_entropy(out["logits"], labels).item()
+    return (out["logits"].argmax(1) == labels).float().mean().item(), loss
+
+
+def test_no_noise_matches_a_clean_views_evaluation(runs):
+    assert evaluate_runs(runs / "image", runs / "audio").returncode == 0
+    acc, loss = clean_views_score(runs / "image", "image")
+    p0 = load_result(runs / "image")["image_sweep"][0]
+    assert p0["p"] == 0.0 and p0["acc"] == acc and p0["loss"] == pytest.approx(loss, rel=1e-6)
+    acc, loss = clean_views_score(runs / "audio", "audio")
+    clean = load_result(runs / "audio")["audio_clean"]
+    assert clean["acc"] == acc and clean["loss"] == pytest.approx(loss, rel=1e-6)
+
+
+def test_a_missing_view_is_zeros_and_the_late_head_stands_alone(runs):
+    assert evaluate_runs(runs / "late", "--sweeps", "missing").returncode == 0
+    missing = load_result(runs / "late")["missing"]
+    raw = load_raw_sources("synthetic", synthetic_size=200)
+    data = load_dataset("synthetic", synthetic_size=200, log=lambda m: None)
+    test_index = torch.tensor(json.loads((runs / "late" / "split_indices.json").read_text())["test"])
+    pairs = {k: v[test_index.numpy()] for k, v in drawn_test_pairs(raw, len(data.test), 0).items()}
+    mild = render_at(raw.test, pairs, MILD_P, MILD_SNR_DB, noise_rng(0, "mild"))
+    model = model_of(runs / "late").eval()
+    with torch.no_grad():
+        image_logits, audio_logits = model.branch_logits(torch.zeros_like(mild.image), mild.audio)
+    labels = mild.label
+    # late fusion averages the two heads' logits: with the image zeroed, the image head gives one fixed vector
+    both = (image_logits + audio_logits) / 2
+    assert missing["image_zeros"]["acc"] == pytest.approx((both.argmax(1) == labels).float().mean().item(), abs=1e-6)
+    assert missing["image_surviving_head"]["acc"] == pytest.approx(
+        (audio_logits.argmax(1) == labels).float().mean().item(), abs=1e-6)
+    assert torch.allclose(image_logits, image_logits[:1].expand_as(image_logits), atol=1e-5)
+
+
+def test_errors_are_one_line(runs, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(runs / "image", broken)
+    os.remove(broken / "checkpoints" / "best.pt")
+    contrastive = tmp_path / "contrastive"
+    contrastive.mkdir()
+    config = json.loads((runs / "image" / "config.json").read_text())
+    (contrastive / "config.json").write_text(json.dumps({**config, "model": "contrastive"}))
+    for args, message in (([broken], "has no checkpoints/best.pt"),
+                          ([contrastive], "is a 'contrastive' run"),
+                          ([runs / "image", "--sweeps", "bogus"], "invalid choice: 'bogus'"),
+                          ([tmp_path / "nothing"], "is not a run folder")):
+        out = evaluate_runs(*args)
+        assert out.returncode == 2, out.stderr
+        assert "Traceback" not in out.stderr
+        assert message in out.stderr.strip().splitlines()[-1]
+
+
+def test_reproduce_evaluates_each_run_right_after_training(tmp_path):
+    """A two-model study: each run gets its robustness.json, then the report."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "reproduce.sh"), "--models", "image late",
+                          "--runs-dir", str(tmp_path / "study"), "--", *TRAIN_FLAGS, "--max-epochs", "1"],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    order = [line for line in out.stdout.splitlines() if line.startswith("== ")]
+    assert order == ["== start image-s0", "== evaluate image-s0", "== start multimodal-late-s0",
+                     "== evaluate multimodal-late-s0"]
+    for run in ("image-s0", "multimodal-late-s0"):
+        assert (tmp_path / "study" / run / "robustness.json").exists()

@@ -1,0 +1,160 @@
+"""The speed work keeps behaviour: the cheaper dropout, the phase-split conv, --precision, fused Adam."""
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.models import AudioFeaturizer, Dropout, PhaseSplitConv1d
+from common.multimodal import FUSION_CHOICES, build_multimodal
+from common.training import autocast, make_adam, resolve_precision
+from conftest import run_script, write_course
+
+
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_dropout_drops_p_and_scales_kept_values_in_training_only(p):
+    torch.manual_seed(0)
+    drop = Dropout(p)
+    x = torch.rand(256, 4001) + 0.5  # an odd size: the p = 0.5 mask is cut from whole random bytes
+    y = drop(x)
+    dropped = (y == 0).float().mean().item()
+    n = x.numel()
+    assert abs(dropped - p) < 5 * (p * (1 - p) / n) ** 0.5  # within 5 standard errors of a binomial share
+    kept = y != 0
+    assert torch.allclose(y[kept], x[kept] / (1 - p))
+    drop.eval()
+    assert drop(x) is x
+
+
+def test_dropout_mask_bits_are_independent_and_seeded():
+    drop = Dropout(0.5)
+    x = torch.ones(64, 32000)
+    torch.manual_seed(1)
+    a = drop(x) == 0
+    torch.manual_seed(1)
+    assert torch.equal(a, drop(x) == 0)  # the global seed governs it, like nn.Dropout
+    # neighbouring values come from different bits of one byte: no pattern across the 8 positions
+    per_position = a.view(-1, 8).float().mean(0)
+    assert torch.all((per_position - 0.5).abs() < 0.005)
+    both = (a.view(-1, 8)[:, 0] & a.view(-1, 8)[:, 1]).float().mean().item()
+    assert abs(both - 0.25) < 0.005
+
+
+def test_dropout_gradient_is_the_mask_times_the_scale():
+    torch.manual_seed(0)
+    drop = Dropout(0.5)
+    x = torch.randn(32, 100, requires_grad=True)
+    y = drop(x)
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, (y != 0).float() * 2)
+
+
+def test_dropout_refuses_p_of_one():
+    with pytest.raises(ValueError):
+        Dropout(1.0)
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 100, 4, 48, 8000), (3, 5, 6, 3, 2, 101), (2, 4, 8, 4, 0, 37),
+                                   (32, 64, 25, 4, 12, 300)])
+def test_phase_split_conv_equals_conv1d_with_its_gradients(shape):
+    c_in, c_out, k, stride, pad, length = shape
+    torch.manual_seed(0)
+    conv = PhaseSplitConv1d(c_in, c_out, k, stride=stride, padding=pad).double()
+    x = torch.randn(2, c_in, length, dtype=torch.double, requires_grad=True)
+    y = conv(x)
+    ref = F.conv1d(x, conv.weight, conv.bias, stride=stride, padding=pad)
+    assert y.shape == ref.shape
+    assert torch.allclose(y, ref, atol=1e-10)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, conv.weight, conv.bias), g)
+    want = torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_audio_featurizer_keeps_the_exam_layers_and_state_dict():
+    f = AudioFeaturizer()
+    assert isinstance(f.conv[0], torch.nn.Conv1d)  # a Conv1d subclass: same parameters and keys
+    shapes = {k: tuple(v.shape) for k, v in f.state_dict().items()}
+    assert shapes == {"conv.0.weight": (32, 1, 100), "conv.0.bias": (32,), "conv.2.weight": (64, 32, 25),
+                      "conv.2.bias": (64,), "fc.weight": (128, 32000), "fc.bias": (128,)}
+    assert f.conv[0](torch.zeros(3, 1, 8000)).shape == (3, 32, 2000)
+
+
+@pytest.mark.parametrize("fusion", FUSION_CHOICES)
+def test_every_fusion_trains_a_step_under_bf16_autocast(fusion):
+    torch.manual_seed(0)
+    model = build_multimodal(fusion)
+    device = torch.device("cpu")
+    with autocast("bf16", device):
+        logits = model(torch.rand(4, 1, 28, 28), torch.randn(4, 1, 8000))
+    loss = F.cross_entropy(logits.float(), torch.arange(4))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.dtype == torch.float32 for p in model.parameters())
+    assert model.audio_featurizer.conv[0].weight.grad.abs().sum() > 0  # the phase-split conv is trained
+
+
+def test_resolve_precision():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    assert resolve_precision("auto", torch.device("meta")) == "fp32"  # neither CPU nor CUDA
+
+
+def test_adam_is_fused_where_torch_has_it_and_steps_like_plain_adam():
+    torch.manual_seed(0)
+    w1 = torch.randn(50, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_()
+    fused, plain = make_adam([w1], 1e-2), torch.optim.Adam([w2], lr=1e-2)
+    for _ in range(5):
+        for w, opt in ((w1, fused), (w2, plain)):
+            opt.zero_grad()
+            (w ** 2).sum().backward()
+            opt.step()
+    assert torch.allclose(w1, w2, atol=1e-6)
+    assert fused.defaults.get("fused") in (True, None)
+
+
+@pytest.fixture(scope="module")
+def course_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    write_course(root, n_train=60, n_test=20, test_labels=True)
+    return root
+
+
+def train(course_root, runs_dir, name, *extra, script="train_multimodal.py"):
+    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
+                       "--name", name, "--batch-size", "16", "--num-threads", "1", "--max-epochs", "2", *extra])
+
+
+def test_precision_reaches_config_and_a_bf16_run_trains(course_root, tmp_path):
+    out = train(course_root, tmp_path, "bf16", "--precision", "bf16")
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert config["precision"] == "bf16" and config["args"]["precision"] == "bf16"
+    metrics = json.loads((tmp_path / "bf16" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and math.isfinite(metrics["val"]["loss"])
+    best = torch.load(tmp_path / "bf16" / "checkpoints" / "best.pt", weights_only=True)
+    assert all(t.dtype == torch.float32 for t in best["model"].values() if t.is_floating_point())
+    start = torch.load(tmp_path / "bf16" / "checkpoints" / "last.pt", weights_only=True)
+    assert len(start["history"]) == 2 and start["history"][1]["train_loss"] != start["history"][0]["train_loss"]
+
+    auto = train(course_root, tmp_path, "auto")
+    assert auto.returncode == 0, auto.stderr
+    used = json.loads((tmp_path / "auto" / "config.json").read_text())["precision"]
+    assert used == resolve_precision("auto", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py"])
+def test_fp32_runs_repeat_bit_for_bit(script, course_root, tmp_path):
+    for name in ("a", "b"):
+        out = train(course_root, tmp_path, name, "--precision", "fp32", script=script)
+        assert out.returncode == 0, out.stderr
+    a, b = (torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=True) for n in ("a", "b"))
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    ma, mb = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
+    assert ma["val"] == mb["val"] and ma["test"] == mb["test"]
