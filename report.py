@@ -13,6 +13,13 @@ checkpoint). Only image / audio / multimodal runs with a labelled test split
 are reported; other runs (e.g. contrastive pre-training) are counted and
 skipped.
 
+Runs that have a robustness.json (written by evaluate.py) also feed a
+robustness section: the area under each accuracy-vs-noise curve and its
+difference from late fusion, the fresh-draw accuracy, the accuracy at each
+noise level, and the missing-view table; plus one figure per sweep
+(accuracy vs noise, mean ± std over seeds, one line per model), written
+to RUNS_DIR unless --figures says otherwise.
+
 Examples:
   python report.py runs/study
   python report.py runs/study --out runs/study/results.md
@@ -29,8 +36,9 @@ import statistics
 import sys
 
 from common.data import REGIMES
-from common.io import save_text
+from common.io import save_figure, save_text
 from common.multimodal import FUSION_CHOICES
+from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, area_under
 
 MODELS = ("image", "audio", "multimodal")
 # config.json args that change what a run trains; runs differing in any of them never share a row.
@@ -144,8 +152,24 @@ def read_runs(runs_dir):
             "best_epoch": m.get("best_epoch"), "epochs_run": m.get("epochs_run"),
             "regime_acc": {r: 100.0 * regime_acc[r] if _is_number(regime_acc.get(r)) else None for r in REGIMES},
             "regime_n": test.get("per_regime_n") or {},
+            "robustness": read_robustness(os.path.dirname(path)),
         })
     return runs, skipped
+
+
+def read_robustness(run_dir):
+    """robustness.json beside metrics.json, or None when absent or unreadable."""
+    path = os.path.join(run_dir, "robustness.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        data = load_json(path)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (OSError, ValueError) as e:
+        warn(f"ignoring unreadable {path}: {type(e).__name__}: {e}")
+        return None
 
 
 def _is_number(x):
@@ -206,6 +230,7 @@ def group_runs(runs):
         group["regime_acc"] = {r: mean_std(m["regime_acc"][r] for m in members) for r in REGIMES}
         ns = {json.dumps(m["regime_n"], sort_keys=True) for m in members}
         group["regime_n"] = members[0]["regime_n"] if len(ns) == 1 else {}
+        group["robustness"] = [r["robustness"] for r in members if r["robustness"]]
         tables.setdefault(dkey, []).append(group)
 
     def table_order(dkey):
@@ -314,7 +339,148 @@ def markdown(tables, runs_dir, n_runs, skipped):
             for g in with_regimes:
                 lines.append(f"| {row_name(g)} | {g['n']} | "
                              + " | ".join(fmt_stat(g["regime_acc"][r], 2) for r in REGIMES) + " |")
+        lines += robustness_markdown(groups, dkey[0])
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- robustness
+
+SWEEP_AXES = {"image_sweep": ("p", IMAGE_P_LEVELS), "audio_sweep": ("snr_db", AUDIO_SNR_LEVELS)}
+MISSING_COLUMNS = (("both_mild", "both mild"), ("image_zeros", "image zeros"),
+                   ("image_train_mean", "image train mean"), ("image_surviving_head", "image gone: audio head"),
+                   ("audio_zeros", "audio zeros"), ("audio_train_mean", "audio train mean"),
+                   ("audio_surviving_head", "audio gone: image head"))
+
+
+def sweep_curve(result, sweep):
+    """{level: accuracy %} of one run's sweep, or None when the run lacks it or its levels differ."""
+    level_key, levels = SWEEP_AXES[sweep]
+    rows = result.get(sweep)
+    if not isinstance(rows, list):
+        return None
+    curve = {row.get(level_key): 100.0 * row["acc"] for row in rows if _is_number(row.get("acc"))}
+    return curve if sorted(curve) == sorted(levels) else None
+
+
+def sweep_stats(group, sweep):
+    """Per level (mean, std, n) of accuracy %, and the area under the curve (mean, std, n) over seeds."""
+    curves = [c for c in (sweep_curve(r, sweep) for r in group["robustness"]) if c]
+    if not curves:
+        return None
+    levels = SWEEP_AXES[sweep][1]
+    per_level = {lv: mean_std(c[lv] for c in curves) for lv in levels}
+    auc = mean_std(area_under(levels, [c[lv] for lv in levels]) for c in curves)
+    return {"levels": per_level, "auc": auc}
+
+
+def robustness_markdown(groups, dataset_name):
+    """The robustness section of one table; empty when no run there has a robustness.json."""
+    with_rob = [g for g in groups if g["robustness"]]
+    if not with_rob:
+        return []
+    stats = {id(g): {s: sweep_stats(g, s) for s in SWEEP_AXES} for g in with_rob}
+    late = next((g for g in with_rob if g["model"] == "multimodal" and g["fusion"] == "late"
+                 and not g["settings"]), None)
+
+    def delta(g, sweep):
+        mine, base = stats[id(g)][sweep], late and stats[id(late)][sweep]
+        if not mine or not base or g is late:
+            return "–"
+        return f"{mine['auc'][0] - base['auc'][0]:+.2f}"
+
+    lines = ["", f"### Robustness ({dataset_name}, from robustness.json; evaluate.py)", "",
+             "Area under the accuracy-vs-noise curve: the mean accuracy (%) over the sweep's range, by the "
+             "trapezoid rule (image: p from 0 to 0.95, audio held at 20 dB; audio: SNR from +30 to -30 dB, "
+             "image held at p = 0.1). Δ late: this model's mean area minus late fusion's. Fresh draw: the "
+             "test split drawn again at another data seed; it should match the test accuracy within seed noise.",
+             "",
+             "| model | n | test accuracy (%) | fresh draw (%) | image-sweep area | Δ late | audio-sweep area "
+             "| Δ late |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for g in with_rob:
+        fresh = mean_std(100.0 * r["fresh"]["acc"] for r in g["robustness"]
+                         if isinstance(r.get("fresh"), dict) and _is_number(r["fresh"].get("acc")))
+        st = stats[id(g)]
+        cells = [row_name(g), str(len(g["robustness"])), fmt_stat(g["test_acc"], 2), fmt_stat(fresh, 2),
+                 fmt_stat(st["image_sweep"]["auc"], 2) if st["image_sweep"] else "–", delta(g, "image_sweep"),
+                 fmt_stat(st["audio_sweep"]["auc"], 2) if st["audio_sweep"] else "–", delta(g, "audio_sweep")]
+        lines.append("| " + " | ".join(cells) + " |")
+    for sweep, title in (("image_sweep", "Test accuracy (%) vs pixel replacement p, audio at 20 dB"),
+                         ("audio_sweep", "Test accuracy (%) vs audio SNR (dB), image at p = 0.1")):
+        rows = [g for g in with_rob if stats[id(g)][sweep]]
+        if not rows:
+            continue
+        levels = SWEEP_AXES[sweep][1]
+        lines += ["", f"{title}; mean over the n seeds:", "",
+                  "| model | n | " + " | ".join(f"{lv:g}" for lv in levels) + " |",
+                  "|---|---:|" + "---:|" * len(levels)]
+        for g in rows:
+            st = stats[id(g)][sweep]
+            lines.append(f"| {row_name(g)} | {st['auc'][2]} | "
+                         + " | ".join(fmt_stat(st["levels"][lv], 1, with_std=False) for lv in levels) + " |")
+    missing_rows = [g for g in with_rob if any(isinstance(r.get("missing"), dict) for r in g["robustness"])]
+    if missing_rows:
+        lines += ["", "A missing view (%): the view replaced by zeros or by the training mean, the other view "
+                  "mild (image p = 0.1, audio 20 dB); for late fusion also the surviving head alone. "
+                  "Mean ± std over the n seeds:", "",
+                  "| model | n | " + " | ".join(label for _, label in MISSING_COLUMNS) + " |",
+                  "|---|---:|" + "---:|" * len(MISSING_COLUMNS)]
+        for g in missing_rows:
+            results = [r["missing"] for r in g["robustness"] if isinstance(r.get("missing"), dict)]
+            cells = []
+            for key, _ in MISSING_COLUMNS:
+                stat = mean_std(100.0 * m[key]["acc"] for m in results if isinstance(m.get(key), dict))
+                cells.append(fmt_stat(stat, 1))
+            lines.append(f"| {row_name(g)} | {len(results)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def robustness_figures(groups, title):
+    """{sweep: Figure}: accuracy vs noise level, mean ± std over seeds, one line per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figures = {}
+    for sweep, xlabel in (("image_sweep", "pixel replacement probability p (audio at 20 dB)"),
+                          ("audio_sweep", "audio SNR, dB (image at p = 0.1)")):
+        rows = [(g, sweep_stats(g, sweep)) for g in groups if g["robustness"]]
+        rows = [(g, st) for g, st in rows if st]
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(8, 5))
+        levels = SWEEP_AXES[sweep][1]
+        for g, st in rows:
+            means = [st["levels"][lv][0] for lv in levels]
+            stds = [st["levels"][lv][1] or 0.0 for lv in levels]
+            reference = g["model"] != "multimodal" or g["fusion"] == "late"
+            line, = ax.plot(levels, means, marker="o", ms=3, lw=2.2 if reference else 1.2,
+                            ls="--" if reference else "-", label=f"{row_name(g)} (n={st['auc'][2]})")
+            ax.fill_between(levels, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
+                            color=line.get_color(), alpha=0.12)
+        if sweep == "audio_sweep":
+            ax.invert_xaxis()  # worse to the right, as for p
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        ax.set_title(f"{title}: {'image' if sweep == 'image_sweep' else 'audio'} sweep", fontsize=10)
+        fig.tight_layout()
+        figures[sweep] = fig
+    return figures
+
+
+def write_robustness_figures(tables, folder):
+    """One figure per sweep and table; returns the paths written."""
+    written = []
+    for dkey, groups in tables:
+        suffix = "" if len(tables) == 1 else f"-{dkey[0]}-{(dkey[2] or 'none')[:8]}" + \
+            ("" if dkey[3] is None else f"-limit{dkey[3]}")
+        for sweep, fig in robustness_figures(groups, describe_dataset(dkey)).items():
+            path = os.path.join(folder, f"robustness-{sweep.split('_')[0]}{suffix}.png")
+            save_figure(fig, path)
+            written.append(path)
+    return written
 
 
 def row_name(g):
@@ -363,7 +529,7 @@ def describe_skipped(skipped):
 
 # ---------------------------------------------------------------- main
 
-def build_report(runs_dir, fmt):
+def build_report(runs_dir, fmt, figures_dir=None):
     if not os.path.isdir(runs_dir):
         raise ReportError(f"runs directory {runs_dir} does not exist")
     runs, skipped = read_runs(runs_dir)
@@ -374,6 +540,12 @@ def build_report(runs_dir, fmt):
         raise ReportError(f"no usable metrics.json under {runs_dir}"
                           + (f" ({found} found, all skipped)" if found else " (none found)"))
     tables = group_runs(runs)
+    if figures_dir is not None:
+        try:
+            for path in write_robustness_figures(tables, figures_dir):
+                print(f"wrote {path}", file=sys.stderr)
+        except OSError as e:
+            raise ReportError(f"cannot write figures to {figures_dir}: {e.strerror or e}") from None
     return markdown(tables, runs_dir, len(runs), skipped) if fmt == "md" else csv_text(tables)
 
 
@@ -383,9 +555,13 @@ def main(argv=None):
     parser.add_argument("--format", choices=("md", "csv"), default="md",
                         help="md: Markdown tables with mean ± std (default); csv: one row per group, plain numbers")
     parser.add_argument("--out", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
+    parser.add_argument("--figures", metavar="DIR", default=None,
+                        help="folder for the robustness figures (default: RUNS_DIR)")
+    parser.add_argument("--no-figures", action="store_true", help="write no figures")
     args = parser.parse_args(argv)
     try:
-        text = build_report(args.runs_dir, args.format)
+        text = build_report(args.runs_dir, args.format,
+                            None if args.no_figures else (args.figures or args.runs_dir))
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

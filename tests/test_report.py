@@ -341,3 +341,53 @@ def test_init_source_keeps_pretraining_runs_apart_and_seeds_together():
     c = init_source(["runs/contrastive-nt_log-s0/checkpoints/best.pt"])
     assert a == b == "contrastive-nt_xent" and c == "contrastive-nt_log"
     assert init_source(["r/image-s0/checkpoints/best.pt", "r/audio-s0/checkpoints/best.pt"]) == "audio+image"
+
+
+def write_robustness(folder, image_acc, audio_acc, fresh=0.9, missing=None):
+    """A robustness.json whose sweeps follow the given functions of the level."""
+    from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS
+    data = {"fresh": {"acc": fresh, "loss": 0.3},
+            "image_sweep": [{"p": p, "acc": image_acc(p), "loss": 1.0} for p in IMAGE_P_LEVELS],
+            "audio_sweep": [{"snr_db": s, "acc": audio_acc(s), "loss": 1.0} for s in AUDIO_SNR_LEVELS]}
+    if missing is not None:
+        data["missing"] = {k: {"acc": v, "loss": 1.0} for k, v in missing.items()}
+    with open(os.path.join(folder, "robustness.json"), "w") as f:
+        json.dump(data, f)
+
+
+def test_robustness_section_areas_deltas_and_missing_view(tmp_path, capsys):
+    for s in range(2):
+        folder = write_run(tmp_path, f"multimodal-concat-s{s}", model="multimodal", fusion="concat", seed=s)
+        # linear in p: the area is the mean of 100 (1 - p) over [0, 0.95] = 52.5, the same for both seeds
+        write_robustness(folder, lambda p: 1 - p, lambda snr: 0.8 + 0.1 * s,
+                         missing={"both_mild": 0.9, "image_zeros": 0.5 + 0.1 * s, "audio_zeros": 0.9})
+    late = write_run(tmp_path, "multimodal-late-s0", model="multimodal", fusion="late")
+    write_robustness(late, lambda p: 0.6, lambda snr: 0.7, fresh=0.85,
+                     missing={"both_mild": 0.9, "image_zeros": 0.6, "image_surviving_head": 0.8})
+    write_run(tmp_path, "image-s0")  # no robustness.json: in the main table only
+    code, out, err = run_report(capsys, tmp_path)
+    assert code == 0, err
+    section = out[out.index("### Robustness"):]
+    rows = table_rows(section)
+    concat_area = rows["multimodal-concat"][0]
+    # n, test acc, fresh, image area, delta, audio area, delta
+    assert concat_area[1] == "2" and concat_area[3] == "90.00 ± 0.00"
+    assert concat_area[4] == "52.50 ± 0.00" and concat_area[5] == "-7.50"  # 52.5 - 60
+    assert concat_area[6] == "85.00 ± 7.07" and concat_area[7] == "+15.00"  # mean of 80 and 90, minus 70
+    late_area = rows["multimodal-late"][0]
+    assert late_area[4] == "60.00 ± –" and late_area[5] == "–"
+    assert "image-only" not in rows
+    missing = rows["multimodal-concat"][-1]
+    assert missing[2] == "90.0 ± 0.0" and missing[3] == "55.0 ± 7.1" and missing[4] == "–"
+    assert rows["multimodal-late"][-1][5] == "80.0 ± –"  # image gone: the audio head alone
+    assert os.path.exists(tmp_path / "robustness-image.png") and os.path.exists(tmp_path / "robustness-audio.png")
+
+
+def test_no_figures_flag_and_bad_figure_folder(tmp_path, capsys):
+    folder = write_run(tmp_path / "runs", "multimodal-late-s0", model="multimodal", fusion="late")
+    write_robustness(folder, lambda p: 0.6, lambda snr: 0.7)
+    code, _, _ = run_report(capsys, tmp_path / "runs", "--no-figures")
+    assert code == 0 and not list((tmp_path / "runs").glob("*.png"))
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_report(capsys, tmp_path / "runs", "--figures", tmp_path / "file" / "sub")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: cannot write figures to")
