@@ -1,6 +1,8 @@
 """The data layer: readers, the recipe, the cache, the course loader, the CLI's errors."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,9 +15,9 @@ from common.data.dataset import REGIMES
 from common.data.fsdd import load_recordings, read_wav
 from common.data.mnist import IMAGE_MAGIC, LABEL_MAGIC, read_idx
 from common.data.raw import RawSources, RawSplit
-from common.data.recipe import (AUDIO_LENGTH, add_noise_at_snr, build_dataset, corrupt_images,
+from common.data.recipe import (AUDIO_LENGTH, add_noise_at_snr, build_dataset, corrupt_images, exact_row_sums,
                                 place_utterances)
-from conftest import REAL_DATA, make_avdigits_root, run_cli, write_course, write_idx, write_wav
+from conftest import REAL_DATA, ROOT, make_avdigits_root, run_cli, write_course, write_idx, write_wav
 
 
 # ---------------------------------------------------------------- readers
@@ -115,6 +117,47 @@ def small_raw(seed=0, n_img=(300, 120), takes=(8, 3)):
         return RawSplit(images, np.arange(n) % 10, recs, np.array(labels), names)
 
     return RawSources("avdigits", split(n_img[0], takes[0], "tr"), split(n_img[1], takes[1], "te"), "test-raw")
+
+
+BUILD_FINGERPRINT = """
+import numpy as np
+from common.data.raw import RawSources, RawSplit
+from common.data.recipe import build_dataset
+rng = np.random.default_rng(5)
+def split(n, takes, name):
+    recs = [(rng.standard_normal(int(rng.integers(1500, 9000))) * 4000).astype(np.int16)
+            for _ in range(10 * takes)]
+    return RawSplit(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n) % 10, recs,
+                    np.repeat(np.arange(10), takes), [f"{i // takes}_{name}_{i}" for i in range(10 * takes)])
+raw = RawSources("avdigits", split(200, 6, "tr"), split(80, 3, "te"), "raw")
+print(build_dataset(raw, {"train": 200, "test": 80}, 7).fingerprint)
+"""
+
+
+def test_build_is_bit_identical_with_numpys_wide_simd_loops_switched_off():
+    """numpy picks its loops by CPU (AVX-512 here, AVX2 elsewhere); the build must not notice.
+    With float32 numpy sums (numerics v1) the default real build hashed differently with and
+    without the AVX-512 loops; switching them off here stands in for another machine."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    wide = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
+    if not wide:
+        pytest.skip("this CPU runs numpy's baseline loops only: nothing to switch off")
+    prints = []
+    for disabled in ("", " ".join(wide)):
+        env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled}
+        out = subprocess.run([sys.executable, "-c", BUILD_FINGERPRINT], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        prints.append(out.stdout.strip())
+    assert len(prints[0]) == 64 and prints[0] == prints[1]
+
+
+def test_exact_row_sums_do_not_depend_on_the_order():
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((4, 8000)) * 7
+    assert np.array_equal(exact_row_sums(values), exact_row_sums(values[:, ::-1]))
+    assert np.allclose(exact_row_sums(values), values.sum(1), rtol=0, atol=1e-9)
+    assert np.array_equal(exact_row_sums(np.zeros((2, 3))), np.zeros(2))
 
 
 def test_build_is_deterministic_in_its_seed():
@@ -365,10 +408,15 @@ needs_real = pytest.mark.skipif(not (REAL_DATA and os.path.isdir(os.path.join(RE
                                 reason="set AVDIGITS_DATA to the raw data root to run")
 
 
+# docs/DATASET.md pins it; numerics v2 makes it the same on every machine (see recipe.exact_row_sums)
+DEFAULT_BUILD_FINGERPRINT = "55371e8b2578ee6440897a9bf30aa1c8347807394cf974058eaae3b5039d071c"
+
+
 @needs_real
 def test_real_default_build(tmp_path, monkeypatch):
     monkeypatch.setenv("AVDIGITS_CACHE", str(tmp_path / "c1"))
     a = load_dataset("avdigits", REAL_DATA, 0)
+    assert a.fingerprint == DEFAULT_BUILD_FINGERPRINT
     assert (len(a.train), len(a.test)) == (17_560, 5_859)
     for split in (a.train, a.test):
         counts = np.bincount(split.label.numpy(), minlength=10)

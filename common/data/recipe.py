@@ -15,6 +15,11 @@ Version 1 (see docs/DATASET.md for the card):
 
 The same recipe serves the real and the synthetic raw sources, so numbers on
 the two differ only by what the raw pools contain.
+
+Numerics v2: the audio arithmetic is float64 with sums taken exactly
+(exact_row_sums) and one rounding to float32 at the end, so the built tensors,
+and the dataset fingerprint, are bit-identical on every machine with the same
+raw files; v1 used float32 numpy sums, whose last bits depended on the CPU.
 """
 import numpy as np
 import torch
@@ -23,6 +28,9 @@ from .dataset import REGIMES, Dataset, Split, fingerprint_splits
 from .errors import DataError
 
 RECIPE_VERSION = 1
+# How the recipe's arithmetic is done (not what it draws): 2 = float64 with exact integer sums,
+# rounded once to float32, so a build is bit-identical on every machine (see exact_row_sums).
+NUMERICS_VERSION = 2
 AUDIO_LENGTH = 8000
 DEFAULT_SIZES = {"train": 17_560, "test": 5_859}  # the course's sizes
 NOISY_P, MILD_P = (0.50, 0.85), (0.05, 0.30)
@@ -32,7 +40,8 @@ CHUNK = 2048  # pairs corrupted at once: bounds the temporary memory of the nois
 
 
 def recipe_params(sizes, seed, clean_views=False):
-    return {"recipe_version": RECIPE_VERSION, "seed": int(seed), "clean_views": bool(clean_views),
+    return {"recipe_version": RECIPE_VERSION, "numerics": NUMERICS_VERSION, "seed": int(seed),
+            "clean_views": bool(clean_views),
             "sizes": {k: int(v) for k, v in sizes.items()},
             "image_p": {"noisy": NOISY_P, "mild": MILD_P},
             "audio_snr_db": {"noisy": NOISY_SNR_DB, "mild": MILD_SNR_DB}}
@@ -45,18 +54,36 @@ def corrupt_images(images, p, rng):
     return np.where(replace, values, images)
 
 
+def exact_row_sums(values):
+    """Sums along the last axis of a float64 array that come out the same on every machine.
+
+    numpy adds floats in an order set by the SIMD width its loops were compiled for, so
+    the last bits of a float sum differ between CPUs. Here each row is scaled by a power
+    of two chosen from the row's largest magnitude (a max, which is exact), rounded to
+    integers and summed in int64, which is exact in any order. Parts below about 2^-49
+    of the row's peak are rounded away: far below float32 resolution.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    peak = np.abs(values).max(axis=-1, keepdims=True)
+    _, exponent = np.frexp(peak)  # peak < 2**exponent
+    scale = (62 - int(values.shape[-1]).bit_length()) - exponent  # |sum of the integers| < 2**62
+    integers = np.rint(np.ldexp(values, scale)).astype(np.int64)
+    return np.ldexp(integers.sum(axis=-1).astype(np.float64), -scale[..., 0])
+
+
 def place_utterances(recordings, offsets_u, length=AUDIO_LENGTH):
     """Centre each recording in a second, zero-padded at a random offset.
 
     offsets_u in [0,1) picks the offset uniformly among the valid ones.
-    Returns float32 [N,length], plus the start and length of each utterance.
+    Returns float64 [N,length], plus the start and length of each utterance.
+    The mean removed is an exact integer sum over the int16 samples, divided once.
     """
-    out = np.zeros((len(recordings), length), dtype=np.float32)
+    out = np.zeros((len(recordings), length), dtype=np.float64)
     starts = np.zeros(len(recordings), dtype=np.int64)
     lengths = np.zeros(len(recordings), dtype=np.int64)
     for i, rec in enumerate(recordings):
-        x = rec.astype(np.float32) / 32768.0
-        x = x - x.mean()
+        samples = np.asarray(rec).astype(np.int64)
+        x = samples / 32768.0 - samples.sum() / (32768.0 * samples.size)
         if x.size > length:  # centre-crop
             cut = (x.size - length) // 2
             x = x[cut:cut + length]
@@ -67,23 +94,30 @@ def place_utterances(recordings, offsets_u, length=AUDIO_LENGTH):
 
 
 def add_noise_at_snr(clean, starts, lengths, snr_db, rng):
-    """Add white Gaussian noise over the whole second at the given SNR.
+    """Add white Gaussian noise over the whole second at the given SNR (float64 out).
 
     The signal power is the mean square over the utterance itself, not the
-    zero padding, so an SNR means the same for short and long words.
+    zero padding, so an SNR means the same for short and long words. The power
+    ratio 10^(SNR/10) comes from Python's pow, not numpy's CPU-dispatched one.
     """
+    clean = np.asarray(clean, dtype=np.float64)
     positions = np.arange(clean.shape[1])[None, :]
     inside = (positions >= starts[:, None]) & (positions < (starts + lengths)[:, None])
-    signal_power = (clean ** 2 * inside).sum(1) / lengths
-    noise_std = np.sqrt(signal_power / 10.0 ** (snr_db / 10.0)).astype(np.float32)
-    return clean + rng.standard_normal(clean.shape, dtype=np.float32) * noise_std[:, None]
+    signal_power = exact_row_sums(clean * clean * inside) / lengths
+    power_ratio = np.array([10.0 ** (float(snr) / 10.0) for snr in snr_db], dtype=np.float64)
+    noise_std = np.sqrt(signal_power / power_ratio)
+    noise = rng.standard_normal(clean.shape, dtype=np.float32)
+    return clean + noise.astype(np.float64) * noise_std[:, None]
 
 
 def standardise(audio):
-    """Zero mean, unit variance per waveform; also returns the mean and std used."""
-    mean = audio.mean(1, keepdims=True)
-    std = audio.std(1, keepdims=True) + 1e-8
-    return (audio - mean) / std, mean[:, 0], std[:, 0]
+    """Zero mean, unit variance per waveform, rounded once to float32; also the mean and std used."""
+    audio = np.asarray(audio, dtype=np.float64)
+    n = audio.shape[1]
+    mean = exact_row_sums(audio) / n
+    centred = audio - mean[:, None]
+    std = np.sqrt(exact_row_sums(centred * centred) / n) + 1e-8
+    return (centred / std[:, None]).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
 
 
 def draw_pairs(raw, n, rng):
