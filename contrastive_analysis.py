@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import torch
 
-from common.cli import positive_int
+from common.argtypes import positive_int
 from common.contrastive import f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
 from common.io import save_figure, save_json
 

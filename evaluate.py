@@ -40,6 +40,7 @@ from common.io import save_figure, save_json
 from common.multimodal import build_from_config
 from common.plots import robustness_figure
 from common.robustness import SWEEPS, robustness, summary_line
+from common.run import RunFolder
 from common.training import PRECISIONS, TrainingError, load_checkpoint, pick_device, resolve_precision
 
 CLASSIFIERS = ("image", "audio", "multimodal")
@@ -48,7 +49,8 @@ VIEWS = {"image": ("image",), "audio": ("audio",), "multimodal": ("image", "audi
 
 def read_run(run_dir):
     """config.json and the checks that need no data: a classifier run with a best.pt."""
-    config_path = os.path.join(run_dir, "config.json")
+    folder = RunFolder(run_dir)
+    config_path = folder.config
     if not os.path.isdir(run_dir):
         raise UsageError(f"{run_dir} is not a run folder")
     try:
@@ -60,7 +62,7 @@ def read_run(run_dir):
     if config.get("model") not in CLASSIFIERS:
         raise UsageError(f"{run_dir} is a {config.get('model')!r} run; evaluate.py measures classifiers "
                          f"({', '.join(CLASSIFIERS)} runs)")
-    best = os.path.join(run_dir, "checkpoints", "best.pt")
+    best = folder.best
     if not os.path.exists(best):
         raise UsageError(f"{run_dir} has no checkpoints/best.pt (it never finished an epoch, or its "
                          "checkpoints were deleted); nothing to evaluate")
@@ -69,7 +71,7 @@ def read_run(run_dir):
 
 def read_indices(run_dir):
     try:
-        with open(os.path.join(run_dir, "split_indices.json")) as f:
+        with open(RunFolder(run_dir).split_indices) as f:
             saved = json.load(f)
         return torch.tensor(saved["train"], dtype=torch.long), torch.tensor(saved["test"], dtype=torch.long)
     except (OSError, ValueError, KeyError, TypeError):
@@ -129,7 +131,8 @@ def main():
                             dataset.train, train_index, device, precision, sweeps=args.sweeps,
                             fresh_seed=args.data_seed)
         name = os.path.basename(os.path.normpath(run_dir))
-        metrics_path = os.path.join(run_dir, "metrics.json")
+        folder = RunFolder(run_dir)
+        metrics_path = folder.metrics
         test_acc = None
         if os.path.exists(metrics_path):
             with open(metrics_path) as f:
@@ -138,10 +141,9 @@ def main():
                   "multimodal" else None, "seed": saved.get("seed"), "dataset": dataset.name,
                   "synthetic": dataset.is_synthetic, "fingerprint": dataset.fingerprint,
                   "data_seed": data_args.data_seed, "test_acc": test_acc, "sweeps": args.sweeps, **result}
-        save_json(result, os.path.join(run_dir, "robustness.json"))
+        save_json(result, folder.robustness)
         if "image_sweep" in result or "audio_sweep" in result:
-            save_figure(robustness_figure(result, f"{name} [{dataset.name}]: robustness"),
-                        os.path.join(run_dir, "figures", "robustness.png"))
+            save_figure(robustness_figure(result, f"{name} [{dataset.name}]: robustness"), folder.figure("robustness"))
         print(summary_line(name, result))
     return 0
 

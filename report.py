@@ -36,7 +36,7 @@ import statistics
 import sys
 
 from common.data import REGIMES
-from common.io import save_figure, save_text
+from common.io import output_dir_problem, save_figure, save_text
 from common.multimodal import FUSION_CHOICES
 from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, area_under
 
@@ -559,6 +559,13 @@ def main(argv=None):
                         help="folder for the robustness figures (default: RUNS_DIR)")
     parser.add_argument("--no-figures", action="store_true", help="write no figures")
     args = parser.parse_args(argv)
+    if args.out:
+        problem = output_dir_problem(os.path.dirname(os.path.abspath(args.out)))
+        if problem is None and os.path.isdir(args.out):
+            problem = f"{args.out} is a folder, not a file"
+        if problem:
+            print(f"error: --out {args.out}: {problem}", file=sys.stderr)
+            return 2
     try:
         text = build_report(args.runs_dir, args.format,
                             None if args.no_figures else (args.figures or args.runs_dir))

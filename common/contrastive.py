@@ -37,12 +37,17 @@ positive term (this is what an in-batch loss sees for a batch of one).
 The batched modules `InBatchNTXent` (CLIP-style) and `AllPairsNTLog`
 (SigLIP-style) use the other items of a batch as negatives; the batch size is
 always read from the tensors, so a short last batch (even B = 1) works.
+
+The last section measures a trained ContrastiveModel: its mean validation
+loss, its featurizer outputs and projections, and linear probes on them.
 """
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .training import autocast, batch_inputs
 
 SIMILARITIES = ("dot", "cosine")
 
@@ -444,4 +449,80 @@ def retrieval_metrics(x, y, labels=None, similarity="cosine"):
             raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
         out["label@1_img2aud"] = (labels[best_aud] == labels).float().mean().item()
         out["label@1_aud2img"] = (labels[best_img] == labels).float().mean().item()
+    return out
+
+
+# ---------------------------------------------------------------- measuring a trained model
+
+PROBE_WEIGHT_DECAY = 1e-3  # L2 penalty of the linear probes on frozen features
+
+
+@torch.inference_mode()
+def mean_contrastive_loss(model, split, index, batch_size, device, precision):
+    """Mean contrastive loss over split[index] in eval mode, on the fixed batches index.split(batch_size).
+
+    The same partition every epoch keeps the number comparable across epochs
+    (the loss depends on which pairs share a batch); batches are weighted by size.
+    """
+    model.eval()
+    total, n = 0.0, 0
+    for idx in index.split(batch_size):
+        with autocast(precision, device):
+            loss = model(*batch_inputs(split, idx, ("image", "audio"), device))
+        total += loss.item() * len(idx)
+        n += len(idx)
+    return total / max(n, 1)
+
+
+@torch.inference_mode()
+def encode(model, split, index, device, precision, batch_size=512):
+    """Eval-mode featurizer outputs and projections of split[index], on the CPU."""
+    model.eval()
+    out = {"feat_image": [], "feat_audio": [], "emb_image": [], "emb_audio": []}
+    for idx in index.split(batch_size):
+        with autocast(precision, device):
+            f_img, f_aud = model.features(*batch_inputs(split, idx, ("image", "audio"), device))
+            emb_img, emb_aud = model.image_proj(f_img), model.audio_proj(f_aud)
+        for key, value in (("feat_image", f_img), ("feat_audio", f_aud),
+                           ("emb_image", emb_img), ("emb_audio", emb_aud)):
+            out[key].append(value.float().cpu())
+    return {k: torch.cat(v) if v else torch.empty(0, 128) for k, v in out.items()}
+
+
+def fit_linear_probe(x, y, steps):
+    """Multinomial logistic regression on fixed features: full-batch L-BFGS, zero start, fixed steps.
+
+    The features are standardised with the training mean and std (dead ReLU
+    units, std 0, stay 0). Zero initialisation and full batches make the fit
+    deterministic without any random numbers. Returns a function features -> logits.
+    """
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    x = (x - mean) / std
+    probe = nn.Linear(x.shape[1], 10)
+    nn.init.zeros_(probe.weight)
+    nn.init.zeros_(probe.bias)
+    optimizer = torch.optim.LBFGS(probe.parameters(), lr=1.0, max_iter=steps, history_size=20,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(probe(x), y) + PROBE_WEIGHT_DECAY * probe.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return lambda z: probe((z - mean) / std).detach()
+
+
+def probe_accuracies(train_codes, train_labels, eval_sets, steps):
+    """Accuracy of a probe per feature set (image, audio, both) on each labelled eval set."""
+    out = {name: {} for name in eval_sets}
+    for which in ("image", "audio", "both"):
+        def pick(codes):
+            if which == "both":
+                return torch.cat([codes["feat_image"], codes["feat_audio"]], 1)
+            return codes[f"feat_{which}"]
+        predict = fit_linear_probe(pick(train_codes), train_labels, steps)
+        for name, (codes, labels) in eval_sets.items():
+            out[name][which] = (predict(pick(codes)).argmax(1) == labels).float().mean().item()
     return out

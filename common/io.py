@@ -15,6 +15,22 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def output_dir_problem(folder):
+    """Why `folder` cannot become a writable folder, or None: checked before the work, so a bad
+    --out or --runs-dir costs one line instead of a traceback after the data has loaded."""
+    probe = os.path.abspath(folder or ".")
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temp path in the target's folder; rename it to `path` if the block succeeds."""

@@ -8,8 +8,11 @@ baseline every fusion is measured against: each featurizer gets its own
 fc(128 -> 10) and the two logit vectors are averaged (trained jointly with
 cross-entropy on the average). ``build_multimodal`` builds either by name.
 
-``load_featurizer_weights`` copies pre-trained featurizers (unimodal,
-multimodal or contrastive checkpoints) into either network.
+``ContrastiveModel`` is Problem 2's pre-training network: both featurizers,
+projection heads and a contrastive loss. ``load_featurizer_weights`` copies
+pre-trained featurizers (unimodal, multimodal or contrastive checkpoints)
+into any of these networks: they all name them ``image_featurizer`` /
+``audio_featurizer``.
 """
 import torch
 from torch import nn
@@ -101,6 +104,45 @@ class LateFusionNet(nn.Module):
     def forward(self, image, audio):
         img_logits, aud_logits = self.branch_logits(image, audio)
         return (img_logits + aud_logits) / 2
+
+
+class ContrastiveModel(nn.Module):
+    """Both featurizers, their projection heads and the loss (with its tau / bias) in one module.
+
+    forward(image, audio) returns the contrastive loss of the batch; `embed`
+    gives the projections, `features` the 128-d featurizer outputs. Keeping
+    the loss inside makes model.state_dict() hold a learnable temperature and
+    bias too, so checkpoints resume exactly; the featurizers keep the
+    `image_featurizer.` / `audio_featurizer.` key prefixes that
+    `load_featurizer_weights` reads (it ignores the other keys).
+    """
+
+    def __init__(self, loss, proj_dim, dropout=0.5):
+        super().__init__()
+        self.image_featurizer = ImageFeaturizer(dropout)
+        self.audio_featurizer = AudioFeaturizer(dropout)
+        self.image_proj = nn.Sequential(nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(),
+                                        nn.Linear(FEATURE_DIM, proj_dim))
+        self.audio_proj = nn.Sequential(nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(),
+                                        nn.Linear(FEATURE_DIM, proj_dim))
+        self.loss = loss
+
+    def features(self, image, audio):
+        return self.image_featurizer(image), self.audio_featurizer(audio)
+
+    def embed(self, image, audio):
+        f_img, f_aud = self.features(image, audio)
+        return self.image_proj(f_img), self.audio_proj(f_aud)
+
+    @property
+    def bias(self):
+        """NT-Log's bias b as a float (learned or fixed); None for NT-Xent, which has none."""
+        return float(self.loss.bias.detach()) if hasattr(self.loss, "bias") else None
+
+    def forward(self, image, audio):
+        emb_image, emb_audio = self.embed(image, audio)
+        with torch.autocast(emb_image.device.type, enabled=False):  # the loss in fp32 under any autocast
+            return self.loss(emb_image.float(), emb_audio.float())
 
 
 def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5,
@@ -211,3 +253,39 @@ def build_from_config(config):
         return build_multimodal(args["fusion"], args.get("fused_dim"), args.get("hidden_dim"), args.get("heads"),
                                 image_dim=args.get("image_dim", FEATURE_DIM), audio_dim=args.get("audio_dim", FEATURE_DIM))
     raise ValueError(f"a {kind!r} run has no classifier to evaluate (image, audio or multimodal runs only)")
+
+
+def init_featurizers(model, paths, load_checkpoint):
+    """--init-from: copy the featurizers held by each checkpoint in `paths` into `model`.
+
+    A unimodal checkpoint says which featurizer it holds by its `kind` (best.pt and,
+    since the run bookkeeping moved to common/run.py, last.pt carry it); for an older
+    last.pt the config.json of its run folder tells. Each featurizer may come from one
+    checkpoint only. Returns {featurizer: path}; raises ValueError with a one-line reason.
+    """
+    import json
+    import os
+    loaded_from = {}
+    for path in paths:
+        ckpt = load_checkpoint(path)
+        kind = ckpt.get("kind")
+        if kind is None:
+            config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "config.json")
+            try:
+                with open(config) as f:
+                    kind = json.load(f).get("model")
+            except (OSError, ValueError, AttributeError):
+                kind = None
+        try:
+            loaded = load_featurizer_weights(model, ckpt["model"], kind if kind in MODALITIES else None)
+        except ValueError as e:
+            if "pass modality=" in str(e):
+                e = ValueError("it holds one featurizer but not which (no 'kind' in it, no config.json "
+                               "beside its checkpoints/ folder)")
+            raise ValueError(f"--init-from {path}: {e}") from None
+        for featurizer in loaded:
+            if featurizer in loaded_from:
+                raise ValueError(f"--init-from: both {loaded_from[featurizer]} and {path} hold the {featurizer} "
+                                 "featurizer; give each featurizer once")
+            loaded_from[featurizer] = path
+    return loaded_from

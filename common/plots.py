@@ -39,20 +39,25 @@ def pairs_grid(split, indices, title):
     return fig
 
 
-def training_curves(history, title):
-    """Train and validation loss per epoch (left), validation accuracy (right)."""
+def training_curves(history, title, loss_label="cross-entropy"):
+    """Train and validation loss per epoch (left); on the right the validation accuracy of a
+    classifier, or the temperature of a contrastive run."""
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax_loss, ax_right) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", ms=3, label="train loss")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", ms=3, label="validation loss")
     best = min(history, key=lambda h: h["val_loss"])
     ax_loss.axvline(best["epoch"], color="grey", ls="--", lw=0.8, label=f"best epoch {best['epoch']}")
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.set_ylabel(loss_label)
     ax_loss.legend(fontsize=8)
-    ax_acc.plot(epochs, [100 * h["val_acc"] for h in history], marker="o", ms=3, color="C2")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("validation accuracy (%)")
+    if "val_acc" in history[0]:
+        ax_right.plot(epochs, [100 * h["val_acc"] for h in history], marker="o", ms=3, color="C2")
+        ax_right.set_ylabel("validation accuracy (%)")
+    else:
+        ax_right.plot(epochs, [h["tau"] for h in history], marker="o", ms=3, color="C2")
+        ax_right.set_ylabel("temperature tau")
+    ax_right.set_xlabel("epoch")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -128,5 +133,28 @@ def robustness_figure(result, title):
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_figure(emb_image, emb_audio, labels, similarity, title):
+    """Heat map of sim(image_i, audio_j) for a few test pairs, ordered by digit when labels are known."""
+    import torch
+
+    from .contrastive import similarity_matrix
+    order = torch.arange(len(emb_image))
+    if labels is not None:
+        order = torch.sort(labels, stable=True).indices
+    sims = similarity_matrix(emb_image[order], emb_audio[order], similarity).numpy()
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    im = ax.imshow(sims, cmap="viridis")
+    if labels is not None:
+        ticks = labels[order].tolist()
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=5)
+        ax.set_yticks(range(len(ticks)), ticks, fontsize=5)
+    ax.set_xlabel("audio (digit)" if labels is not None else "audio (test pair)")
+    ax.set_ylabel("image (digit)" if labels is not None else "image (test pair)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, label=f"{similarity} similarity")
     fig.tight_layout()
     return fig

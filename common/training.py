@@ -142,10 +142,18 @@ def load_checkpoint(path):
     """Load a checkpoint safely: weights_only=True refuses anything but tensors and plain types."""
     if not os.path.exists(path):
         raise TrainingError(f"no checkpoint at {path}")
+    if os.path.isdir(path):
+        raise TrainingError(f"{path} is a folder, not a checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save's zip format, or a bare pickle
+        what = "an empty file" if not head else "neither the zip format torch.save writes nor a pickle"
+        raise TrainingError(f"{path} is not a PyTorch checkpoint: {what}")
     try:
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # corrupt file, foreign pickle, ...
-        raise TrainingError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+        reason = (str(e).splitlines() or [""])[0]
+        raise TrainingError(f"cannot load checkpoint {path}: {type(e).__name__}: {reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path} is not a checkpoint of this project (format {CHECKPOINT_FORMAT})")
     return ckpt
@@ -205,25 +213,6 @@ class GracefulStop:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
-
-
-def prepare_splits(dataset, args, run_dir):
-    """Train/validation indices (seeded by --seed) and test indices, after --limit; saved to the run."""
-    from .data import train_val_split
-    from .io import save_json
-    if not dataset.train.labeled:
-        raise TrainingError(f"the {dataset.name} training split has no labels")
-    n_train = len(dataset.train) if args.limit is None else min(args.limit, len(dataset.train))
-    n_test = len(dataset.test) if args.limit is None else min(args.limit, len(dataset.test))
-    try:
-        train_idx, val_idx = train_val_split(n_train, args.val_fraction, args.seed)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
-    test_idx = torch.arange(n_test)
-    save_json({"train": train_idx.tolist(), "val": val_idx.tolist(), "test": test_idx.tolist(),
-               "note": "row numbers in the dataset's train split (train, val) and test split (test)"},
-              os.path.join(run_dir, "split_indices.json"))
-    return train_idx, val_idx, test_idx
 
 
 def training_checkpoint(model, optimizer, early, shuffle_generator, *, epoch, history, train_seconds,

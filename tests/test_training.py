@@ -61,6 +61,7 @@ def test_tiny_run_leaves_every_output_and_repeats_exactly(script, course_root, t
 def test_existing_run_folder_is_refused(course_root, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "notes.txt").write_text("mine")  # not something a run writes: never deleted
     out = train("train_image.py", course_root, tmp_path, "--max-epochs", "1")
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: run folder") and "--resume" in out.stderr

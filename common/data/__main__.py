@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import torch
 
-from ..cli import positive_int
+from ..argtypes import positive_int
 from .dataset import REGIMES
 from .fetch import FSDD_URL, MNIST_URL
 from .errors import DataError
@@ -45,9 +45,20 @@ def _pick(split, n, seed):
     return torch.randperm(len(split), generator=g)[:n].tolist()
 
 
+def check_out(path, folder):
+    """A bad --out ends in one line before the dataset loads."""
+    from ..io import output_dir_problem
+    problem = output_dir_problem(folder)
+    if problem is None and os.path.isdir(path) and path is not folder:
+        problem = f"{path} is a folder, not a file"
+    if problem:
+        raise DataError(f"--out {path}: {problem}")
+
+
 def cmd_show(args):
     from ..io import save_figure
     from ..plots import pairs_grid
+    check_out(args.out, os.path.dirname(os.path.abspath(args.out)))
     ds = dataset_from_args(args)
     split = getattr(ds, args.split)
     title = f"{ds.describe()} | {args.split} split, random pairs (seed {args.seed})"
@@ -57,6 +68,7 @@ def cmd_show(args):
 
 def cmd_wav(args):
     from .fsdd import write_wav
+    check_out(args.out, args.out)
     ds = dataset_from_args(args)
     split = getattr(ds, args.split)
     os.makedirs(args.out, exist_ok=True)

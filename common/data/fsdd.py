@@ -1,6 +1,7 @@
 """Reader for the Free Spoken Digit Dataset: `{digit}_{speaker}_{take}.wav`, 8 kHz 16-bit mono."""
 import os
 import re
+import sys
 import wave
 
 import numpy as np
@@ -24,7 +25,9 @@ def read_wav(path):
                     f"expected {SAMPLE_RATE} Hz, 16-bit, mono")
             frames = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as e:
-        raise DataError(f"corrupt wav file {path}: {e}") from None
+        reason = str(e) or ("an empty file (0 bytes)" if os.path.getsize(path) == 0 else
+                            f"the file ends too early ({os.path.getsize(path)} bytes)")
+        raise DataError(f"corrupt wav file {path}: {reason}") from None
     except FileNotFoundError:
         raise DataError(f"missing wav file: {path}") from None
     except OSError as e:
@@ -37,15 +40,28 @@ def read_wav(path):
     return samples.astype(np.int16)
 
 
+_warned_strays = set()  # .wav files already named in a warning (once per process)
+
+
 def list_recordings(recordings_dir):
-    """Sorted (name, digit, speaker, take) for every well-named wav file in the folder."""
+    """Sorted (name, digit, speaker, take) for every well-named wav file in the folder.
+
+    A .wav file not named digit_speaker_take.wav is skipped, and named once in a warning."""
     if not os.path.isdir(recordings_dir):
         raise DataError(f"missing recordings folder: {recordings_dir}")
-    entries = []
+    entries, strays = [], []
     for fname in sorted(os.listdir(recordings_dir)):
         m = NAME_PATTERN.match(fname)
         if m:
             entries.append((fname[:-4], int(m.group(1)), m.group(2), int(m.group(3))))
+        elif fname.lower().endswith(".wav"):
+            strays.append(fname)
+    new = [f for f in strays if os.path.join(recordings_dir, f) not in _warned_strays]
+    if new:
+        _warned_strays.update(os.path.join(recordings_dir, f) for f in new)
+        shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+        print(f"warning: skipping {len(new)} .wav file(s) in {recordings_dir} not named "
+              f"digit_speaker_take.wav: {shown}", file=sys.stderr)
     if not entries:
         raise DataError(f"no recordings named digit_speaker_take.wav in {recordings_dir}")
     return entries

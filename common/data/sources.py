@@ -1,5 +1,4 @@
 """Which data a run uses: the source registry, the data root, and `--data auto`."""
-import argparse
 import hashlib
 import os
 import sys
@@ -7,6 +6,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from ..argtypes import non_negative_int
 from . import cache
 from .course import course_files_present, load_course
 from .errors import DataError
@@ -161,13 +161,6 @@ def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None
     raw_fp = f"synthetic-v{SYNTHETIC_VERSION}"
     return _build_with_cache("synthetic", sizes, data_seed, raw_fp,
                              lambda: synthetic_raw_sources(sizes["train"], sizes["test"], data_seed), log, clean_views)
-
-
-def non_negative_int(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
 
 
 def add_data_flags(parser):

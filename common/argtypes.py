@@ -1,0 +1,51 @@
+"""argparse `type=` checkers shared by every command (the lowest module: it imports nothing of ours).
+
+Each turns the text of a flag into a value or raises ArgumentTypeError, which
+argparse prints as one usage line and exit code 2.
+"""
+import argparse
+import math
+import os
+
+
+def _number(text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
+
+
+def positive_int(text):
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text):
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def fraction(text):
+    value = _number(text, float)
+    if not 0.0 < value < 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = _number(text, float)
+    if not (value > 0.0 and math.isfinite(value)):  # refuses nan, inf and anything <= 0
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def run_name(text):
+    """A run folder's name: one path component, so the run stays inside --runs-dir."""
+    if not text or text in (".", "..") or "/" in text or (os.sep != "/" and os.sep in text) or "\0" in text:
+        raise argparse.ArgumentTypeError(f"must be a plain folder name (no '/', not '.' or '..', not empty), "
+                                         f"got {text!r}")
+    return text

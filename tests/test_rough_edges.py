@@ -1,0 +1,179 @@
+"""What a hostile tester found: each case reproduced, each now one clear line or the stated behaviour."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from common.data.fsdd import list_recordings, read_wav
+from common.training import TrainingError, load_checkpoint
+from conftest import SMALL_SYNTHETIC, make_avdigits_root, run_cli, run_script, write_course, write_wav
+
+FAST = ["--batch-size", "16", "--num-threads", "1", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def course_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    write_course(root, n_train=60, n_test=20, test_labels=True)
+    return root
+
+
+def train(script, course_root, runs_dir, name, *extra):
+    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
+                       "--name", name, *FAST, *extra])
+
+
+def one_line_error(out, code=2):
+    assert out.returncode == code, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: ")
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def finished(course_root, tmp_path_factory):
+    """A finished multimodal run and a finished image run, shared by the resume cases."""
+    runs = tmp_path_factory.mktemp("runs")
+    assert train("train_multimodal.py", course_root, runs, "mm", "--max-epochs", "1").returncode == 0
+    assert train("train_image.py", course_root, runs, "img", "--max-epochs", "1").returncode == 0
+    return runs
+
+
+def test_resume_with_the_wrong_script_names_the_right_one(finished):
+    out = run_script(["train_audio.py", "--runs-dir", str(finished), "--name", "mm", "--resume"])
+    line = one_line_error(out)
+    assert "'multimodal' run, not 'audio'" in line and "train_multimodal.py" in line
+
+
+@pytest.mark.parametrize("script", ["train_image.py", "train_contrastive.py"])
+def test_unusable_runs_dir_fails_before_the_data_loads(script, course_root, tmp_path):
+    (tmp_path / "file").write_text("x")
+    out = train(script, course_root, tmp_path / "file" / "runs", "r", "--max-epochs", "1")
+    assert "is a file, not a folder" in one_line_error(out)
+    assert "dataset" not in out.stdout  # nothing was loaded
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert "is not writable" in one_line_error(train(script, course_root, locked, "r"))
+
+
+def test_bad_out_paths_of_report_and_data_commands(finished, tmp_path):
+    (tmp_path / "file").write_text("x")
+    bad = str(tmp_path / "file" / "out")
+    out = run_cli(["report.py", str(finished), "--out", bad + "/results.md", "--no-figures"])
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "is a file, not a folder" in out.stderr
+    for command in ("wav", "show"):
+        target = bad if command == "wav" else bad + "/pairs.png"
+        out = run_cli(["-m", "common.data", command, *SMALL_SYNTHETIC, "--out", target])
+        assert out.returncode != 0 and "Traceback" not in out.stderr
+        assert "is a file, not a folder" in out.stderr.strip().splitlines()[-1]
+        assert "building" not in out.stderr  # refused before the data
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".."])
+def test_run_names_stay_inside_runs_dir(name, course_root, tmp_path):
+    runs = tmp_path / "runs"
+    out = train("train_image.py", course_root, runs, name, "--max-epochs", "1")
+    assert out.returncode == 2 and "must be a plain folder name" in out.stderr
+    assert not (tmp_path / "escape").exists() and not runs.exists()
+
+
+def test_a_run_that_died_before_its_first_checkpoint_is_started_again(course_root, tmp_path):
+    out = train("train_image.py", course_root, tmp_path, "nan", "--lr", "1e30", "--max-epochs", "2")
+    assert out.returncode == 1 and "non-finite training loss" in out.stderr
+    assert (tmp_path / "nan" / "config.json").exists() and not (tmp_path / "nan" / "checkpoints").exists()
+    again = train("train_image.py", course_root, tmp_path, "nan", "--max-epochs", "1")
+    assert again.returncode == 0, again.stderr
+    assert "never reached a checkpoint" in again.stdout and "starting it again" in again.stdout
+    assert json.loads((tmp_path / "nan" / "config.json").read_text())["args"]["lr"] == 0.001
+    assert (tmp_path / "nan" / "metrics.json").exists()
+
+
+def test_a_damaged_best_checkpoint_is_found_at_resume(course_root, tmp_path):
+    assert train("train_image.py", course_root, tmp_path, "r", "--max-epochs", "1").returncode == 0
+    os.remove(tmp_path / "r" / "metrics.json")  # as if stopped before the test
+    (tmp_path / "r" / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04 damaged")
+    out = run_script(["train_image.py", "--runs-dir", str(tmp_path), "--name", "r", "--resume", "--max-epochs", "3"])
+    line = one_line_error(out, code=1)
+    assert "best.pt" in line
+    assert "epoch   2" not in out.stdout  # refused before any training
+
+
+def test_resume_of_a_finished_run_changes_nothing_unless_asked(finished):
+    run = finished / "img"
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    out = run_script(["train_image.py", "--runs-dir", str(finished), "--name", "img", "--resume"])
+    assert out.returncode == 0 and "is finished" in out.stdout and "--retest" in out.stdout
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+    metrics = json.loads((run / "metrics.json").read_text())
+    out = run_script(["train_image.py", "--runs-dir", str(finished), "--name", "img", "--resume", "--retest"])
+    assert out.returncode == 0, out.stderr
+    assert (run / "metrics.json").stat().st_mtime_ns != before[run / "metrics.json"]
+    assert json.loads((run / "metrics.json").read_text())["test"] == metrics["test"]
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "0"])
+def test_lr_must_be_positive_and_finite(value, course_root, tmp_path):
+    out = train("train_image.py", course_root, tmp_path, "r", f"--lr={value}")
+    assert out.returncode == 2 and "must be a positive finite number" in out.stderr
+
+
+@pytest.mark.parametrize("limit", ["3", "20"])
+def test_limits_that_leave_a_split_too_small_are_refused_before_the_data(limit, course_root, tmp_path):
+    out = train("train_image.py", course_root, tmp_path, "r", "--limit", limit)
+    assert "each split needs at least 10" in one_line_error(out)
+    assert "dataset" not in out.stdout and not (tmp_path / "r").exists()
+    assert train("train_image.py", course_root, tmp_path, "ok", "--limit", "60", "--max-epochs", "1").returncode == 0
+
+
+def test_init_from_a_last_checkpoint(finished, course_root, tmp_path):
+    out = train("train_multimodal.py", course_root, tmp_path, "mm", "--max-epochs", "1",
+                "--init-from", str(finished / "img" / "checkpoints" / "last.pt"))
+    assert out.returncode == 0, out.stderr
+    assert "initialised the image featurizer(s)" in out.stdout
+    # an older last.pt without `kind`: the run's config.json says what it holds
+    old = tmp_path / "old" / "checkpoints"
+    old.mkdir(parents=True)
+    ckpt = torch.load(finished / "img" / "checkpoints" / "last.pt", weights_only=True)
+    del ckpt["kind"]
+    torch.save(ckpt, old / "last.pt")
+    shutil.copy(finished / "img" / "config.json", tmp_path / "old" / "config.json")
+    out = train("train_multimodal.py", course_root, tmp_path, "mm2", "--max-epochs", "1",
+                "--init-from", str(old / "last.pt"))
+    assert out.returncode == 0, out.stderr
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path, course_root):
+    (tmp_path / "notes.pt").write_text("hello")
+    with pytest.raises(TrainingError, match="is not a PyTorch checkpoint"):
+        load_checkpoint(str(tmp_path / "notes.pt"))
+    out = train("train_multimodal.py", course_root, tmp_path, "mm", "--init-from", str(tmp_path / "notes.pt"))
+    assert "is not a PyTorch checkpoint" in one_line_error(out, code=1)
+
+
+def test_an_empty_wav_says_so(tmp_path):
+    (tmp_path / "3_ann_0.wav").write_bytes(b"")
+    with pytest.raises(Exception, match=r"3_ann_0.wav: an empty file \(0 bytes\)"):
+        read_wav(str(tmp_path / "3_ann_0.wav"))
+
+
+def test_a_stray_wav_among_the_recordings_is_named_once(tmp_path, capsys):
+    for name in ("3_ann_0.wav", "3_ann_5.wav", "x_y_z.wav", "notes.txt"):
+        write_wav(tmp_path / name, np.ones(100, np.int16))
+    assert [e[0] for e in list_recordings(str(tmp_path))] == ["3_ann_0", "3_ann_5"]
+    assert list_recordings(str(tmp_path))  # a second listing does not warn again
+    err = capsys.readouterr().err
+    assert err.count("x_y_z.wav") == 1 and "not named digit_speaker_take.wav" in err and "notes.txt" not in err
+
+
+def test_a_stray_wav_is_named_by_the_data_command(tmp_path):
+    root = make_avdigits_root(tmp_path / "data")
+    write_wav(root / "fsdd" / "recordings" / "x_y_z.wav", np.ones(100, np.int16))
+    out = run_cli(["-m", "common.data", "info", "--data", "avdigits", "--data-root", str(root)],
+                  env={"AVDIGITS_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("x_y_z.wav") == 1
