@@ -153,6 +153,28 @@ def samples_per_second(steps, seconds, warmup=3):
             return n / elapsed
 
 
+def profile_step(model_name, precision, split, steps=10):
+    """Where one training step's time goes: the top operators of torch.profiler, as Markdown rows."""
+    from torch.profiler import profile
+    run = project_steps(model_name, precision, split, seed=0)
+    for _ in range(3):
+        next(run)
+    with profile(record_shapes=True) as prof:
+        for _ in range(steps):
+            next(run)
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = []
+    for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]:
+        shapes = ", ".join(str(list(s)) for s in e.input_shapes[:2] if s) if e.input_shapes else ""
+        rows.append(f"| {e.key} | {shapes} | {e.self_cpu_time_total / 1e3 / steps:.1f} | "
+                    f"{100 * e.self_cpu_time_total / total:.0f}% |")
+    head = [f"Profile of the {model_name} step at {precision} ({steps} steps of batch {BATCH}): "
+            f"{total / 1e3 / steps:.1f} ms of operator time per step", "",
+            "| operator | first input shapes | ms / step | share |", "|---|---|---:|---:|"]
+    return head + rows
+
+
 def matmul_peak(dtype, seconds):
     a = torch.randn(2048, 2048).to(dtype)
     b = torch.randn(2048, 2048).to(dtype)
@@ -186,6 +208,8 @@ def main():
                    help="precisions of the project's step (default: fp32, and bf16 where the CPU has it natively)")
     p.add_argument("--num-threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default="runs/bench/throughput.json", help="where the JSON goes")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile the concat step at the last of the precisions (bf16 where native) and print its top operators")
     args = p.parse_args()
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -242,6 +266,8 @@ def main():
     for r in rows:
         print(f"| {r['model']} | {r['loop']} | {r['precision']} | {r['samples_per_s']:.0f} | {r['vs_peer']:.2f} | "
               f"{r['flops_per_sample'] / 1e6:.0f} | {r['gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |")
+    if args.profile:
+        print("\n" + "\n".join(profile_step("concat", precisions[-1], split)))
     print(f"\nwrote {args.out}")
     return 0
 

@@ -1,19 +1,21 @@
 """Robustness of a trained classifier: noise sweeps, a missing view, a fresh draw of the test split.
 
-Every noisy input here is made by the recipe's own `render_pairs` (one
-definition of the corruption): the run's test pairs (same images, same
-recordings, same offsets) are rendered again with the noise of one view set
-to a controlled level for every pair, and the other view held mild. Each
-level draws its noise from its own seeded stream, so an evaluation repeats
-exactly.
+Every noisy input here is made by the recipe's own functions (corrupt_images,
+place_utterances, add_noise_at_snr, standardise: one definition of the
+corruption): the run's test pairs (same images, same recordings, same
+offsets) are rendered again with the noise of one view set to a controlled
+level for every pair, and the other view held mild. Each level draws its
+noise from its own seeded stream, so an evaluation repeats exactly.
 """
 import numpy as np
 import torch
 from torch import nn
 
-from .data.recipe import RECIPE_VERSION, build_split, render_pairs, split_generators, drawn_test_pairs
+from .data import Split
+from .data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, corrupt_images, drawn_test_pairs,
+                          place_utterances, split_generators, standardise)
 from .reporting import classification_metrics
-from .training import evaluate
+from .training import autocast, evaluate
 
 IMAGE_P_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # pixel replacement probability
 AUDIO_SNR_LEVELS = (30.0, 20.0, 10.0, 0.0, -5.0, -10.0, -15.0, -20.0, -30.0)  # dB against the utterance
@@ -29,12 +31,72 @@ def noise_rng(data_seed, stream, level_index=0):
                                                          _STREAMS[stream], level_index]))
 
 
-def render_at(raw_test, pairs, p, snr_db, rng):
-    """The drawn pairs rendered with every image at replacement probability p and every
-    recording at snr_db (+inf: no audio noise)."""
-    n = len(pairs["label"])
-    levels = dict(pairs, p=np.full(n, p, np.float32), snr_db=np.full(n, snr_db, np.float32))
-    return render_pairs(raw_test, levels, rng)
+class CleanViews:
+    """The drawn test pairs before any noise: images in [0, 1] and utterances placed in their second.
+
+    Computed once per run; each noise level then re-noises one view with the recipe's own
+    corrupt_images / add_noise_at_snr / standardise, chunk by chunk."""
+
+    def __init__(self, raw_test, pairs):
+        self.images = raw_test.images[pairs["image_index"]].astype(np.float32) / 255.0
+        self.placed, self.starts, self.lengths = place_utterances(
+            [raw_test.recordings[j] for j in pairs["recording_index"]], pairs["offsets_u"])
+        self.label = torch.from_numpy(pairs["label"].astype(np.int64))
+
+    def __len__(self):
+        return len(self.label)
+
+    def image_at(self, p, rng):
+        """[N,1,28,28]: every pixel replaced with probability p (p = 0: the clean images)."""
+        out = np.empty_like(self.images)
+        for lo in range(0, len(self), CHUNK):
+            hi = min(lo + CHUNK, len(self))
+            out[lo:hi] = corrupt_images(self.images[lo:hi], np.full(hi - lo, p, np.float32), rng)
+        return torch.from_numpy(out).unsqueeze(1)
+
+    def audio_at(self, snr_db, rng):
+        """[N,1,8000]: white noise at snr_db against each utterance (+inf: none), then standardised."""
+        out = np.empty((len(self), self.placed.shape[1]), np.float32)
+        for lo in range(0, len(self), CHUNK):
+            hi = min(lo + CHUNK, len(self))
+            noisy = add_noise_at_snr(self.placed[lo:hi], self.starts[lo:hi], self.lengths[lo:hi],
+                                     np.full(hi - lo, snr_db, np.float32), rng)
+            out[lo:hi] = standardise(noisy)[0]
+        return torch.from_numpy(out).unsqueeze(1)
+
+
+class _Precomputed(nn.Module):
+    """Stands in for a featurizer whose outputs on a fixed view were computed once: it returns its
+    input, so the 'view' handed to the model is that featurizer's output. Eval mode only."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropout = nn.Identity()
+
+    def forward(self, x):
+        return x
+
+    def feature_map(self, x):
+        return x
+
+
+@torch.inference_mode()
+def with_fixed_view(model, view, inputs, device, precision):
+    """(model', features): model with `view`'s featurizer replaced by its precomputed outputs on
+    `inputs`, so sweeping the other view does not run the fixed one's featurizer again. The
+    outputs keep the dtype the featurizer gave (bf16 under bf16), so the logits are the same."""
+    import copy
+    featurizer = getattr(model, f"{view}_featurizer")
+    featurizer.eval()
+    outs = []
+    for lo in range(0, len(inputs), EVAL_BATCH):
+        x = inputs[lo:lo + EVAL_BATCH].to(device)
+        with autocast(precision, device):
+            outs.append(featurizer.feature_map(x) if getattr(model, "uses_tokens", False) else featurizer(x))
+    fixed = copy.copy(model)  # shallow: shares every other module and parameter
+    fixed._modules = dict(model._modules)
+    fixed._modules[f"{view}_featurizer"] = _Precomputed()
+    return fixed, torch.cat(outs).cpu()
 
 
 class SurvivingHead(nn.Module):
@@ -49,7 +111,8 @@ class SurvivingHead(nn.Module):
         return image_logits if self.view == "image" else audio_logits
 
 
-def _score(model, split, index, views, device, precision, per_regime=False):
+def _score(model, split, views, device, precision, per_regime=False):
+    index = torch.arange(len(split.label))  # len(split) reads the image, which an audio-only run lacks
     logits = evaluate(model, split, index, views, EVAL_BATCH, device, precision)["logits"]
     m = classification_metrics(logits, split, index)
     out = {"acc": m["acc"], "loss": m["loss"]}
@@ -70,49 +133,64 @@ def robustness(model, views, raw, test_size, test_index, data_seed, train_split,
     raw: the run's RawSources; test_size: pairs in its test split; test_index: the test rows it
     used (after --limit); data_seed: the seed its test split was drawn with; train_split /
     train_index: its training pairs (for the training-mean stand-in of a missing view).
+    While one view is swept the other is held at its mild level, rendered once: only the swept
+    view changes from level to level, and the fixed view's featurizer outputs are computed once.
     """
     log = log or (lambda msg: None)
+    model.eval()
     result = {"views": list(views), "precision": precision, "n_test": len(test_index),
               "mild": {"image_p": MILD_P, "audio_snr_db": MILD_SNR_DB}}
-    pairs = _subset_pairs(drawn_test_pairs(raw, test_size, data_seed), test_index)
-    rows = torch.arange(len(test_index))
+    clean = CleanViews(raw.test, _subset_pairs(drawn_test_pairs(raw, test_size, data_seed), test_index))
+    both = len(views) == 2
+    mild = Split(image=clean.image_at(MILD_P, noise_rng(data_seed, "mild", 0)) if "image" in views else None,
+                 audio=clean.audio_at(MILD_SNR_DB, noise_rng(data_seed, "mild", 1)) if "audio" in views else None,
+                 label=clean.label)
 
-    def score(split, **kw):
-        return _score(model, split, rows, views, device, precision, **kw)
+    def score(net, image=None, audio=None, **kw):
+        split = Split(image=mild.image if image is None else image, audio=mild.audio if audio is None else audio,
+                      label=clean.label)
+        return _score(net, split, views, device, precision, **kw)
 
     if "fresh" in sweeps:
         seed = data_seed + FRESH_SEED_OFFSET if fresh_seed is None else fresh_seed
         log(f"fresh draw of the test split at data seed {seed}")
         fresh = build_split(raw.test, test_size, split_generators(seed)[1]).subset(test_index)
-        result["fresh"] = {"data_seed": seed, **score(fresh, per_regime=True)}
+        result["fresh"] = {"data_seed": seed, **_score(model, fresh, views, device, precision, per_regime=True)}
+    # While one view changes, the other stays at its mild rendering: run its featurizer once.
+    fixed_nets = {}
+
+    def fixed(view):  # the model with `view`'s featurizer outputs on the mild rendering precomputed
+        if view not in fixed_nets:
+            fixed_nets[view] = with_fixed_view(model, view, getattr(mild, view), device, precision)
+        return fixed_nets[view]
+
     if "image" in sweeps and "image" in views:
         log("image sweep")
-        result["image_sweep"] = [
-            {"p": p, **score(render_at(raw.test, pairs, p, MILD_SNR_DB, noise_rng(data_seed, "image", k)))}
-            for k, p in enumerate(IMAGE_P_LEVELS)]
+        net, audio = fixed("audio") if both else (model, None)
+        result["image_sweep"] = [{"p": p, **score(net, image=clean.image_at(p, noise_rng(data_seed, "image", k)),
+                                                  audio=audio)}
+                                 for k, p in enumerate(IMAGE_P_LEVELS)]
     if "audio" in sweeps and "audio" in views:
         log("audio sweep")
-        result["audio_sweep"] = [
-            {"snr_db": snr, **score(render_at(raw.test, pairs, MILD_P, snr, noise_rng(data_seed, "audio", k)))}
-            for k, snr in enumerate(AUDIO_SNR_LEVELS)]
+        net, image = fixed("image") if both else (model, None)
+        result["audio_sweep"] = [{"snr_db": snr, **score(net, image=image,
+                                                          audio=clean.audio_at(snr, noise_rng(data_seed, "audio", k)))}
+                                 for k, snr in enumerate(AUDIO_SNR_LEVELS)]
         # no audio noise at all: must equal a --clean-views evaluation of the audio
-        clean_audio = render_at(raw.test, pairs, MILD_P, np.inf, noise_rng(data_seed, "clean"))
-        result["audio_clean"] = score(clean_audio)
-    if "missing" in sweeps and len(views) == 2:
+        result["audio_clean"] = score(net, image=image, audio=clean.audio_at(np.inf, noise_rng(data_seed, "clean")))
+    if "missing" in sweeps and both:
         log("missing view")
-        mild = render_at(raw.test, pairs, MILD_P, MILD_SNR_DB, noise_rng(data_seed, "mild"))
-        train_mean = {v: getattr(train_split, v)[train_index].mean(0, keepdim=True) for v in views}
-        missing = {"both_mild": score(mild)}
+        net, audio = fixed("audio")
+        missing = {"both_mild": score(net, audio=audio)}
         for gone in views:
-            for fill in ("zeros", "train_mean"):
-                split = mild.subset(rows)
-                stand_in = torch.zeros_like(train_mean[gone]) if fill == "zeros" else train_mean[gone]
-                setattr(split, gone, stand_in.expand_as(getattr(split, gone)).contiguous())
-                missing[f"{gone}_{fill}"] = score(split)
-            if hasattr(model, "branch_logits"):
-                survivor = "audio" if gone == "image" else "image"
-                head = SurvivingHead(model, survivor)
-                missing[f"{gone}_surviving_head"] = _score(head, mild, rows, views, device, precision)
+            kept = "audio" if gone == "image" else "image"
+            net, kept_features = fixed(kept)
+            mean = getattr(train_split, gone)[train_index].mean(0, keepdim=True)
+            for fill, stand_in in (("zeros", torch.zeros_like(mean)), ("train_mean", mean)):
+                missing[f"{gone}_{fill}"] = score(net, **{kept: kept_features,
+                                                          gone: stand_in.expand_as(getattr(mild, gone)).contiguous()})
+            if hasattr(model, "branch_logits"):  # late fusion: the surviving head alone
+                missing[f"{gone}_surviving_head"] = score(SurvivingHead(net, kept), **{kept: kept_features})
         result["missing"] = missing
     return result
 

@@ -4,7 +4,8 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: scripts/reproduce.sh [--seeds "0"] [--models "image audio concat ..."] [--runs-dir runs/study] [-- EXTRA...]
+usage: scripts/reproduce.sh [--seeds "0"] [--models "image audio concat ..."] [--runs-dir runs/study]
+                           [--results DIR] [--list] [--no-report] [-- EXTRA...]
 
 Trains image-only, audio-only and the multimodal network with every fusion,
 once per seed, into RUNS_DIR/NAME (NAME = image-sS, audio-sS,
@@ -22,6 +23,13 @@ options:
   --seeds "S1 S2 ..."   seeds to run (default: "0")
   --models "M1 M2 ..."  image, audio and fusion names (default: image, audio and all ten fusions)
   --runs-dir DIR        folder for the run folders (default: runs/study)
+  --results DIR         keep each finished, evaluated run's config.json, metrics.json,
+                        predictions_test.csv, robustness.json and figures/curves.png in
+                        DIR/NAME/ (never checkpoints or events), and skip any run whose
+                        DIR/NAME/metrics.json exists: a fresh clone carries on from DIR
+  --list                print the study as one self-contained command per run (for
+                        xargs -P N or a Slurm job array) and exit
+  --no-report           do not run report.py at the end
   -h, --help            show this help and exit
   -- EXTRA...           flags passed to every training script, e.g.
                         -- --data avdigits --data-root ../shared/data --limit 512 --max-epochs 1
@@ -34,6 +42,9 @@ EOF
 SEEDS="0"
 RUNS_DIR="runs/study"
 MODELS="image audio concat add mul max attention gated bilinear factorized attention-tokens late"
+RESULTS=""
+LIST=0
+REPORT=1
 EXTRA=()
 
 while [[ $# -gt 0 ]]; do
@@ -48,6 +59,11 @@ while [[ $# -gt 0 ]]; do
         --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
                     RUNS_DIR="$2"; shift 2 ;;
         --runs-dir=*) RUNS_DIR="${1#*=}"; shift ;;
+        --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
+                   RESULTS="$2"; shift 2 ;;
+        --results=*) RESULTS="${1#*=}"; shift ;;
+        --list) LIST=1; shift ;;
+        --no-report) REPORT=0; shift ;;
         --) shift; EXTRA=("$@"); break ;;
         *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
            usage >&2; exit 2 ;;
@@ -64,6 +80,52 @@ done
 
 PY="${PYTHON:-python}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # scripts are called by path; user paths stay relative to here
+
+if [[ $LIST == 1 ]]; then  # one line per run: this script for that one run, without the final report
+    for seed in $SEEDS; do
+        for model in $MODELS; do
+            line=("${BASH_SOURCE[0]}" --seeds "$seed" --models "$model" --runs-dir "$RUNS_DIR")
+            [[ -n "$RESULTS" ]] && line+=(--results "$RESULTS")
+            line+=(--no-report)
+            [[ ${#EXTRA[@]} -gt 0 ]] && line+=(-- "${EXTRA[@]}")
+            printf '%q ' "${line[@]}" | sed 's/ $//'
+            echo
+        done
+    done
+    exit 0
+fi
+
+KEPT_FILES="config.json metrics.json predictions_test.csv robustness.json figures/curves.png"
+
+# kept NAME: true when the results folder already holds this run (so nothing is trained or evaluated)
+kept() {
+    [[ -n "$RESULTS" && -f "$RESULTS/$1/metrics.json" ]]
+}
+
+# keep NAME: copy a finished, evaluated run's kept files to RESULTS/NAME (metrics.json last: it marks "done")
+keep() {
+    local name="$1" dir="$RUNS_DIR/$1"
+    [[ -n "$RESULTS" ]] || return 0
+    if [[ ! -f "$dir/metrics.json" || ! -f "$dir/robustness.json" ]]; then
+        echo "warning: $name is not finished and evaluated; nothing kept" >&2
+        return 0
+    fi
+    local tmp
+    tmp="$(mktemp -d "${RESULTS%/}.tmp-XXXXXX" 2>/dev/null || mktemp -d)"
+    for f in $KEPT_FILES; do
+        if [[ -f "$dir/$f" ]]; then
+            mkdir -p "$tmp/$(dirname "$f")"
+            cp "$dir/$f" "$tmp/$f"
+        fi
+    done
+    mkdir -p "$RESULTS/$name/figures"
+    for f in $KEPT_FILES; do
+        [[ "$f" == metrics.json || ! -f "$tmp/$f" ]] || mv "$tmp/$f" "$RESULTS/$name/$f"
+    done
+    mv "$tmp/metrics.json" "$RESULTS/$name/metrics.json"
+    rm -rf "$tmp"
+    echo "== kept $name in $RESULTS/$name"
+}
 
 # train SCRIPT NAME [FLAGS...]: run one training script unless its run is already finished.
 train() {
@@ -102,12 +164,20 @@ evaluate() {
 for seed in $SEEDS; do
     for model in $MODELS; do
         case "$model" in
-            image|audio) name="$model-s$seed"; train "train_$model.py" "$name" --seed "$seed" ;;
-            *) name="multimodal-$model-s$seed"; train train_multimodal.py "$name" --fusion "$model" --seed "$seed" ;;
+            image|audio) name="$model-s$seed"; script="train_$model.py"; flags=(--seed "$seed") ;;
+            *) name="multimodal-$model-s$seed"; script=train_multimodal.py; flags=(--fusion "$model" --seed "$seed") ;;
         esac
+        if kept "$name"; then
+            echo "== skip $name: kept in $RESULTS/$name"
+            continue
+        fi
+        train "$script" "$name" "${flags[@]}"
         evaluate "$name"
+        keep "$name"
     done
 done
+[[ $REPORT == 1 ]] || exit 0
 
-"$PY" "$ROOT/report.py" "$RUNS_DIR" --out "$RUNS_DIR/results.md"
-cat "$RUNS_DIR/results.md"
+REPORT_DIR="${RESULTS:-$RUNS_DIR}"
+"$PY" "$ROOT/report.py" "$REPORT_DIR" --out "$REPORT_DIR/results.md"
+cat "$REPORT_DIR/results.md"

@@ -12,7 +12,7 @@ import torch
 from common.data import load_dataset
 from common.data.sources import load_raw_sources
 from common.multimodal import build_from_config
-from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, noise_rng, render_at
+from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, CleanViews, noise_rng
 from common.data.recipe import drawn_test_pairs
 from common.training import evaluate
 from conftest import ROOT, SMALL_SYNTHETIC, run_script
@@ -102,11 +102,13 @@ def test_a_missing_view_is_zeros_and_the_late_head_stands_alone(runs):
     data = load_dataset("synthetic", synthetic_size=200, log=lambda m: None)
     test_index = torch.tensor(json.loads((runs / "late" / "split_indices.json").read_text())["test"])
     pairs = {k: v[test_index.numpy()] for k, v in drawn_test_pairs(raw, len(data.test), 0).items()}
-    mild = render_at(raw.test, pairs, MILD_P, MILD_SNR_DB, noise_rng(0, "mild"))
+    clean = CleanViews(raw.test, pairs)
+    mild_image = clean.image_at(MILD_P, noise_rng(0, "mild", 0))
+    mild_audio = clean.audio_at(MILD_SNR_DB, noise_rng(0, "mild", 1))
     model = model_of(runs / "late").eval()
     with torch.no_grad():
-        image_logits, audio_logits = model.branch_logits(torch.zeros_like(mild.image), mild.audio)
-    labels = mild.label
+        image_logits, audio_logits = model.branch_logits(torch.zeros_like(mild_image), mild_audio)
+    labels = clean.label
     # late fusion averages the two heads' logits: with the image zeroed, the image head gives one fixed vector
     both = (image_logits + audio_logits) / 2
     assert missing["image_zeros"]["acc"] == pytest.approx((both.argmax(1) == labels).float().mean().item(), abs=1e-6)
@@ -133,15 +135,50 @@ def test_errors_are_one_line(runs, tmp_path):
         assert message in out.stderr.strip().splitlines()[-1]
 
 
-def test_reproduce_evaluates_each_run_right_after_training(tmp_path):
-    """A two-model study: each run gets its robustness.json, then the report."""
+def test_reproduce_evaluates_each_run_right_after_training_and_keeps_it(tmp_path):
+    """A two-model study: each run gets its robustness.json, its kept files, then the report."""
     env = {**os.environ, "PYTHON": sys.executable}
-    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "reproduce.sh"), "--models", "image late",
-                          "--runs-dir", str(tmp_path / "study"), "--", *TRAIN_FLAGS, "--max-epochs", "1"],
-                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    command = ["bash", os.path.join(ROOT, "scripts", "reproduce.sh"), "--models", "image late",
+               "--runs-dir", str(tmp_path / "study"), "--results", str(tmp_path / "results"),
+               "--", *TRAIN_FLAGS, "--max-epochs", "1"]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     order = [line for line in out.stdout.splitlines() if line.startswith("== ")]
-    assert order == ["== start image-s0", "== evaluate image-s0", "== start multimodal-late-s0",
-                     "== evaluate multimodal-late-s0"]
+    assert order == ["== start image-s0", "== evaluate image-s0", f"== kept image-s0 in {tmp_path}/results/image-s0",
+                     "== start multimodal-late-s0", "== evaluate multimodal-late-s0",
+                     f"== kept multimodal-late-s0 in {tmp_path}/results/multimodal-late-s0"]
     for run in ("image-s0", "multimodal-late-s0"):
         assert (tmp_path / "study" / run / "robustness.json").exists()
+        kept = sorted(str(p.relative_to(tmp_path / "results" / run)) for p in (tmp_path / "results" / run).rglob("*")
+                      if p.is_file())
+        assert kept == ["config.json", "figures/curves.png", "metrics.json", "predictions_test.csv",
+                        "robustness.json"]
+    assert (tmp_path / "results" / "results.md").exists()  # the report is built from the kept files
+    assert not list(tmp_path.glob("results.tmp-*"))
+    # a fresh machine: no run folders, only the kept results; nothing is trained again
+    shutil.rmtree(tmp_path / "study")
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [line for line in again.stdout.splitlines() if line.startswith("== ")] == [
+        f"== skip image-s0: kept in {tmp_path}/results/image-s0",
+        f"== skip multimodal-late-s0: kept in {tmp_path}/results/multimodal-late-s0"]
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("fusion", ["concat", "add", "attention-tokens", "late"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_fixed_views_precomputed_features_give_the_same_logits(fusion, precision):
+    """The sweeps run the fixed view's featurizer once; the logits must not notice."""
+    from common.data import Split
+    from common.multimodal import build_multimodal
+    from common.robustness import with_fixed_view
+    torch.manual_seed(0)
+    model = build_multimodal(fusion).eval()
+    split = Split(image=torch.rand(40, 1, 28, 28), audio=torch.randn(40, 1, 8000), label=torch.arange(40) % 10)
+    cpu, index, views = torch.device("cpu"), torch.arange(40), ("image", "audio")
+    full = evaluate(model, split, index, views, 16, cpu, precision)["logits"]
+    for view in views:
+        fixed, features = with_fixed_view(model, view, getattr(split, view), cpu, precision)
+        cached = Split(**{**{v: getattr(split, v) for v in views}, view: features}, label=split.label)
+        assert torch.equal(evaluate(fixed, cached, index, views, 16, cpu, precision)["logits"], full)
+    assert isinstance(model.audio_featurizer, torch.nn.Module) and hasattr(model.audio_featurizer, "conv")

@@ -391,3 +391,17 @@ def test_no_figures_flag_and_bad_figure_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     code, _, err = run_report(capsys, tmp_path / "runs", "--figures", tmp_path / "file" / "sub")
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: cannot write figures to")
+
+
+def test_reproduce_list_prints_one_self_contained_command_per_run():
+    out = subprocess.run(["bash", REPRODUCE, "--list", "--seeds", "0 1", "--models", "image concat",
+                          "--results", "results/study", "--", "--data", "avdigits", "--data-root", "../shared data"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[0] == (f"{REPRODUCE} --seeds 0 --models image --runs-dir runs/study --results results/study "
+                        "--no-report -- --data avdigits --data-root ../shared\\ data")
+    assert [line.split()[2:5] for line in lines] == [["0", "--models", "image"], ["0", "--models", "concat"],
+                                                     ["1", "--models", "image"], ["1", "--models", "concat"]]
+

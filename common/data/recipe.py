@@ -64,11 +64,12 @@ def exact_row_sums(values):
     of the row's peak are rounded away: far below float32 resolution.
     """
     values = np.asarray(values, dtype=np.float64)
-    peak = np.abs(values).max(axis=-1, keepdims=True)
+    peak = np.maximum(values.max(axis=-1), -values.min(axis=-1))[..., None]
     _, exponent = np.frexp(peak)  # peak < 2**exponent
     scale = (62 - int(values.shape[-1]).bit_length()) - exponent  # |sum of the integers| < 2**62
-    integers = np.rint(np.ldexp(values, scale)).astype(np.int64)
-    return np.ldexp(integers.sum(axis=-1).astype(np.float64), -scale[..., 0])
+    scaled = values * np.ldexp(1.0, scale)  # times a power of two: exact, the same as ldexp, faster
+    np.rint(scaled, out=scaled)
+    return np.ldexp(scaled.astype(np.int64).sum(axis=-1).astype(np.float64), -scale[..., 0])
 
 
 def place_utterances(recordings, offsets_u, length=AUDIO_LENGTH):
