@@ -43,8 +43,18 @@ from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, area_under
 MODELS = ("image", "audio", "multimodal")
 # config.json args that change what a run trains; runs differing in any of them never share a row.
 CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
-               "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from")
+               "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from", "precision")
 STAT_FIELDS = ("test_loss", "test_acc", "params", "seconds_per_epoch", "best_epoch", "epochs_run")
+
+
+# The exam's single-run test numbers (its Table 1 and Problems 1a/1b), on its own data: (loss, accuracy %).
+EXAM = {("image", None): (0.437, 88.2), ("audio", None): (0.923, 71.5),
+        ("multimodal", "concat"): (0.278, 94.5), ("multimodal", "add"): (0.276, 94.9),
+        ("multimodal", "mul"): (0.464, 88.9), ("multimodal", "max"): (0.312, 92.7),
+        ("multimodal", "attention"): (0.210, 94.0), ("multimodal", "gated"): (0.237, 94.0),
+        ("multimodal", "bilinear"): (0.449, 86.0), ("multimodal", "factorized"): (0.213, 94.0)}
+ALPHA = 0.05
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
 
 
 class ReportError(Exception):
@@ -77,8 +87,13 @@ def load_config_args(run_dir):
     if not os.path.exists(path):
         return {}
     try:
-        args = load_json(path).get("args", {})
-        return args if isinstance(args, dict) else {}
+        config = load_json(path)
+        args = config.get("args", {})
+        if not isinstance(args, dict):
+            return {}
+        # the precision used (config.json's top level), not the flag: --precision auto resolves per machine
+        used = {"float32": "fp32"}.get(config.get("precision"), config.get("precision"))
+        return {**args, "precision": used} if used else args
     except (OSError, ValueError, AttributeError) as e:
         warn(f"ignoring unreadable {path}: {type(e).__name__}: {e}")
         return {}
@@ -174,6 +189,134 @@ def read_robustness(run_dir):
 
 def _is_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+# ---------------------------------------------------------------- statistics
+
+def mcnemar_exact(b, c):
+    """Two-sided exact McNemar p-value from the discordant counts: b pairs only the first model got
+    right, c only the second. Under no difference each discordant pair goes either way with
+    probability 1/2: p = 2 P(X <= min(b, c)), X ~ Binomial(b + c, 1/2), capped at 1."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
+    return min(1.0, 2 * tail / 2 ** n)
+
+
+def holm(pvalues):
+    """Holm's step-down adjustment: adjusted p-values in the input order."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def mean_ci(values):
+    """(mean, half-width of the 95% t interval) of a few numbers; half-width None for fewer than two."""
+    values = list(values)
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    t = T_975.get(len(values) - 1, 1.96)
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def read_predictions(run_dir):
+    """{test row id: correct?} from predictions_test.csv, or None when absent or unlabelled."""
+    path = os.path.join(run_dir, "predictions_test.csv")
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {int(r["id"]): int(r["digit"]) == int(r["label"]) for r in rows}
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def paired_comparisons(groups, baseline):
+    """Every model against `baseline` (a group), seed by seed on the same test pairs.
+
+    For each other group with predictions for seeds the baseline also has: the accuracy
+    difference per seed, its mean with a 95% t interval over seeds, McNemar's exact test per
+    seed and on the discordant counts summed over seeds, and Holm's correction over the models.
+    """
+    base_preds = {seed: read_predictions(os.path.dirname(p)) for seed, p in zip(baseline["seeds"], baseline["paths"])}
+    rows = []
+    for g in groups:
+        if g is baseline:
+            continue
+        diffs, per_seed, b_total, c_total = [], [], 0, 0
+        for seed, path in zip(g["seeds"], g["paths"]):
+            mine, base = read_predictions(os.path.dirname(path)), base_preds.get(seed)
+            if not mine or not base or set(mine) != set(base):
+                continue
+            b = sum(mine[i] and not base[i] for i in mine)
+            c = sum(base[i] and not mine[i] for i in mine)
+            diffs.append(100.0 * (b - c) / len(mine))
+            per_seed.append(mcnemar_exact(b, c))
+            b_total, c_total = b_total + b, c_total + c
+        if diffs:
+            rows.append({"group": g, "n": len(diffs), "diff": mean_ci(diffs), "p_seeds": per_seed,
+                         "p": mcnemar_exact(b_total, c_total), "b": b_total, "c": c_total})
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = adjusted
+    return rows
+
+
+def comparisons_markdown(groups, dataset_name):
+    lines = []
+    for base_label in ("multimodal-concat", "multimodal-late"):
+        baseline = next((g for g in groups if g["label"] == base_label and not g["settings"]), None)
+        if baseline is None:
+            continue
+        rows = paired_comparisons(groups, baseline)
+        if not rows:
+            continue
+        lines += ["", f"### Paired against {base_label} ({dataset_name})", "",
+                  "Seed by seed on the same test pairs. Δ acc: this model's accuracy minus "
+                  f"{base_label}'s, mean over the paired seeds with a 95% t interval. McNemar: exact two-sided "
+                  "p on the discordant pairs (b: only this model right; c: only the baseline right), summed over "
+                  "seeds, then Holm-corrected over the models of this table; per seed in the last column. "
+                  f"Significant: Holm-adjusted p < {ALPHA}.", "",
+                  "| model | seeds | Δ acc (points) | b / c | p | p (Holm) | significant | p per seed |",
+                  "|---|---:|---:|---:|---:|---:|---|---|"]
+        for r in rows:
+            mean, half = r["diff"]
+            diff = f"{mean:+.2f}" + (f" ± {half:.2f}" if half is not None else " ± –")
+            significant = "yes, better" if r["p_holm"] < ALPHA and mean > 0 else \
+                "yes, worse" if r["p_holm"] < ALPHA else "no"
+            lines.append(f"| {row_name(r['group'])} | {r['n']} | {diff} | {r['b']} / {r['c']} | {r['p']:.2g} | "
+                         f"{r['p_holm']:.2g} | {significant} | {', '.join(f'{p:.2g}' for p in r['p_seeds'])} |")
+    return lines
+
+
+def accuracy_figure(groups, title):
+    """Test accuracy per model with error bars (std over seeds), and one panel per noise regime."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = [row_name(g) for g in groups]
+    panels = [("all test pairs", lambda g: g["test_acc"])] + \
+        [(r, lambda g, r=r: g["regime_acc"][r]) for r in REGIMES]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.32 * len(groups) + 1.8), sharey=True)
+    for ax, (name, stat) in zip(axes, panels):
+        means = [stat(g)[0] if stat(g)[2] else float("nan") for g in groups]
+        stds = [stat(g)[1] or 0.0 for g in groups]
+        ax.barh(range(len(groups)), means, xerr=stds, color=["C1" if g["model"] != "multimodal" else "C0"
+                                                             for g in groups], capsize=2)
+        finite = [m for m in means if m == m]
+        if finite:
+            ax.set_xlim(max(0.0, min(finite) - 5), min(100.0, max(finite) + 2))
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("test accuracy (%)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(groups)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(title + " (mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 # ---------------------------------------------------------------- grouping
@@ -313,17 +456,20 @@ def markdown(tables, runs_dir, n_runs, skipped):
     for dkey, groups in tables:
         heading = describe_dataset(dkey)
         lines += ["", f"## {heading}", ""]
-        lines.append("| model | dataset | n | test loss | test accuracy (%) | parameters | seconds / epoch "
-                     "| best epoch | epochs run |")
-        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("| model | dataset | n | test loss | test accuracy (%) | exam: loss / accuracy | parameters "
+                     "| seconds / epoch | best epoch | epochs run |")
+        lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         best_acc = best_labels(groups, "test_acc", 2, highest=True)
         best_loss = best_labels(groups, "test_loss", 4, highest=False)
         for i, g in enumerate(groups):
             acc = fmt_stat(g["test_acc"], 2)
             loss = fmt_stat(g["test_loss"], 4)
+            comparable = not g["settings"] and not dkey[1] and dkey[3] is None  # real data, full splits
+            exam = EXAM.get((g["model"], g["fusion"])) if comparable else None
             cells = [row_name(g), g["dataset"], str(g["n"]),
                      f"**{loss}**" if i in best_loss else loss,
                      f"**{acc}**" if i in best_acc else acc,
+                     f"{exam[0]:.3f} / {exam[1]:.1f}%" if exam else "–",
                      fmt_params(g["params"]), fmt_stat(g["seconds_per_epoch"], 1),
                      fmt_stat(g["best_epoch"], 1), fmt_stat(g["epochs_run"], 1)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -339,6 +485,7 @@ def markdown(tables, runs_dir, n_runs, skipped):
             for g in with_regimes:
                 lines.append(f"| {row_name(g)} | {g['n']} | "
                              + " | ".join(fmt_stat(g["regime_acc"][r], 2) for r in REGIMES) + " |")
+        lines += comparisons_markdown(groups, dkey[0])
         lines += robustness_markdown(groups, dkey[0])
     return "\n".join(lines) + "\n"
 
@@ -471,11 +618,14 @@ def robustness_figures(groups, title):
 
 
 def write_robustness_figures(tables, folder):
-    """One figure per sweep and table; returns the paths written."""
+    """The accuracy figure and one robustness figure per sweep, for each table; returns the paths written."""
     written = []
     for dkey, groups in tables:
         suffix = "" if len(tables) == 1 else f"-{dkey[0]}-{(dkey[2] or 'none')[:8]}" + \
             ("" if dkey[3] is None else f"-limit{dkey[3]}")
+        path = os.path.join(folder, f"fusion_accuracy{suffix}.png")
+        save_figure(accuracy_figure(groups, describe_dataset(dkey)), path)
+        written.append(path)
         for sweep, fig in robustness_figures(groups, describe_dataset(dkey)).items():
             path = os.path.join(folder, f"robustness-{sweep.split('_')[0]}{suffix}.png")
             save_figure(fig, path)

@@ -88,13 +88,15 @@ def test_mean_std_n_and_order(study, capsys):
     assert code == 0, err
     rows = table_rows(out)
     image = rows["image-only"][0]
-    # columns: model, dataset, n, test loss, test acc, params, s/epoch, best epoch, epochs run
+    # columns: model, dataset, n, test loss, test acc, exam, params, s/epoch, best epoch, epochs run
     assert image[1] == "avdigits" and image[2] == "3"
     # acc 0.90, 0.92, 0.94 -> 92 %, sample std sqrt(((-2)^2 + 0 + 2^2) / 2) = 2
     assert image[4] == "92.00 ± 2.00"
     assert image[3] == "**0.3200 ± 0.0200**"  # lowest mean loss of the table
-    assert image[5] == "421,642"
-    assert image[6] == "11.0 ± 1.0" and image[7] == "5.0 ± 1.0" and image[8] == "10.0 ± 1.0"
+    assert image[5] == "0.437 / 88.2%"  # the exam's single run, beside ours
+    assert image[6] == "421,642"
+    assert image[7] == "11.0 ± 1.0" and image[8] == "5.0 ± 1.0" and image[9] == "10.0 ± 1.0"
+    assert rows["multimodal-late"][0][5] == "–"  # the exam measured no late fusion
     assert rows["audio-only"][0][4] == "72.00 ± 2.00" and rows["audio-only"][0][3] == "0.8800 ± 0.0200"
     concat = rows["multimodal-concat"][0]
     assert concat[4] == "**96.00 ± 1.00**"  # highest mean accuracy of the table
@@ -144,7 +146,7 @@ def test_other_data_or_config_kept_apart(tmp_path, capsys, vary):
         write_run(tmp_path, f"b-s{s}", model="multimodal", fusion="gated", seed=s, acc=acc - 0.2, **other)
     code, out, _ = run_report(capsys, tmp_path)
     assert code == 0
-    rows = [r for rs in table_rows(out).values() for r in rs if len(r) == 9]
+    rows = [r for rs in table_rows(out).values() for r in rs if len(r) == 10]
     assert sorted(r[4].strip("*") for r in rows) == ["71.00 ± 1.41", "91.00 ± 1.41"]
     assert all(r[2] == "2" for r in rows)
     headings = [line for line in out.splitlines() if line.startswith("## ")]
@@ -198,7 +200,7 @@ def test_skips_contrastive_and_unlabelled(study, capsys):
     assert code == 0
     assert "Skipped 2 run(s)" in out and "contrastive" in out
     assert "skipped 2 run(s)" in err
-    assert "course" not in [r[1] for rs in table_rows(out).values() for r in rs if len(r) == 9]
+    assert "course" not in [r[1] for rs in table_rows(out).values() for r in rs if len(r) == 10]
 
 
 def test_corrupt_metrics_warns_and_is_skipped(study, capsys):
@@ -305,7 +307,7 @@ def test_reproduce_loop_with_stub_interpreter(tmp_path, capsys):
     # the real report over what the loop left: one row per model/fusion, two seeds each
     code, out, _ = run_report(capsys, runs)
     assert code == 0
-    rows = [r for rs in table_rows(out).values() for r in rs if len(r) == 9]
+    rows = [r for rs in table_rows(out).values() for r in rs if len(r) == 10]
     assert [r[0] for r in rows] == ["image-only", "audio-only"] + [f"multimodal-{f}" for f in FUSION_CHOICES]
     assert all(r[2] == "2" for r in rows)
     assert "SYNTHETIC data" in out
@@ -405,3 +407,55 @@ def test_reproduce_list_prints_one_self_contained_command_per_run():
     assert [line.split()[2:5] for line in lines] == [["0", "--models", "image"], ["0", "--models", "concat"],
                                                      ["1", "--models", "image"], ["1", "--models", "concat"]]
 
+
+
+def test_mcnemar_exact_on_known_tables():
+    # b = 1, c = 9: p = 2 * P(X <= 1), X ~ Bin(10, 1/2) = 2 * 11 / 1024
+    assert report.mcnemar_exact(1, 9) == pytest.approx(22 / 1024)
+    assert report.mcnemar_exact(9, 1) == report.mcnemar_exact(1, 9)  # two-sided: symmetric
+    assert report.mcnemar_exact(5, 5) == 1.0 and report.mcnemar_exact(0, 0) == 1.0
+    assert report.mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+
+
+def test_holm_adjusts_in_step_down_order():
+    adjusted = report.holm([0.01, 0.04, 0.03, 0.005])
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04 -> kept monotone: 0.06)
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert report.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_mean_std_and_interval_with_one_and_three_seeds():
+    assert report.mean_std([0.9]) == (0.9, None, 1)
+    mean, std, n = report.mean_std([0.90, 0.92, 0.94])
+    assert (mean, n) == (pytest.approx(0.92), 3) and std == pytest.approx(0.02)
+    assert report.mean_ci([2.0]) == (2.0, None)
+    mean, half = report.mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
+
+
+def write_predictions(folder, correct):
+    with open(os.path.join(folder, "predictions_test.csv"), "w") as f:
+        f.write("id,digit,label\n")
+        for i, ok in enumerate(correct):
+            f.write(f"{i},{3 if ok else 4},3\n")
+
+
+def test_paired_comparisons_seed_by_seed(tmp_path, capsys):
+    # concat right on the first 90 of 100 pairs for each seed; gated right on 80 of them plus 18 others
+    for s in range(3):
+        concat = write_run(tmp_path, f"multimodal-concat-s{s}", model="multimodal", fusion="concat", seed=s, acc=0.9)
+        write_predictions(concat, [i < 90 for i in range(100)])
+        gated = write_run(tmp_path, f"multimodal-gated-s{s}", model="multimodal", fusion="gated", seed=s, acc=0.98)
+        write_predictions(gated, [i < 80 or i >= 82 for i in range(100)])
+    code, out, err = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0, err
+    section = out[out.index("### Paired against multimodal-concat"):]
+    row = table_rows(section)["multimodal-gated"][0]
+    # per seed: only gated right on ids 90-99 (b = 10), only concat right on ids 80-81 (c = 2)
+    b = sum(1 for i in range(100) if (i < 80 or i >= 82) and not i < 90)
+    c = sum(1 for i in range(100) if i < 90 and not (i < 80 or i >= 82))
+    assert (b, c) == (10, 2)
+    assert row[1] == "3" and row[2] == "+8.00 ± 0.00" and row[3] == f"{3 * b} / {3 * c}"
+    assert float(row[4]) == pytest.approx(report.mcnemar_exact(3 * b, 3 * c), rel=0.05)
+    assert row[6] == "yes, better"
+    assert row[7] == ", ".join([f"{report.mcnemar_exact(b, c):.2g}"] * 3)
