@@ -239,56 +239,67 @@ def paired_comparisons(groups, baseline):
     """Every model against `baseline` (a group), seed by seed on the same test pairs.
 
     For each other group with predictions for seeds the baseline also has: the accuracy
-    difference per seed, its mean with a 95% t interval over seeds, McNemar's exact test per
-    seed and on the discordant counts summed over seeds, and Holm's correction over the models.
+    difference per seed, its mean with a 95% t interval over seeds, and McNemar's exact test per
+    seed. The seeds share their test pairs, so their tests are not independent and their counts
+    are not pooled: a model differs from the baseline only if it does at every seed, and the
+    p-value of that (intersection-union) test is the largest per-seed p. Holm's correction then
+    runs over the models compared with this baseline.
     """
-    base_preds = {seed: read_predictions(os.path.dirname(p)) for seed, p in zip(baseline["seeds"], baseline["paths"])}
+    base_preds = {}
+    for seed, path in zip(baseline["seeds"], baseline["paths"]):
+        base_preds.setdefault(seed, read_predictions(os.path.dirname(path)))  # a repeated seed: its first run
     rows = []
     for g in groups:
         if g is baseline:
             continue
-        diffs, per_seed, b_total, c_total = [], [], 0, 0
+        diffs, per_seed, discordant, used = [], [], [], set()
         for seed, path in zip(g["seeds"], g["paths"]):
             mine, base = read_predictions(os.path.dirname(path)), base_preds.get(seed)
-            if not mine or not base or set(mine) != set(base):
+            if seed in used or not mine or not base or set(mine) != set(base):
                 continue
+            used.add(seed)
             b = sum(mine[i] and not base[i] for i in mine)
             c = sum(base[i] and not mine[i] for i in mine)
             diffs.append(100.0 * (b - c) / len(mine))
             per_seed.append(mcnemar_exact(b, c))
-            b_total, c_total = b_total + b, c_total + c
+            discordant.append(f"{b}/{c}")
         if diffs:
             rows.append({"group": g, "n": len(diffs), "diff": mean_ci(diffs), "p_seeds": per_seed,
-                         "p": mcnemar_exact(b_total, c_total), "b": b_total, "c": c_total})
+                         "p": max(per_seed), "discordant": discordant})
     for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = adjusted
     return rows
 
 
+def baselines(groups, label):
+    """The groups a comparison can be made against: every row with that model label."""
+    return [g for g in groups if g["label"] == label]
+
+
 def comparisons_markdown(groups, dataset_name):
     lines = []
     for base_label in ("multimodal-concat", "multimodal-late"):
-        baseline = next((g for g in groups if g["label"] == base_label and not g["settings"]), None)
-        if baseline is None:
-            continue
-        rows = paired_comparisons(groups, baseline)
-        if not rows:
-            continue
-        lines += ["", f"### Paired against {base_label} ({dataset_name})", "",
-                  "Seed by seed on the same test pairs. Δ acc: this model's accuracy minus "
-                  f"{base_label}'s, mean over the paired seeds with a 95% t interval. McNemar: exact two-sided "
-                  "p on the discordant pairs (b: only this model right; c: only the baseline right), summed over "
-                  "seeds, then Holm-corrected over the models of this table; per seed in the last column. "
-                  f"Significant: Holm-adjusted p < {ALPHA}.", "",
-                  "| model | seeds | Δ acc (points) | b / c | p | p (Holm) | significant | p per seed |",
-                  "|---|---:|---:|---:|---:|---:|---|---|"]
-        for r in rows:
-            mean, half = r["diff"]
-            diff = f"{mean:+.2f}" + (f" ± {half:.2f}" if half is not None else " ± –")
-            significant = "yes, better" if r["p_holm"] < ALPHA and mean > 0 else \
-                "yes, worse" if r["p_holm"] < ALPHA else "no"
-            lines.append(f"| {row_name(r['group'])} | {r['n']} | {diff} | {r['b']} / {r['c']} | {r['p']:.2g} | "
-                         f"{r['p_holm']:.2g} | {significant} | {', '.join(f'{p:.2g}' for p in r['p_seeds'])} |")
+        for baseline in baselines(groups, base_label):
+            rows = paired_comparisons(groups, baseline)
+            if not rows:
+                continue
+            lines += ["", f"### Paired against {row_name(baseline)} ({dataset_name})", "",
+                      "Seed by seed on the same test pairs. Δ acc: this model's accuracy minus "
+                      f"{row_name(baseline)}'s, mean over the paired seeds with a 95% t interval. b/c per seed: "
+                      "test pairs only this model got right / only the baseline got right. p: McNemar's exact "
+                      "test, per seed in the last column; the seeds share their test pairs, so they are not "
+                      "pooled: p is the largest per-seed p (a difference must hold at every seed), then "
+                      f"Holm-corrected over the models of this table. Significant: Holm-adjusted p < {ALPHA}.", "",
+                      "| model | seeds | Δ acc (points) | b/c per seed | p | p (Holm) | significant | p per seed |",
+                      "|---|---:|---:|---|---:|---:|---|---|"]
+            for r in rows:
+                mean, half = r["diff"]
+                diff = f"{mean:+.2f}" + (f" ± {half:.2f}" if half is not None else " ± –")
+                significant = "yes, better" if r["p_holm"] < ALPHA and mean > 0 else \
+                    "yes, worse" if r["p_holm"] < ALPHA else "no"
+                lines.append(f"| {row_name(r['group'])} | {r['n']} | {diff} | {', '.join(r['discordant'])} | "
+                             f"{r['p']:.2g} | {r['p_holm']:.2g} | {significant} | "
+                             f"{', '.join(f'{p:.2g}' for p in r['p_seeds'])} |")
     return lines
 
 
@@ -526,10 +537,16 @@ def robustness_markdown(groups, dataset_name):
     if not with_rob:
         return []
     stats = {id(g): {s: sweep_stats(g, s) for s in SWEEP_AXES} for g in with_rob}
-    late = next((g for g in with_rob if g["model"] == "multimodal" and g["fusion"] == "late"
-                 and not g["settings"]), None)
+    lates = [g for g in with_rob if g["model"] == "multimodal" and g["fusion"] == "late"]
+
+    def late_for(g):  # the only late-fusion row, else the one trained like g (same precision, ...)
+        if len(lates) == 1:
+            return lates[0]
+        same = [late for late in lates if late["settings"] == g["settings"]]
+        return same[0] if len(same) == 1 else None
 
     def delta(g, sweep):
+        late = late_for(g)
         mine, base = stats[id(g)][sweep], late and stats[id(late)][sweep]
         if not mine or not base or g is late:
             return "–"

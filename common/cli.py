@@ -7,6 +7,7 @@ import traceback
 from .argtypes import fraction, positive_float, positive_int, run_name
 from .data import DataError
 from .data.sources import add_data_flags
+from .io import release_locks
 from .training import PRECISIONS, TrainingError
 
 
@@ -60,6 +61,8 @@ def run_main(main):
     """Call main(); turn user-facing errors into one line on stderr and exit code 2 (1 for training)."""
     try:
         code = main()
+    except SystemExit as e:  # e.g. "nothing to do" on a finished run
+        code = e.code
     except (DataError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
@@ -72,4 +75,6 @@ def run_main(main):
     except Exception:
         traceback.print_exc()
         code = 1
+    finally:
+        release_locks()  # a run's lock ends with its command, also inside a test process
     sys.exit(code or 0)

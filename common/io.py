@@ -10,6 +10,13 @@ from contextlib import contextmanager
 
 import torch
 
+try:
+    import fcntl  # POSIX advisory locks; without them (Windows) runs are simply not locked
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+_held = {}  # path -> open file holding this process's lock on it
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -83,3 +90,40 @@ def save_drawn_figure(fig, path):
     with atomic_path(path) as tmp:
         matplotlib.image.imsave(tmp, pixels, format="png")
     plt.close(fig)
+
+
+def hold_lock(path):
+    """Lock `path` exclusively for this process until release_locks() or the process ends.
+    False when another process (or another open file here) holds it."""
+    if fcntl is None or path in _held:
+        return True
+    f = open(path)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    _held[path] = f
+    return True
+
+
+def is_locked(path):
+    """True when some process holds hold_lock(path)."""
+    if fcntl is None or not os.path.exists(path):
+        return False
+    if path in _held:
+        return True
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def release_locks():
+    """Give up every lock this process holds (run_main calls it when a command ends)."""
+    while _held:
+        _held.popitem()[1].close()
+

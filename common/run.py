@@ -24,12 +24,13 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
+
 from tqdm import tqdm
 
 from .cli import UsageError, explicit_flags
 from .data import Dataset, batch_indices, shuffle_order
 from .data.sources import dataset_from_args
-from .io import output_dir_problem, save_json
+from .io import hold_lock, is_locked, output_dir_problem, save_json
 from .training import (TrainingError, load_checkpoint, pick_device, resolve_precision, restore_training,
                        save_checkpoint, training_checkpoint)
 
@@ -91,19 +92,32 @@ def check_limit(args):
 
 
 def _failed_start(run_dir):
-    """True when run_dir holds only what a run writes before its first checkpoint."""
-    names = os.listdir(run_dir)
-    if os.path.isdir(os.path.join(run_dir, "checkpoints")) and os.listdir(os.path.join(run_dir, "checkpoints")):
-        return False
-    return all(any(n == keep or n.startswith(keep) for keep in BEFORE_FIRST_CHECKPOINT) for n in names)
+    """True when run_dir holds only what a run writes before its first checkpoint, and no live
+    process holds it: config.json, split_indices.json, TensorBoard event files, an empty checkpoints/."""
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        if name == "checkpoints":
+            if not os.path.isdir(path) or os.listdir(path):
+                return False
+        elif not (os.path.isfile(path) and not os.path.islink(path)
+                  and (name in ("config.json", "split_indices.json") or name.startswith("events.out.tfevents."))):
+            return False
+    return not _held_by_a_live_run(run_dir)
+
+
+def _held_by_a_live_run(run_dir):
+    """True when a training process holds the run's lock (Progress takes it on config.json)."""
+    return is_locked(os.path.join(run_dir, "config.json"))
 
 
 def _nothing_left(folder, args):
-    """A finished run with no epochs left: early stopping ended it, or it reached --max-epochs."""
+    """A finished run with no epochs left under the flags now in force: --max-epochs reached, or
+    --patience epochs without improvement (a larger --patience or --max-epochs lets it go on)."""
     try:
         with open(folder.metrics) as f:
             metrics = json.load(f)
-        return bool(metrics["stopped_early"]) or metrics["epochs_run"] >= args.max_epochs
+        epochs_run, best_epoch = metrics["epochs_run"], metrics["best_epoch"]
+        return epochs_run >= args.max_epochs or epochs_run - best_epoch >= args.patience
     except (OSError, ValueError, KeyError, TypeError):
         return False  # no (readable) metrics.json: the run is not finished
 
@@ -123,6 +137,8 @@ def prepare_run_dir(args, kind, default_name, parser):
     if args.resume:
         if not os.path.exists(folder.last):
             raise UsageError(f"--resume: no checkpoints/last.pt in {run_dir}")
+        if _held_by_a_live_run(run_dir):
+            raise UsageError(f"--resume: {run_dir} is being trained by another process right now")
         try:
             with open(folder.config) as f:
                 config = json.load(f)
@@ -145,11 +161,14 @@ def prepare_run_dir(args, kind, default_name, parser):
         args.resume = True
         if _nothing_left(folder, args) and not args.retest:
             print(f"{run_dir} is finished (metrics.json; early stopping or --max-epochs reached): nothing to do. "
-                  "Pass --retest with --resume to test its best.pt again, or a larger --max-epochs to train on.")
+                  "Pass --retest with --resume to test its best.pt again, or a larger --max-epochs or "
+                  "--patience to train on.")
             raise SystemExit(0)
     elif os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise UsageError(f"run folder {run_dir} exists and is a file")
     elif os.path.exists(run_dir) and os.listdir(run_dir):
+        if _held_by_a_live_run(run_dir):
+            raise UsageError(f"run folder {run_dir} is being trained by another process right now")
         if _failed_start(run_dir):
             print(f"note: {run_dir} never reached a checkpoint (an earlier start failed); starting it again")
             shutil.rmtree(run_dir)
@@ -184,6 +203,10 @@ def start_run(args, parser, kind, default_name):
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
     precision = resolve_precision(args.precision, device)
+    if args.resume:  # the precision the run started with, not --precision auto resolved again here
+        with open(folder.config) as f:
+            saved = json.load(f).get("precision", precision)
+        precision = {"float32": "fp32"}.get(saved, saved)
     dataset = load_run_data(args, folder)
     return RunSetup(args=args, kind=kind, folder=folder, device=device, precision=precision, dataset=dataset)
 
@@ -271,6 +294,10 @@ class Progress:
                   + (f", batch {self.done_batches}" if self.order is not None else ""))
         else:
             save_json(self.config, self.folder.config)
+        # Held while this process trains the run: a second start or resume of it is refused, and a
+        # live run is never taken for a failed start (released when the command ends).
+        if not hold_lock(self.folder.config):
+            raise UsageError(f"run folder {self.folder} is being trained by another process right now")
         # purge_step drops any events logged after the checkpoint, so a resumed curve has no duplicates
         self.writer = SummaryWriter(self.folder.path, purge_step=len(self.history) + 1 if self.args.resume else None)
         self._bar = None

@@ -14,8 +14,10 @@ exists, evaluate.py measures its robustness (RUNS_DIR/NAME/robustness.json).
 Then it writes RUNS_DIR/results.md with report.py and prints it.
 
 A run whose folder already has metrics.json is skipped; one with
-checkpoints/last.pt but no metrics.json is continued with --resume; any
-other run starts fresh. A finished run without robustness.json is evaluated.
+checkpoints/last.pt but no metrics.json is continued with --resume; a run
+with no folder starts fresh; a folder with neither stops the script (remove
+it to start that run again). A finished run without robustness.json is
+evaluated; a run evaluate.py cannot measure (course data) gets a warning.
 So the script can be stopped (Ctrl-C) and started again with the same
 arguments.
 
@@ -155,7 +157,7 @@ evaluate() {
         echo "== skip evaluating $name: $dir/robustness.json exists"
     elif [[ -f "$dir/checkpoints/best.pt" ]]; then
         echo "== evaluate $name"
-        "$PY" "$ROOT/evaluate.py" "$dir"
+        "$PY" "$ROOT/evaluate.py" "$dir" || echo "warning: evaluate.py could not measure $name" >&2
     else
         echo "warning: $name has no checkpoints/best.pt, so no robustness.json" >&2
     fi

@@ -455,7 +455,22 @@ def test_paired_comparisons_seed_by_seed(tmp_path, capsys):
     b = sum(1 for i in range(100) if (i < 80 or i >= 82) and not i < 90)
     c = sum(1 for i in range(100) if i < 90 and not (i < 80 or i >= 82))
     assert (b, c) == (10, 2)
-    assert row[1] == "3" and row[2] == "+8.00 ± 0.00" and row[3] == f"{3 * b} / {3 * c}"
-    assert float(row[4]) == pytest.approx(report.mcnemar_exact(3 * b, 3 * c), rel=0.05)
-    assert row[6] == "yes, better"
-    assert row[7] == ", ".join([f"{report.mcnemar_exact(b, c):.2g}"] * 3)
+    assert row[1] == "3" and row[2] == "+8.00 ± 0.00" and row[3] == ", ".join([f"{b}/{c}"] * 3)
+    p = report.mcnemar_exact(b, c)  # 2 * (1 + 12 + 66) / 4096 = 0.0386: every seed the same
+    assert p == pytest.approx(158 / 4096) and float(row[4]) == pytest.approx(p, rel=0.05)
+    assert row[6] == "yes, better"  # one comparison: Holm leaves p as it is
+    assert row[7] == ", ".join([f"{p:.2g}"] * 3)
+
+
+def test_a_difference_must_hold_at_every_seed(tmp_path, capsys):
+    """One seed with a large difference and one with none: not significant, whatever pooling would say."""
+    for s, gated_right in enumerate([[i < 95 for i in range(100)], [i < 80 for i in range(100)]]):
+        concat = write_run(tmp_path, f"multimodal-concat-s{s}", model="multimodal", fusion="concat", seed=s)
+        write_predictions(concat, [i < 80 for i in range(100)])
+        gated = write_run(tmp_path, f"multimodal-gated-s{s}", model="multimodal", fusion="gated", seed=s)
+        write_predictions(gated, gated_right)
+    code, out, err = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0, err
+    row = table_rows(out[out.index("### Paired against multimodal-concat"):])["multimodal-gated"][0]
+    assert row[3] == "15/0, 0/0" and row[4] == "1" and row[6] == "no"
+

@@ -177,3 +177,36 @@ def test_a_stray_wav_is_named_by_the_data_command(tmp_path):
                   env={"AVDIGITS_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("x_y_z.wav") == 1
+
+
+def test_a_run_held_by_a_live_process_is_neither_replaced_nor_resumed(course_root, tmp_path):
+    import subprocess
+    import sys
+    out = train("train_image.py", course_root, tmp_path, "r", "--lr", "1e30", "--max-epochs", "2")
+    assert out.returncode == 1  # died in epoch 1: a folder with config.json and nothing else of note
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"f = open({str(tmp_path / 'r' / 'config.json')!r})\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        refused = train("train_image.py", course_root, tmp_path, "r", "--max-epochs", "1")
+        assert "is being trained by another process" in one_line_error(refused)
+        assert (tmp_path / "r" / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    again = train("train_image.py", course_root, tmp_path, "r", "--max-epochs", "1")
+    assert again.returncode == 0 and "starting it again" in again.stdout
+
+
+def test_only_what_a_run_writes_counts_as_a_failed_start(course_root, tmp_path):
+    for extra in ("config.json.orig", "checkpoints_mine/x.pt", "split_indices.json.notes"):
+        folder = tmp_path / extra.split("/")[0].replace(".", "_")
+        (folder / extra).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text("{}")
+        (folder / extra).write_text("mine")
+        out = train("train_image.py", course_root, tmp_path, folder.name, "--max-epochs", "1")
+        assert "already exists" in one_line_error(out)
+        assert (folder / extra).read_text() == "mine"

@@ -67,6 +67,7 @@ def exact_row_sums(values):
     peak = np.maximum(values.max(axis=-1), -values.min(axis=-1))[..., None]
     _, exponent = np.frexp(peak)  # peak < 2**exponent
     scale = (62 - int(values.shape[-1]).bit_length()) - exponent  # |sum of the integers| < 2**62
+    scale = np.minimum(scale, 1000)  # rows of (near-)zeros: keep 2**scale finite
     scaled = values * np.ldexp(1.0, scale)  # times a power of two: exact, the same as ldexp, faster
     np.rint(scaled, out=scaled)
     return np.ldexp(scaled.astype(np.int64).sum(axis=-1).astype(np.float64), -scale[..., 0])
