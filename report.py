@@ -43,7 +43,9 @@ from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, area_under
 MODELS = ("image", "audio", "multimodal")
 # config.json args that change what a run trains; runs differing in any of them never share a row.
 CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
-               "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from", "precision")
+               "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from", "precision",
+               "label_fraction")
+KEY_DEFAULTS = {"label_fraction": 1.0}  # what runs from before a flag existed did
 STAT_FIELDS = ("test_loss", "test_acc", "params", "seconds_per_epoch", "best_epoch", "epochs_run")
 
 
@@ -120,7 +122,7 @@ def config_key(args):
     """The training configuration as a hashable tuple of (name, value) pairs."""
     key = []
     for name in CONFIG_KEYS:
-        value = args.get(name)
+        value = args.get(name, KEY_DEFAULTS.get(name))
         if name == "init_from":
             value = init_source(value)
         elif isinstance(value, list):

@@ -53,6 +53,8 @@ def main():
     parser.add_argument("--probe-steps", type=positive_int, default=100,
                         help="L-BFGS iterations of each linear probe")
     args = parser.parse_args()
+    if args.label_fraction != 1.0:
+        raise UsageError("--label-fraction is for the classifiers: contrastive pre-training uses no labels")
     if args.learn_bias and args.loss != "nt_log":
         raise UsageError("--learn-bias needs --loss nt_log (NT-Xent has no bias)")
     build_loss(args)  # refuse a bad --tau before a run folder is made

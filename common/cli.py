@@ -4,7 +4,7 @@ import copy
 import sys
 import traceback
 
-from .argtypes import fraction, positive_float, positive_int, run_name
+from .argtypes import fraction, positive_float, positive_int, run_name, share
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
@@ -23,6 +23,9 @@ def training_parser(description, default_lr=1e-3):
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, dropout and batch order")
     p.add_argument("--val-fraction", type=fraction, default=0.2,
                    help="share of the training split held out for validation (seeded by --seed)")
+    p.add_argument("--label-fraction", type=share, default=1.0,
+                   help="train on a class-balanced share of the labelled training pairs (seeded by --seed); "
+                        "validation and test stay whole")
     p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
     p.add_argument("--lr", type=positive_float, default=default_lr, help="Adam learning rate")
     p.add_argument("--max-epochs", type=positive_int, default=100, help="upper bound on epochs")

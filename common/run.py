@@ -28,7 +28,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .cli import UsageError, explicit_flags
-from .data import Dataset, batch_indices, shuffle_order
+from .data import Dataset, batch_indices, class_balanced_subset, shuffle_order
 from .data.sources import dataset_from_args
 from .io import hold_lock, is_locked, output_dir_problem, save_json
 from .training import (TrainingError, load_checkpoint, pick_device, resolve_precision, restore_training,
@@ -223,6 +223,8 @@ def prepare_splits(setup):
         train_idx, val_idx = train_val_split(n_train, args.val_fraction, args.seed)
     except ValueError as e:
         raise TrainingError(str(e)) from None
+    if args.label_fraction < 1.0:  # fewer labelled pairs to train on; validation stays whole
+        train_idx = class_balanced_subset(train_idx, dataset.train.label, args.label_fraction, args.seed)
     test_idx = torch.arange(n_test)
     save_json({"train": train_idx.tolist(), "val": val_idx.tolist(), "test": test_idx.tolist(),
                "note": "row numbers in the dataset's train split (train, val) and test split (test)"},

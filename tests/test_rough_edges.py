@@ -210,3 +210,8 @@ def test_only_what_a_run_writes_counts_as_a_failed_start(course_root, tmp_path):
         out = train("train_image.py", course_root, tmp_path, folder.name, "--max-epochs", "1")
         assert "already exists" in one_line_error(out)
         assert (folder / extra).read_text() == "mine"
+
+
+def test_contrastive_pre_training_refuses_a_label_fraction(course_root, tmp_path):
+    out = train("train_contrastive.py", course_root, tmp_path, "c", "--label-fraction", "0.5")
+    assert "uses no labels" in one_line_error(out) and not (tmp_path / "c").exists()

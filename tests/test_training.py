@@ -163,3 +163,25 @@ def test_early_stopping_counts_strict_improvements():
     clone = EarlyStopping(patience=2)
     clone.load_state_dict(es.state_dict())
     assert clone.state_dict() == es.state_dict()
+
+
+def test_label_fraction_keeps_a_class_balanced_seeded_share(course_root, tmp_path):
+    from common.data import class_balanced_subset
+    labels = torch.arange(1000) % 10
+    index = torch.arange(0, 1000, 2)  # 50 of each of the even classes
+    kept = class_balanced_subset(index, labels, 0.1, seed=3)
+    assert torch.bincount(labels[kept], minlength=10).tolist() == [10, 0, 10, 0, 10, 0, 10, 0, 10, 0]
+    assert set(kept.tolist()) <= set(index.tolist()) and torch.equal(kept, kept.sort().values)
+    assert torch.equal(kept, class_balanced_subset(index, labels, 0.1, seed=3))
+    assert not torch.equal(kept, class_balanced_subset(index, labels, 0.1, seed=4))
+    assert torch.equal(class_balanced_subset(index, labels, 1.0, seed=3), index)
+    assert len(class_balanced_subset(index, labels, 0.001, seed=3)) == 5  # at least one per class present
+
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1", name="all").returncode == 0
+    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "1", "--label-fraction", "0.5", name="half")
+    assert out.returncode == 0, out.stderr
+    every, half = (json.loads((tmp_path / n / "split_indices.json").read_text()) for n in ("all", "half"))
+    assert half["val"] == every["val"] and half["test"] == every["test"]
+    assert set(half["train"]) < set(every["train"]) and abs(len(half["train"]) - len(every["train"]) / 2) <= 5
+    bad = train("train_image.py", course_root, tmp_path, "--label-fraction", "0", name="none")
+    assert bad.returncode == 2 and "must be in (0, 1]" in bad.stderr

@@ -14,6 +14,22 @@ def train_val_split(n, val_fraction, seed):
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
+def class_balanced_subset(indices, labels, fraction, seed):
+    """A seeded subset of `indices` that keeps the same share of every class: for each class c with
+    n_c of the indices, round(fraction * n_c) of them (at least one), in the original order."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return indices
+    g = torch.Generator().manual_seed(seed)
+    shuffled = indices[torch.randperm(len(indices), generator=g)]
+    keep = []
+    for c in labels[indices].unique().tolist():
+        of_class = shuffled[labels[shuffled] == c]
+        keep.append(of_class[:max(1, int(round(fraction * len(of_class))))])
+    return torch.cat(keep).sort().values
+
+
 def shuffle_order(indices, generator):
     """`indices` in a random order drawn from `generator` (one epoch's order)."""
     return indices[torch.randperm(len(indices), generator=generator)]
