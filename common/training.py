@@ -1,5 +1,5 @@
-"""Helpers every training loop shares: early stopping, checkpoints with RNG state,
-evaluation, graceful stop on signals, and the non-finite-loss guard.
+"""Helpers every training loop shares: precision (bf16 autocast), Adam, early stopping,
+checkpoints with RNG state, evaluation, graceful stop on signals, the non-finite-loss guard.
 
 The loops themselves stay in the train_*.py scripts, where they can be read
 top to bottom; this module holds only the pieces they would otherwise copy.
