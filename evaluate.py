@@ -28,20 +28,19 @@ Examples:
 import argparse
 import json
 import os
-import sys
 from types import SimpleNamespace
 
 import torch
 
 from common.cli import UsageError, run_main
-from common.data import DataError
 from common.data.sources import dataset_from_args, load_raw_sources
 from common.io import save_figure, save_json
 from common.multimodal import build_from_config
 from common.plots import robustness_figure
 from common.robustness import SWEEPS, robustness, summary_line
 from common.run import RunFolder
-from common.training import PRECISIONS, TrainingError, load_checkpoint, pick_device, resolve_precision
+from common.training import (PRECISIONS, TrainingError, load_checkpoint, pick_device, resolve_precision,
+                             saved_precision)
 
 CLASSIFIERS = ("image", "audio", "multimodal")
 VIEWS = {"image": ("image",), "audio": ("audio",), "multimodal": ("image", "audio")}
@@ -56,7 +55,8 @@ def read_run(run_dir):
     try:
         with open(config_path) as f:
             config = json.load(f)
-        config["args"]["data"]  # noqa: B018  (a config of this project)
+        if "data" not in config["args"]:  # not a config of this project
+            raise KeyError("data")
     except (OSError, ValueError, KeyError, TypeError):
         raise UsageError(f"{run_dir}: config.json is missing or unreadable; is it a run folder?") from None
     if config.get("model") not in CLASSIFIERS:
@@ -110,7 +110,8 @@ def main():
                 raise UsageError(f"{run_dir} was trained on the course files, which come already corrupted: "
                                  "their views cannot be re-noised (evaluate avdigits or synthetic runs)")
             dataset = dataset_from_args(data_args)
-            raw = load_raw_sources(dataset.name, data_args.data_root, data_args.data_seed, data_args.synthetic_size)
+            raw = load_raw_sources(dataset.name, data_args.data_root, data_args.data_seed, data_args.synthetic_size,
+                                   raw_fingerprint=dataset.info.get("raw_fingerprint"))
             sources[key] = (dataset, raw)
         dataset, raw = sources[key]
         if dataset.fingerprint != config["dataset"]["fingerprint"]:
@@ -123,9 +124,8 @@ def main():
         except (RuntimeError, KeyError) as e:
             raise TrainingError(f"{best_path} does not fit the run's model: {str(e).splitlines()[0]}") from None
         model = model.to(device)
-        precision = resolve_precision(config.get("precision", "fp32") if args.precision == "run" else args.precision,
-                                      device)
-        precision = {"float32": "fp32"}.get(precision, precision)  # configs written before --precision existed
+        precision = (saved_precision(config) or "fp32") if args.precision == "run" else \
+            resolve_precision(args.precision, device)
         views = VIEWS[config["model"]]
         result = robustness(model, views, raw, len(dataset.test), test_index, data_args.data_seed,
                             dataset.train, train_index, device, precision, sweeps=args.sweeps,

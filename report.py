@@ -36,9 +36,10 @@ import statistics
 import sys
 
 from common.data import REGIMES
-from common.io import output_dir_problem, save_figure, save_text
+from common.io import output_file_problem, save_figure, save_text
 from common.multimodal import FUSION_CHOICES
 from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, area_under
+from common.training import saved_precision
 
 MODELS = ("image", "audio", "multimodal")
 # config.json args that change what a run trains; runs differing in any of them never share a row.
@@ -94,7 +95,7 @@ def load_config_args(run_dir):
         if not isinstance(args, dict):
             return {}
         # the precision used (config.json's top level), not the flag: --precision auto resolves per machine
-        used = {"float32": "fp32"}.get(config.get("precision"), config.get("precision"))
+        used = saved_precision(config)
         return {**args, "precision": used} if used else args
     except (OSError, ValueError, AttributeError) as e:
         warn(f"ignoring unreadable {path}: {type(e).__name__}: {e}")
@@ -729,9 +730,7 @@ def main(argv=None):
     parser.add_argument("--no-figures", action="store_true", help="write no figures")
     args = parser.parse_args(argv)
     if args.out:
-        problem = output_dir_problem(os.path.dirname(os.path.abspath(args.out)))
-        if problem is None and os.path.isdir(args.out):
-            problem = f"{args.out} is a folder, not a file"
+        problem = output_file_problem(args.out)
         if problem:
             print(f"error: --out {args.out}: {problem}", file=sys.stderr)
             return 2

@@ -38,6 +38,13 @@ def output_dir_problem(folder):
     return None
 
 
+def output_file_problem(path):
+    """Why a file cannot be written at `path`, or None (its folder as output_dir_problem sees it)."""
+    if os.path.isdir(path):
+        return f"{path} is a folder, not a file"
+    return output_dir_problem(os.path.dirname(os.path.abspath(path)))
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temp path in the target's folder; rename it to `path` if the block succeeds."""

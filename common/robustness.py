@@ -7,6 +7,8 @@ offsets) are rendered again with the noise of one view set to a controlled
 level for every pair, and the other view held mild. Each level draws its
 noise from its own seeded stream, so an evaluation repeats exactly.
 """
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -85,7 +87,6 @@ def with_fixed_view(model, view, inputs, device, precision):
     """(model', features): model with `view`'s featurizer replaced by its precomputed outputs on
     `inputs`, so sweeping the other view does not run the fixed one's featurizer again. The
     outputs keep the dtype the featurizer gave (bf16 under bf16), so the logits are the same."""
-    import copy
     featurizer = getattr(model, f"{view}_featurizer")
     featurizer.eval()
     outs = []

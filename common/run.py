@@ -28,18 +28,16 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .cli import UsageError, explicit_flags
-from .data import Dataset, batch_indices, class_balanced_subset, shuffle_order
+from .data import Dataset, batch_indices, class_balanced_subset, shuffle_order, train_val_split
 from .data.sources import dataset_from_args
 from .io import hold_lock, is_locked, output_dir_problem, save_json
 from .training import (TrainingError, load_checkpoint, pick_device, resolve_precision, restore_training,
-                       save_checkpoint, training_checkpoint)
+                       save_checkpoint, saved_precision, training_checkpoint)
 
 # Flags a resumed run may change: how long and where it trains, and where its data lives
 # (the data itself is checked by fingerprint in load_run_data).
 RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "retest", "runs_dir", "name",
                  "data_root")
-# What a run writes before its first checkpoint: a folder holding only these never trained an epoch.
-BEFORE_FIRST_CHECKPOINT = ("config.json", "split_indices.json", "events.out.tfevents.", "checkpoints")
 
 
 class RunFolder:
@@ -205,15 +203,13 @@ def start_run(args, parser, kind, default_name):
     precision = resolve_precision(args.precision, device)
     if args.resume:  # the precision the run started with, not --precision auto resolved again here
         with open(folder.config) as f:
-            saved = json.load(f).get("precision", precision)
-        precision = {"float32": "fp32"}.get(saved, saved)
+            precision = saved_precision(json.load(f)) or precision
     dataset = load_run_data(args, folder)
     return RunSetup(args=args, kind=kind, folder=folder, device=device, precision=precision, dataset=dataset)
 
 
 def prepare_splits(setup):
     """Train/validation indices (seeded by --seed) and test indices, after --limit; saved to the run."""
-    from .data import train_val_split
     dataset, args = setup.dataset, setup.args
     if not dataset.train.labeled:
         raise TrainingError(f"the {dataset.name} training split has no labels")

@@ -55,6 +55,13 @@ def resolve_precision(name, device):
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
 
 
+def saved_precision(config):
+    """The precision a run's config.json says it used (fp32 or bf16); None when it says nothing.
+    Configs written before --precision existed say "float32"."""
+    used = config.get("precision")
+    return {"float32": "fp32"}.get(used, used)
+
+
 def autocast(precision, device):
     """The forward pass's precision: bf16 autocast (matmuls and convolutions in bf16, weights and
     optimizer state stay fp32) or nothing. Losses and metrics are taken in fp32 outside it."""

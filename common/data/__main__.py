@@ -45,12 +45,10 @@ def _pick(split, n, seed):
     return torch.randperm(len(split), generator=g)[:n].tolist()
 
 
-def check_out(path, folder):
+def check_out(path, is_file):
     """A bad --out ends in one line before the dataset loads."""
-    from ..io import output_dir_problem
-    problem = output_dir_problem(folder)
-    if problem is None and os.path.isdir(path) and path is not folder:
-        problem = f"{path} is a folder, not a file"
+    from ..io import output_dir_problem, output_file_problem
+    problem = output_file_problem(path) if is_file else output_dir_problem(path)
     if problem:
         raise DataError(f"--out {path}: {problem}")
 
@@ -58,7 +56,7 @@ def check_out(path, folder):
 def cmd_show(args):
     from ..io import save_figure
     from ..plots import pairs_grid
-    check_out(args.out, os.path.dirname(os.path.abspath(args.out)))
+    check_out(args.out, is_file=True)
     ds = dataset_from_args(args)
     split = getattr(ds, args.split)
     title = f"{ds.describe()} | {args.split} split, random pairs (seed {args.seed})"
@@ -68,7 +66,7 @@ def cmd_show(args):
 
 def cmd_wav(args):
     from .fsdd import write_wav
-    check_out(args.out, args.out)
+    check_out(args.out, is_file=False)
     ds = dataset_from_args(args)
     split = getattr(ds, args.split)
     os.makedirs(args.out, exist_ok=True)

@@ -91,14 +91,15 @@ def load_avdigits_raw(root, fingerprint):
     return RawSources(name="avdigits", train=splits["train"], test=splits["test"], fingerprint=fingerprint)
 
 
-def load_raw_sources(name, data_root=None, data_seed=0, synthetic_size=None):
-    """The raw pools (images and recordings before pairing and noise) of a recipe-built source."""
+def load_raw_sources(name, data_root=None, data_seed=0, synthetic_size=None, raw_fingerprint=None):
+    """The raw pools (images and recordings before pairing and noise) of a recipe-built source.
+    raw_fingerprint: the hash of the raw files when already known (a loaded dataset's info has it)."""
     if name == "avdigits":
         root = resolve_data_root(data_root)
         if not avdigits_files_present(root):
             raise DataError(f"no avdigits raw files under {root!r} (need mnist/*.gz and fsdd/recordings/*.wav); "
                             + GET_DATA_HINT)
-        return load_avdigits_raw(root, avdigits_raw_fingerprint(root))
+        return load_avdigits_raw(root, raw_fingerprint or avdigits_raw_fingerprint(root))
     if name == "synthetic":
         from .synthetic import synthetic_raw_sources
         sizes = dict(DEFAULT_SIZES) if synthetic_size is None else synthetic_sizes(synthetic_size)
