@@ -8,6 +8,7 @@ level for every pair, and the other view held mild. Each level draws its
 noise from its own seeded stream, so an evaluation repeats exactly.
 """
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ MILD_P, MILD_SNR_DB = 0.1, 20.0  # the other view while one is swept or missing
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
 SWEEPS = ("fresh", "image", "audio", "missing")
 _STREAMS = {"image": 1, "audio": 2, "mild": 3, "clean": 4}  # noise streams, apart from the recipe's own
-EVAL_BATCH = 512
+EVAL_BATCH = 128  # measured 1.2-1.5x faster than 512 for the audio forward pass on this CPU (cache)
 
 
 def noise_rng(data_seed, stream, level_index=0):
@@ -122,6 +123,19 @@ def _score(model, split, views, device, precision, per_regime=False):
     return out
 
 
+def rendered_ahead(renders):
+    """Yield render(level, rng) for each (render, level, rng) in order, rendering the next level
+    on a second thread while the caller scores the current one: the noise is single-threaded
+    numpy (which releases the GIL) and the forward pass is torch, so the two overlap. Each level
+    has its own seeded stream, so the results do not depend on the timing."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(*renders[0]) if renders else None
+        for k in range(len(renders)):
+            current = pending.result()
+            pending = pool.submit(*renders[k + 1]) if k + 1 < len(renders) else None
+            yield current
+
+
 def _subset_pairs(pairs, index):
     idx = index.numpy()
     return {k: v[idx] for k, v in pairs.items()}
@@ -168,17 +182,20 @@ def robustness(model, views, raw, test_size, test_index, data_seed, train_split,
     if "image" in sweeps and "image" in views:
         log("image sweep")
         net, audio = fixed("audio") if both else (model, None)
-        result["image_sweep"] = [{"p": p, **score(net, image=clean.image_at(p, noise_rng(data_seed, "image", k)),
-                                                  audio=audio)}
-                                 for k, p in enumerate(IMAGE_P_LEVELS)]
+        images = rendered_ahead([(clean.image_at, p, noise_rng(data_seed, "image", k))
+                                 for k, p in enumerate(IMAGE_P_LEVELS)])
+        result["image_sweep"] = [{"p": p, **score(net, image=image, audio=audio)}
+                                 for p, image in zip(IMAGE_P_LEVELS, images)]
     if "audio" in sweeps and "audio" in views:
         log("audio sweep")
         net, image = fixed("image") if both else (model, None)
-        result["audio_sweep"] = [{"snr_db": snr, **score(net, image=image,
-                                                          audio=clean.audio_at(snr, noise_rng(data_seed, "audio", k)))}
+        levels = AUDIO_SNR_LEVELS + (np.inf,)  # +inf: no audio noise at all, which must equal a --clean-views
+        audios = rendered_ahead([(clean.audio_at, snr, noise_rng(data_seed, "audio", k))  # evaluation of the audio
                                  for k, snr in enumerate(AUDIO_SNR_LEVELS)]
-        # no audio noise at all: must equal a --clean-views evaluation of the audio
-        result["audio_clean"] = score(net, image=image, audio=clean.audio_at(np.inf, noise_rng(data_seed, "clean")))
+                                + [(clean.audio_at, np.inf, noise_rng(data_seed, "clean"))])
+        scores = [score(net, image=image, audio=audio) for audio in audios]
+        result["audio_sweep"] = [{"snr_db": snr, **s} for snr, s in zip(levels, scores[:-1])]
+        result["audio_clean"] = scores[-1]
     if "missing" in sweeps and both:
         log("missing view")
         net, audio = fixed("audio")
@@ -188,10 +205,12 @@ def robustness(model, views, raw, test_size, test_index, data_seed, train_split,
             net, kept_features = fixed(kept)
             mean = getattr(train_split, gone)[train_index].mean(0, keepdim=True)
             for fill, stand_in in (("zeros", torch.zeros_like(mean)), ("train_mean", mean)):
-                missing[f"{gone}_{fill}"] = score(net, **{kept: kept_features,
-                                                          gone: stand_in.expand_as(getattr(mild, gone)).contiguous()})
-            if hasattr(model, "branch_logits"):  # late fusion: the surviving head alone
-                missing[f"{gone}_surviving_head"] = score(SurvivingHead(net, kept), **{kept: kept_features})
+                # the stand-in is one input for every pair: its features are computed once, on one row
+                both_fixed, stand_in_features = with_fixed_view(net, gone, stand_in, device, precision)
+                inputs = {kept: kept_features, gone: stand_in_features.expand(len(clean), *stand_in_features.shape[1:])}
+                missing[f"{gone}_{fill}"] = score(both_fixed, **inputs)
+            if hasattr(model, "branch_logits"):  # late fusion: the surviving head alone (the other's is unused)
+                missing[f"{gone}_surviving_head"] = score(SurvivingHead(both_fixed, kept), **inputs)
         result["missing"] = missing
     return result
 

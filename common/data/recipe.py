@@ -37,6 +37,7 @@ NOISY_P, MILD_P = (0.50, 0.85), (0.05, 0.30)
 NOISY_SNR_DB, MILD_SNR_DB = (-15.0, -5.0), (10.0, 25.0)
 PIXEL_VALUES = np.array([0.0, 0.5, 1.0], dtype=np.float32)
 CHUNK = 2048  # pairs corrupted at once: bounds the temporary memory of the noise
+ROW_BLOCK = 64  # waveforms per step of the audio arithmetic (see _row_blocks)
 
 
 def recipe_params(sizes, seed, clean_views=False):
@@ -95,6 +96,13 @@ def place_utterances(recordings, offsets_u, length=AUDIO_LENGTH):
     return out, starts, lengths
 
 
+def _row_blocks(n_rows):
+    """(lo, hi) bounds of ROW_BLOCK rows: the float64 temporaries of one block stay in the CPU's
+    cache, which makes the audio arithmetic 2-3x faster than on whole chunks; every step is per
+    row, so the results are the same bits."""
+    return ((lo, min(lo + ROW_BLOCK, n_rows)) for lo in range(0, n_rows, ROW_BLOCK))
+
+
 def add_noise_at_snr(clean, starts, lengths, snr_db, rng):
     """Add white Gaussian noise over the whole second at the given SNR (float64 out).
 
@@ -103,23 +111,31 @@ def add_noise_at_snr(clean, starts, lengths, snr_db, rng):
     ratio 10^(SNR/10) comes from Python's pow, not numpy's CPU-dispatched one.
     """
     clean = np.asarray(clean, dtype=np.float64)
-    positions = np.arange(clean.shape[1])[None, :]
-    inside = (positions >= starts[:, None]) & (positions < (starts + lengths)[:, None])
-    signal_power = exact_row_sums(clean * clean * inside) / lengths
     power_ratio = np.array([10.0 ** (float(snr) / 10.0) for snr in snr_db], dtype=np.float64)
-    noise_std = np.sqrt(signal_power / power_ratio)
-    noise = rng.standard_normal(clean.shape, dtype=np.float32)
-    return clean + noise.astype(np.float64) * noise_std[:, None]
+    noise = rng.standard_normal(clean.shape, dtype=np.float32)  # one draw for all rows: the stream's order
+    positions = np.arange(clean.shape[1])[None, :]
+    noisy = np.empty_like(clean)
+    for lo, hi in _row_blocks(len(clean)):
+        rows = clean[lo:hi]
+        inside = (positions >= starts[lo:hi, None]) & (positions < (starts[lo:hi] + lengths[lo:hi])[:, None])
+        signal_power = exact_row_sums(rows * rows * inside) / lengths[lo:hi]
+        noise_std = np.sqrt(signal_power / power_ratio[lo:hi])
+        noisy[lo:hi] = rows + noise[lo:hi].astype(np.float64) * noise_std[:, None]
+    return noisy
 
 
 def standardise(audio):
     """Zero mean, unit variance per waveform, rounded once to float32; also the mean and std used."""
     audio = np.asarray(audio, dtype=np.float64)
     n = audio.shape[1]
-    mean = exact_row_sums(audio) / n
-    centred = audio - mean[:, None]
-    std = np.sqrt(exact_row_sums(centred * centred) / n) + 1e-8
-    return (centred / std[:, None]).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
+    out = np.empty(audio.shape, dtype=np.float32)
+    mean, std = np.empty(len(audio)), np.empty(len(audio))
+    for lo, hi in _row_blocks(len(audio)):
+        mean[lo:hi] = exact_row_sums(audio[lo:hi]) / n
+        centred = audio[lo:hi] - mean[lo:hi, None]
+        std[lo:hi] = np.sqrt(exact_row_sums(centred * centred) / n) + 1e-8
+        out[lo:hi] = centred / std[lo:hi, None]  # the one rounding to float32
+    return out, mean.astype(np.float32), std.astype(np.float32)
 
 
 def draw_pairs(raw, n, rng):
