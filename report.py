@@ -9,9 +9,13 @@ fingerprint and --limit all equal), and within it a row also holds one
 configuration (the flags in config.json beside metrics.json that change the
 model or its training: lr, batch size, epochs, patience, validation share,
 fusion widths, heads, whether featurizers were initialised from a
-checkpoint). Only image / audio / multimodal runs with a labelled test split
-are reported; other runs (e.g. contrastive pre-training) are counted and
-skipped.
+checkpoint, the share of labelled pairs). Image / audio / multimodal runs
+with a labelled test split fill the results table; classifier rows trained at
+several --label-fraction values also get a label-efficiency table (scratch vs
+featurizers from a contrastive checkpoint) and figure. Contrastive
+pre-training runs get their own table, one row per run: class-level and
+instance-level retrieval and linear-probe accuracy, with a figure of each
+against the temperature. Other runs are counted and skipped.
 
 Runs that have a robustness.json (written by evaluate.py) also feed a
 robustness section: the area under each accuracy-vs-noise curve and its
@@ -35,6 +39,8 @@ import re
 import statistics
 import sys
 
+from common.contrastive_report import (contrastive_row, label_efficiency_figure, label_efficiency_markdown,
+                                       label_efficiency_sets, sweep_figure, sweep_markdown)
 from common.data import REGIMES
 from common.io import output_file_problem, save_figure, save_text
 from common.multimodal import FUSION_CHOICES
@@ -133,8 +139,9 @@ def config_key(args):
 
 
 def read_runs(runs_dir):
-    """Usable runs as flat dicts, plus {reason: count} of the runs skipped."""
-    runs, skipped = [], {}
+    """Usable classifier runs as flat dicts, contrastive runs as rows of the sweep table, and
+    {reason: count} of the runs skipped."""
+    runs, contrastive, skipped = [], [], {}
     for path in find_metrics(runs_dir):
         try:
             m = load_json(path)
@@ -145,7 +152,13 @@ def read_runs(runs_dir):
             skipped["corrupt"] = skipped.get("corrupt", 0) + 1
             continue
         test = m.get("test") if isinstance(m.get("test"), dict) else {}
-        if m.get("model") not in MODELS:
+        if m.get("model") == "contrastive":
+            row = contrastive_row(path, m, load_config_args(os.path.dirname(path)))
+            if row is not None:
+                contrastive.append(row)
+                continue
+            reason = "contrastive run without test retrieval metrics"
+        elif m.get("model") not in MODELS:
             reason = f"model {m.get('model')!r} is not image/audio/multimodal"
         elif not test.get("labeled") or not _is_number(test.get("acc")) or not _is_number(test.get("loss")):
             reason = "no labelled test metrics"
@@ -172,7 +185,7 @@ def read_runs(runs_dir):
             "regime_n": test.get("per_regime_n") or {},
             "robustness": read_robustness(os.path.dirname(path)),
         })
-    return runs, skipped
+    return runs, contrastive, skipped
 
 
 def read_robustness(run_dir):
@@ -460,13 +473,23 @@ def best_labels(groups, field, digits, highest):
     return {i for i, v in enumerate(shown) if v == best}
 
 
-def markdown(tables, runs_dir, n_runs, skipped):
+def contrastive_tables(contrastive):
+    """[(dataset_key, [row, ...]), ...] of the contrastive runs, one table per dataset."""
+    by_key = {}
+    for row in contrastive:
+        by_key.setdefault(dataset_key(row), []).append(row)
+    return sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][3] is not None, str(kv[0][2])))
+
+
+def markdown(tables, runs_dir, n_runs, skipped, sweeps=()):
     lines = ["# Results", "",
              f"{n_runs} run(s) from `{runs_dir}`. Each row: mean ± sample std (ddof=1) over n seeds; "
              "± – when n = 1. Test accuracy and loss are on the test split, evaluated once with the best "
              "validation weights. Bold: best test accuracy (highest) and best test loss (lowest) in each table."]
     if skipped:
         lines += ["", f"Skipped {sum(skipped.values())} run(s): {describe_skipped(skipped)}."]
+    for dkey, rows in sweeps:
+        lines += sweep_markdown(rows, describe_dataset(dkey))
     for dkey, groups in tables:
         heading = describe_dataset(dkey)
         lines += ["", f"## {heading}", ""]
@@ -499,6 +522,7 @@ def markdown(tables, runs_dir, n_runs, skipped):
             for g in with_regimes:
                 lines.append(f"| {row_name(g)} | {g['n']} | "
                              + " | ".join(fmt_stat(g["regime_acc"][r], 2) for r in REGIMES) + " |")
+        lines += label_efficiency_markdown(label_efficiency_sets(groups), describe_dataset(dkey))
         lines += comparisons_markdown(groups, dkey[0])
         lines += robustness_markdown(groups, dkey[0])
     return "\n".join(lines) + "\n"
@@ -637,15 +661,31 @@ def robustness_figures(groups, title):
     return figures
 
 
-def write_robustness_figures(tables, folder):
-    """The accuracy figure and one robustness figure per sweep, for each table; returns the paths written."""
+def figure_suffix(dkey, n_tables):
+    """'' for a lone table, else what tells its dataset apart in a file name."""
+    if n_tables == 1:
+        return ""
+    return f"-{dkey[0]}-{(dkey[2] or 'none')[:8]}" + ("" if dkey[3] is None else f"-limit{dkey[3]}")
+
+
+def write_figures(tables, sweeps, folder):
+    """The accuracy figure, one robustness figure per sweep and the label-efficiency figure of each
+    classifier table, and the temperature-sweep figure of each contrastive table; returns the paths."""
     written = []
+    for dkey, rows in sweeps:
+        path = os.path.join(folder, f"contrastive_sweep{figure_suffix(dkey, len(sweeps))}.png")
+        save_figure(sweep_figure(rows, "contrastive pre-training vs τ: " + describe_dataset(dkey)), path)
+        written.append(path)
     for dkey, groups in tables:
-        suffix = "" if len(tables) == 1 else f"-{dkey[0]}-{(dkey[2] or 'none')[:8]}" + \
-            ("" if dkey[3] is None else f"-limit{dkey[3]}")
+        suffix = figure_suffix(dkey, len(tables))
         path = os.path.join(folder, f"fusion_accuracy{suffix}.png")
         save_figure(accuracy_figure(groups, describe_dataset(dkey)), path)
         written.append(path)
+        sets = label_efficiency_sets(groups)
+        if sets:
+            path = os.path.join(folder, f"label_efficiency{suffix}.png")
+            save_figure(label_efficiency_figure(sets, "label efficiency: " + describe_dataset(dkey)), path)
+            written.append(path)
         for sweep, fig in robustness_figures(groups, describe_dataset(dkey)).items():
             path = os.path.join(folder, f"robustness-{sweep.split('_')[0]}{suffix}.png")
             save_figure(fig, path)
@@ -702,21 +742,26 @@ def describe_skipped(skipped):
 def build_report(runs_dir, fmt, figures_dir=None):
     if not os.path.isdir(runs_dir):
         raise ReportError(f"runs directory {runs_dir} does not exist")
-    runs, skipped = read_runs(runs_dir)
+    runs, contrastive, skipped = read_runs(runs_dir)
     if skipped:
         print(f"note: skipped {sum(skipped.values())} run(s): {describe_skipped(skipped)}", file=sys.stderr)
-    if not runs:
+    if not runs and not contrastive:
         found = sum(skipped.values())
         raise ReportError(f"no usable metrics.json under {runs_dir}"
                           + (f" ({found} found, all skipped)" if found else " (none found)"))
-    tables = group_runs(runs)
+    tables, sweeps = group_runs(runs), contrastive_tables(contrastive)
+    if fmt == "csv" and contrastive:
+        print(f"note: the CSV holds the classifier runs only; {len(contrastive)} contrastive run(s) are in the "
+              "Markdown report", file=sys.stderr)
     if figures_dir is not None:
         try:
-            for path in write_robustness_figures(tables, figures_dir):
+            for path in write_figures(tables, sweeps, figures_dir):
                 print(f"wrote {path}", file=sys.stderr)
         except OSError as e:
             raise ReportError(f"cannot write figures to {figures_dir}: {e.strerror or e}") from None
-    return markdown(tables, runs_dir, len(runs), skipped) if fmt == "md" else csv_text(tables)
+    if fmt == "md":
+        return markdown(tables, runs_dir, len(runs) + len(contrastive), skipped, sweeps)
+    return csv_text(tables)
 
 
 def main(argv=None):

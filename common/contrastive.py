@@ -416,40 +416,54 @@ class AllPairsNTLog(_BatchedContrastive):
 # Retrieval metrics
 # --------------------------------------------------------------------------- #
 
-@torch.no_grad()
-def retrieval_metrics(x, y, labels=None, similarity="cosine"):
-    """Top-1 retrieval between paired embeddings x [B, D] (image), y [B, D] (audio).
+CLASS_KS = (1, 5)  # class-level retrieval is reported at top-1 and top-5
 
-    Returns a dict of floats:
-      n                     number of pairs B (chance recall@1 is 1/B)
-      recall@1_img2aud      share of images whose most similar audio is their own partner
-      recall@1_aud2img      the same from audio to image
-    and, when labels [B] are given,
-      label@1_img2aud       share of images whose most similar audio has the same label
-      label@1_aud2img       the same from audio to image
-    Ties go to the lowest index (torch.argmax).  `similarity` should match the
-    one the embeddings were trained with ("dot" or "cosine").
+
+@torch.no_grad()
+def retrieval_from_similarity(sims, labels=None, ks=CLASS_KS):
+    """Retrieval both ways from a similarity matrix S [B, B], S[i, j] = sim(image i, audio j).
+
+    Instance level: the share of queries whose most similar item of the other view is their own
+    partner (recall@1). Class level (labels [B] given): for each k in ks, the share of queries
+    with at least one item of their digit among the k most similar items of the other view
+    (digit@k), both directions; and the digit-only ceiling of recall@1.
+
+    Why the ceiling: each pair joins a random image of a digit to a random recording of that
+    digit, so beyond the digit nothing ties an image to its own recording (the noise regime
+    ties them weakly: an image destroyed by noise comes with mild audio). A ranking that knows
+    the digit perfectly finds the partner among the n_c items of that digit, by chance: its
+    expected recall@1 is mean_i 1 / n_{c(i)} = (digits present) / B, about 10 / B.
+    Ties go to the lowest index (torch.argmax / a stable sort).
     """
+    if sims.ndim != 2 or sims.shape[0] != sims.shape[1]:
+        raise ValueError(f"the similarity matrix must be square [B, B], got {tuple(sims.shape)}")
+    batch = sims.shape[0]
+    target = torch.arange(batch, device=sims.device)
+    out = {"n": batch,
+           "recall@1_img2aud": (sims.argmax(dim=1) == target).float().mean().item(),  # rows: image queries
+           "recall@1_aud2img": (sims.argmax(dim=0) == target).float().mean().item()}  # columns: audio queries
+    if labels is None:
+        return out
+    labels = torch.as_tensor(labels, device=sims.device)
+    if labels.shape != (batch,):
+        raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
+    out["recall@1_ceiling"] = len(torch.unique(labels)) / batch if batch else float("nan")
+    for direction, by_query in (("img2aud", sims), ("aud2img", sims.t())):
+        ranked = torch.sort(by_query, dim=1, descending=True, stable=True).indices
+        same_digit = labels[ranked] == labels[:, None]  # [query, rank]
+        for k in ks:
+            out[f"digit@{k}_{direction}"] = same_digit[:, :k].any(dim=1).float().mean().item()
+    return out
+
+
+@torch.no_grad()
+def retrieval_metrics(x, y, labels=None, similarity="cosine", ks=CLASS_KS):
+    """Retrieval between paired embeddings x [B, D] (image) and y [B, D] (audio): see
+    retrieval_from_similarity. `similarity` should be the one they were trained with."""
     if x.ndim != 2 or x.shape != y.shape:
         raise ValueError(f"x and y must both be [B, D] with equal shapes, "
                          f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    sims = similarity_matrix(x.float(), y.float(), similarity)
-    batch = sims.shape[0]
-    target = torch.arange(batch, device=sims.device)
-    best_aud = sims.argmax(dim=1)       # for each image, the audio it retrieves
-    best_img = sims.argmax(dim=0)       # for each audio, the image it retrieves
-    out = {
-        "n": batch,
-        "recall@1_img2aud": (best_aud == target).float().mean().item(),
-        "recall@1_aud2img": (best_img == target).float().mean().item(),
-    }
-    if labels is not None:
-        labels = torch.as_tensor(labels, device=sims.device)
-        if labels.shape != (batch,):
-            raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
-        out["label@1_img2aud"] = (labels[best_aud] == labels).float().mean().item()
-        out["label@1_aud2img"] = (labels[best_img] == labels).float().mean().item()
-    return out
+    return retrieval_from_similarity(similarity_matrix(x.float(), y.float(), similarity), labels, ks)
 
 
 # ---------------------------------------------------------------- measuring a trained model

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from common.contrastive import (AllPairsNTLog, InBatchNTXent, f_log, f_xent, nt_log, nt_log_grad_u,
-                                nt_xent, nt_xent_grad_u, retrieval_metrics)
+                                nt_xent, nt_xent_grad_u, retrieval_from_similarity, retrieval_metrics)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG2 = math.log(2.0)
@@ -271,8 +271,30 @@ def test_retrieval_metrics():
     m = retrieval_metrics(x, y, labels)
     assert m["n"] == 4
     assert m["recall@1_img2aud"] == 0.5 and m["recall@1_aud2img"] == 0.5
-    assert m["label@1_img2aud"] == 1.0 and m["label@1_aud2img"] == 1.0
+    assert m["digit@1_img2aud"] == 1.0 and m["digit@1_aud2img"] == 1.0
+    assert m["recall@1_ceiling"] == 3 / 4  # three digits among four pairs
     assert set(retrieval_metrics(x, y)) == {"n", "recall@1_img2aud", "recall@1_aud2img"}
+
+
+def test_class_level_retrieval_on_a_hand_made_similarity_matrix():
+    # rows: image queries, columns: audio items; pair i = (image i, audio i); digits 0, 0, 1, 2
+    sims = torch.tensor([[0.10, 0.90, 0.55, 0.30],   # image 0: audio 1 (digit 0), then audio 2
+                         [0.05, 0.10, 0.80, 0.70],   # image 1: audio 2 (digit 1), then audio 3 (digit 2)
+                         [0.60, 0.30, 0.45, 0.20],   # image 2: audio 0 (digit 0), then audio 2 (its digit)
+                         [0.20, 0.15, 0.50, 0.90]])  # image 3: its own audio
+    labels = torch.tensor([0, 0, 1, 2])
+    m = retrieval_from_similarity(sims, labels, ks=(1, 2))
+    # image -> audio: exact partner only for image 3; its digit at top-1 for images 0 and 3, in the top 2 also for 2
+    assert m["recall@1_img2aud"] == 0.25
+    assert m["digit@1_img2aud"] == 0.5 and m["digit@2_img2aud"] == 0.75
+    # audio -> image (columns): audio 0 gets images 2, 3; audio 1 images 0, 2; audio 2 images 1, 0; audio 3 image 3
+    assert m["recall@1_aud2img"] == 0.25
+    assert m["digit@1_aud2img"] == 0.5 and m["digit@2_aud2img"] == 0.5
+    assert m["recall@1_ceiling"] == 0.75
+    # the top k holds every item when k = B: a hit whenever the digit has an item
+    assert retrieval_from_similarity(sims, labels, ks=(4,))["digit@4_img2aud"] == 1.0
+    with pytest.raises(ValueError, match="square"):
+        retrieval_from_similarity(sims[:3], labels)
 
 
 # --------------------------------------------------------------------------- #

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from common.multimodal import build_multimodal, load_featurizer_weights
+from common.multimodal import build_multimodal, init_featurizers, load_featurizer_weights
+from common.training import load_checkpoint, set_seed
 from conftest import run_cli, write_course
 
 RUN_FILES = ["config.json", "metrics.json", "split_indices.json", "checkpoints/last.pt", "checkpoints/best.pt",
@@ -45,7 +46,8 @@ def check_outputs(run, loss):
     assert math.isfinite(m["val"]["loss"])
     retrieval = m["test"]["retrieval"]
     assert retrieval["n"] == 16
-    for key in ("recall@1_img2aud", "recall@1_aud2img", "label@1_img2aud", "label@1_aud2img"):
+    for key in ("recall@1_img2aud", "recall@1_aud2img", "recall@1_ceiling", "digit@1_img2aud", "digit@1_aud2img",
+                "digit@5_img2aud", "digit@5_aud2img"):
         assert 0.0 <= retrieval[key] <= 1.0, key
     assert set(m["test"]["probe"]) == {"image", "audio", "both"}
     for value in m["test"]["probe"].values():
@@ -109,3 +111,25 @@ def test_best_checkpoint_initialises_a_multimodal_model(xent_run):
     assert sorted(load_featurizer_weights(model, ckpt["model"])) == ["audio", "image"]
     assert torch.equal(model.image_featurizer.fc.weight, ckpt["model"]["image_featurizer.fc.weight"])
     assert torch.equal(model.audio_featurizer.conv[0].weight, ckpt["model"]["audio_featurizer.conv.0.weight"])
+
+
+def test_init_from_a_contrastive_checkpoint_changes_the_featurizers_and_nothing_else(xent_run):
+    run, _ = xent_run
+    path = run / "checkpoints/best.pt"
+    source = torch.load(path, weights_only=True)["model"]
+    set_seed(7)
+    scratch = build_multimodal("concat").state_dict()
+    rng_after_scratch = torch.get_rng_state()
+    set_seed(7)
+    model = build_multimodal("concat")
+    assert init_featurizers(model, [str(path)], load_checkpoint) == {"image": str(path), "audio": str(path)}
+    # loading draws no random numbers, so the training that follows (batches, dropout) is unchanged too
+    assert torch.equal(torch.get_rng_state(), rng_after_scratch)
+    changed = []
+    for key, value in model.state_dict().items():
+        if key.startswith(("image_featurizer.", "audio_featurizer.")):
+            assert torch.equal(value, source[key]), key
+            changed.append(not torch.equal(value, scratch[key]))
+        else:  # the fusion and the classifier: as from scratch
+            assert torch.equal(value, scratch[key]), key
+    assert changed and all(changed)

@@ -474,3 +474,57 @@ def test_a_difference_must_hold_at_every_seed(tmp_path, capsys):
     row = table_rows(out[out.index("### Paired against multimodal-concat"):])["multimodal-gated"][0]
     assert row[3] == "15/0, 0/0" and row[4] == "1" and row[6] == "no"
 
+
+
+def write_contrastive_run(root, name, *, loss="nt_xent", tau=0.1, final_tau=None, learn_tau=False, digit1=(0.4, 0.3),
+                          digit5=(0.8, 0.7), recall1=(0.002, 0.001), probe=(0.9, 0.6, 0.92), seed=0):
+    folder = os.path.join(root, name)
+    os.makedirs(folder)
+    retrieval = {"n": 1000, "recall@1_img2aud": recall1[0], "recall@1_aud2img": recall1[1], "recall@1_ceiling": 0.01,
+                 "digit@1_img2aud": digit1[0], "digit@1_aud2img": digit1[1],
+                 "digit@5_img2aud": digit5[0], "digit@5_aud2img": digit5[1]}
+    metrics = {"model": "contrastive", "loss": loss, "similarity": "cosine", "tau": final_tau or tau,
+               "learn_tau": learn_tau, "bias": 0.0, "learn_bias": False, "dataset": "avdigits", "synthetic": False,
+               "fingerprint": "fp-a", "seed": seed, "data_seed": 0, "limit": None, "best_epoch": 4, "epochs_run": 6,
+               "stopped_early": False, "val": {"loss": 3.0, "probe": {}},
+               "test": {"labeled": True, "retrieval": retrieval,
+                        "probe": dict(zip(("image", "audio", "both"), probe))},
+               "params": 10, "train_seconds": 60.0, "seconds_per_epoch": 10.0, "samples_per_second": 100.0}
+    with open(os.path.join(folder, "metrics.json"), "w") as f:
+        json.dump(metrics, f)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"model": "contrastive", "args": {**DEFAULT_ARGS, "seed": seed, "loss": loss, "tau": tau,
+                                                     "learn_tau": learn_tau, "max_epochs": 6, "patience": 3,
+                                                     "batch_size": 128}}, f)
+
+
+def test_contrastive_sweep_and_label_efficiency_tables_and_figures(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    write_contrastive_run(runs, "contrastive-nt_xent-t0.1-s0", tau=0.1)
+    write_contrastive_run(runs, "contrastive-nt_xent-t1-s0", tau=1.0, digit1=(0.2, 0.25))
+    write_contrastive_run(runs, "contrastive-nt_log-learn-s0", loss="nt_log", tau=0.1, final_tau=0.0312,
+                          learn_tau=True, probe=(0.8, 0.5, 0.85))
+    pretrained = ["runs/contrastive-nt_xent-t0.1-s0/checkpoints/best.pt"]
+    for s, (scratch, pre) in enumerate([(0.50, 0.70), (0.60, 0.80)]):
+        write_run(runs, f"concat-f0.01-s{s}", model="multimodal", fusion="concat", seed=s, acc=scratch,
+                  label_fraction=0.01)
+        write_run(runs, f"concat-f0.01-pre-s{s}", model="multimodal", fusion="concat", seed=s, acc=pre,
+                  label_fraction=0.01, init_from=pretrained)
+    write_run(runs, "concat-s0", model="multimodal", fusion="concat", acc=0.95)
+    write_run(runs, "concat-pre-s0", model="multimodal", fusion="concat", acc=0.96, init_from=pretrained)
+    code, out, err = run_report(capsys, runs, "--figures", tmp_path / "figures")
+    assert code == 0, err
+    assert "Skipped" not in out and "9 run(s)" in out
+    rows = table_rows(out)
+    xent = rows["contrastive-nt_xent-t0.1-s0"][0]
+    assert xent[1:5] == ["nt_xent", "0.1", "0.00", "6 (4)"]
+    assert xent[5:] == ["40.0 / 30.0", "80.0 / 70.0", "0.20 / 0.10", "1.00", "90.0", "60.0", "92.0"]
+    assert rows["contrastive-nt_xent-t1-s0"][0][5] == "20.0 / 25.0"
+    assert rows["contrastive-nt_log-learn-s0"][0][2] == "learned: 0.1 → 0.0312"
+    assert "batch 128, at most 6 epochs, patience 3" in out
+    # label efficiency: F rows, scratch and pre-trained means over seeds, and their difference
+    assert rows["0.01"][0][1:] == ["55.00 ± 7.07 (n=2)", "75.00 ± 7.07 (n=2)", "+20.00"]
+    assert rows["1"][0][1:] == ["95.00 ± – (n=1)", "96.00 ± – (n=1)", "+1.00"]
+    assert "from contrastive-nt_xent-t0.1" in out
+    for name in ("contrastive_sweep.png", "label_efficiency.png", "fusion_accuracy.png"):
+        assert (tmp_path / "figures" / name).stat().st_size > 0, name

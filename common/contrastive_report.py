@@ -1,0 +1,194 @@
+"""report.py's Problem 2 sections: the temperature sweep of contrastive runs, and label efficiency.
+
+The sweep table has one row per contrastive run (train_contrastive.py): what it learned, measured on
+the test split once its best weights were back: class-level retrieval (the query's digit at the
+top-1 / in the top 5 of the other view), instance-level recall@1 beside its digit-only ceiling, and
+the accuracy of a linear probe on each frozen featurizer. The label-efficiency table sets classifier
+runs trained on a share F of the labelled pairs (--label-fraction) from scratch beside the same runs
+whose featurizers came from a contrastive checkpoint (--init-from).
+"""
+import math
+import os
+import statistics
+
+DIRECTIONS = (("img2aud", "image → audio"), ("aud2img", "audio → image"))
+
+
+# ---------------------------------------------------------------- the temperature sweep
+
+def contrastive_row(path, metrics, args):
+    """One contrastive run as a flat dict, or None when its metrics lack the test measurements."""
+    test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
+    retrieval, probe = test.get("retrieval"), test.get("probe")
+    if not isinstance(retrieval, dict) or "recall@1_img2aud" not in retrieval:
+        return None
+    return {"path": path, "name": os.path.basename(os.path.dirname(path)),
+            "dataset": metrics.get("dataset"), "synthetic": bool(metrics.get("synthetic")),
+            "fingerprint": metrics.get("fingerprint"), "limit": metrics.get("limit"),
+            "seed": metrics.get("seed", args.get("seed")), "loss": metrics.get("loss"),
+            "tau_init": args.get("tau"), "tau": metrics.get("tau"), "learn_tau": bool(metrics.get("learn_tau")),
+            "bias": metrics.get("bias"), "learn_bias": bool(metrics.get("learn_bias")),
+            "batch_size": args.get("batch_size"), "max_epochs": args.get("max_epochs"),
+            "patience": args.get("patience"), "best_epoch": metrics.get("best_epoch"),
+            "epochs_run": metrics.get("epochs_run"), "seconds_per_epoch": metrics.get("seconds_per_epoch"),
+            "val_loss": (metrics.get("val") or {}).get("loss"), "retrieval": retrieval,
+            "probe": probe if isinstance(probe, dict) else {}}
+
+
+def _sweep_order(row):
+    return (str(row["loss"]), row["learn_tau"], row["learn_bias"], row["tau_init"] or 0.0, str(row["seed"]),
+            row["name"])
+
+
+def _pct(x, digits=1):
+    return f"{100 * x:.{digits}f}" if isinstance(x, (int, float)) and math.isfinite(x) else "–"
+
+
+def _tau(row):
+    start = f"{row['tau_init']:g}" if isinstance(row["tau_init"], (int, float)) else "?"
+    if row["learn_tau"]:
+        return f"learned: {start} → {row['tau']:.3g}"
+    return start
+
+
+def sweep_markdown(rows, dataset_heading):
+    """The sweep table: one row per contrastive run, sorted by loss, then by temperature."""
+    rows = sorted(rows, key=_sweep_order)
+    budgets = {(r["batch_size"], r["max_epochs"], r["patience"]) for r in rows}
+    budget = ("batch {}, at most {} epochs, patience {}".format(*budgets.pop()) if len(budgets) == 1
+              else "budgets differ between runs: see each run's config.json")
+    lines = ["", f"## Contrastive pre-training: the temperature sweep ({dataset_heading})", "",
+             f"{len(rows)} run(s), {budget}; measured on the test split with the weights of the lowest validation "
+             "contrastive loss. Digit@k: share of queries with an item of their own digit among the k most "
+             "similar items of the other view (image → audio / audio → image). R@1: the exact partner first; "
+             "its digit-only ceiling is (digits present) / (test pairs), what a ranking that knows only the "
+             "digit gets by chance. Probe: a linear classifier on each frozen featurizer (and on both), fitted "
+             "on the training pairs.", "",
+             "| run | loss | τ | bias | epochs (best) | digit@1 (%) | digit@5 (%) | R@1 (%) | R@1 ceiling (%) "
+             "| probe image (%) | probe audio (%) | probe both (%) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ret, probe = r["retrieval"], r["probe"]
+        bias = f"{r['bias']:.2f}" + (" (learned)" if r["learn_bias"] else "") if isinstance(r["bias"], (int, float)) \
+            else "–"
+        cells = [r["name"], str(r["loss"]), _tau(r), bias, f"{r['epochs_run']} ({r['best_epoch']})"]
+        for key in ("digit@1", "digit@5", "recall@1"):
+            cells.append(" / ".join(_pct(ret.get(f"{key}_{d}"), 1 if key != "recall@1" else 2) for d, _ in DIRECTIONS))
+        cells.append(_pct(ret.get("recall@1_ceiling"), 2))
+        cells += [_pct(probe.get(k), 1) for k in ("image", "audio", "both")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _mean_directions(ret, key):
+    values = [ret.get(f"{key}_{d}") for d, _ in DIRECTIONS]
+    values = [v for v in values if isinstance(v, (int, float))]
+    return 100 * statistics.fmean(values) if values else float("nan")
+
+
+SWEEP_PANELS = (("class-level retrieval: digit@1 (%)", lambda r: _mean_directions(r["retrieval"], "digit@1")),
+                ("class-level retrieval: digit@5 (%)", lambda r: _mean_directions(r["retrieval"], "digit@5")),
+                ("linear probe, image featurizer (%)", lambda r: 100 * r["probe"].get("image", float("nan"))),
+                ("linear probe, audio featurizer (%)", lambda r: 100 * r["probe"].get("audio", float("nan"))))
+
+
+def sweep_figure(rows, title):
+    """Metrics vs τ: one line per loss over the fixed-τ runs, a star per learned-τ run at its final τ."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(4.2 * len(SWEEP_PANELS), 3.6))
+    losses = sorted({str(r["loss"]) for r in rows})
+    for ax, (name, value) in zip(axes, SWEEP_PANELS):
+        for k, loss in enumerate(losses):
+            fixed = sorted((r for r in rows if str(r["loss"]) == loss and not r["learn_tau"] and not r["learn_bias"]),
+                           key=lambda r: r["tau"])
+            if fixed:
+                ax.plot([r["tau"] for r in fixed], [value(r) for r in fixed], "o-", color=f"C{k}", label=loss)
+            for r in rows:
+                if str(r["loss"]) == loss and (r["learn_tau"] or r["learn_bias"]):
+                    what = "learned τ" if r["learn_tau"] else "learned bias"
+                    ax.plot([r["tau"]], [value(r)], "*" if r["learn_tau"] else "s", color=f"C{k}", markersize=11,
+                            label=f"{loss}, {what}" + (" and bias" if r["learn_tau"] and r["learn_bias"] else ""))
+        if name.startswith("class") and "digit@1" in name:
+            ax.axhline(10.0, color="grey", ls=":", lw=1, label="chance (10 digits)")
+        ax.set_xscale("log")
+        ax.set_xlabel("τ (final τ for learned runs)")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes[0].legend(unique.values(), unique.keys(), fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- label efficiency
+
+def label_efficiency_sets(groups):
+    """{(label, other settings): {F: {init source or None: group}}} for the model rows of one table that
+    were trained at more than one --label-fraction; {} when there are none."""
+    sets = {}
+    for g in groups:
+        config = dict(g["config"])
+        rest = tuple((k, v) for k, v in g["config"] if k not in ("label_fraction", "init_from"))
+        sets.setdefault((g["label"], rest), {}).setdefault(config.get("label_fraction", 1.0), {})[
+            config.get("init_from")] = g
+    return {key: by_f for key, by_f in sets.items() if len(by_f) > 1}
+
+
+def _cell(stat, n):
+    mean, std, count = stat
+    if not count:
+        return "–"
+    return f"{mean:.2f} ± {std:.2f} (n={n})" if std is not None else f"{mean:.2f} ± – (n={n})"
+
+
+def label_efficiency_markdown(sets, dataset_heading):
+    lines = []
+    for (label, _), by_f in sets.items():
+        sources = sorted({s for cells in by_f.values() for s in cells if s is not None})
+        header = ["F (share of labelled training pairs)", "from scratch"] + [f"from {s}" for s in sources]
+        header += [f"{s} − scratch (points)" for s in sources]
+        lines += ["", f"## Label efficiency: {label} ({dataset_heading})", "",
+                  "Test accuracy (%), mean ± sample std over seeds (n), trained on a class-balanced share F of the "
+                  "labelled training pairs (--label-fraction; validation and test unchanged), with featurizers "
+                  "from scratch or initialised from a contrastive checkpoint (--init-from).", "",
+                  "| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+        for f in sorted(by_f):
+            cells = by_f[f]
+            row = [f"{f:g}"] + [_cell(cells[s]["test_acc"], cells[s]["n"]) if s in cells else "–"
+                                for s in [None] + sources]
+            for s in sources:
+                if None in cells and s in cells and cells[None]["test_acc"][2] and cells[s]["test_acc"][2]:
+                    row.append(f"{cells[s]['test_acc'][0] - cells[None]['test_acc'][0]:+.2f}")
+                else:
+                    row.append("–")
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def label_efficiency_figure(sets, title):
+    """Test accuracy vs F (log axis), one line per initialisation, error bars: std over seeds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 3.8), squeeze=False)
+    for ax, ((label, _), by_f) in zip(axes[0], sets.items()):
+        sources = [None] + sorted({s for cells in by_f.values() for s in cells if s is not None})
+        for k, source in enumerate(sources):
+            fs = [f for f in sorted(by_f) if source in by_f[f] and by_f[f][source]["test_acc"][2]]
+            means = [by_f[f][source]["test_acc"][0] for f in fs]
+            stds = [by_f[f][source]["test_acc"][1] or 0.0 for f in fs]
+            ax.errorbar(fs, means, yerr=stds, fmt="o-", capsize=3, color=f"C{k}",
+                        label="from scratch" if source is None else f"from {source}")
+        ax.set_xscale("log")
+        ax.set_xlabel("F: share of labelled training pairs")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title + " (mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
