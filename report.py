@@ -22,10 +22,14 @@ robustness section: the area under each accuracy-vs-noise curve and its
 difference from late fusion, the fresh-draw accuracy, the accuracy at each
 noise level, and the missing-view table; plus one figure per sweep
 (accuracy vs noise, mean ± std over seeds, one line per model), written
-to RUNS_DIR unless --figures says otherwise.
+to the (last) RUNS_DIR unless --figures says otherwise. Rows that differ from
+the exam's setup (a --label-fraction, --init-from, --modality-dropout or
+--audio-frontend mel) sit beside the exam's rows; the paired comparisons are
+made against the concat and late rows trained as the exam did.
 
 Examples:
   python report.py runs/study
+  python report.py results/study results/beyond --figures results/beyond
   python report.py runs/study --out runs/study/results.md
   python report.py runs/study --format csv --out results.csv
 """
@@ -51,8 +55,13 @@ MODELS = ("image", "audio", "multimodal")
 # config.json args that change what a run trains; runs differing in any of them never share a row.
 CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
                "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from", "precision",
-               "label_fraction")
-KEY_DEFAULTS = {"label_fraction": 1.0}  # what runs from before a flag existed did
+               "label_fraction", "modality_dropout", "modality_dropout_fill", "audio_frontend", "mel_channels")
+# what runs from before a flag existed did
+KEY_DEFAULTS = {"label_fraction": 1.0, "modality_dropout": 0.0, "modality_dropout_fill": "zeros",
+                "audio_frontend": "raw", "mel_channels": [32, 64]}
+# the exam's own training and network: the rows that get the exam's numbers beside them and serve as
+# the baselines of the paired comparisons (the beyond-the-exam variants differ in one of these)
+EXAM_SETTINGS = {"label_fraction": 1.0, "init_from": None, "modality_dropout": 0.0, "audio_frontend": "raw"}
 STAT_FIELDS = ("test_loss", "test_acc", "params", "seconds_per_epoch", "best_epoch", "epochs_run")
 
 
@@ -287,9 +296,15 @@ def paired_comparisons(groups, baseline):
     return rows
 
 
+def is_exam_setup(group):
+    """True for a row trained as the exam did: all labels, no pre-training, no modality dropout, raw audio."""
+    config = dict(group["config"])
+    return all(config.get(k, KEY_DEFAULTS.get(k)) == v for k, v in EXAM_SETTINGS.items())
+
+
 def baselines(groups, label):
-    """The groups a comparison can be made against: every row with that model label."""
-    return [g for g in groups if g["label"] == label]
+    """The groups a comparison is made against: the rows with that model label trained as the exam did."""
+    return [g for g in groups if g["label"] == label and is_exam_setup(g)]
 
 
 def comparisons_markdown(groups, dataset_name):
@@ -416,20 +431,33 @@ def group_runs(runs):
     return out
 
 
+def _beyond_the_exam(config):
+    """The settings of a row that depart from the exam's setup, always shown in its name."""
+    shown = [k for k, v in EXAM_SETTINGS.items() if config.get(k, KEY_DEFAULTS.get(k)) != v]
+    if "modality_dropout" in shown and config.get("modality_dropout_fill") != KEY_DEFAULTS["modality_dropout_fill"]:
+        shown.append("modality_dropout_fill")
+    if "audio_frontend" in shown and list(config.get("mel_channels") or ()) != KEY_DEFAULTS["mel_channels"]:
+        shown.append("mel_channels")
+    return shown
+
+
 def _disambiguate(groups):
-    """Give rows that share a model label the settings that tell them apart."""
-    for g in groups:
-        g["settings"] = ""
+    """Name each row's departures from the exam's setup, and give rows that share a model label the
+    settings that tell them apart."""
     by_label = {}
     for g in groups:
         by_label.setdefault(g["label"], []).append(g)
     for same in by_label.values():
-        if len(same) < 2:
-            continue
         names = [name for name, _ in same[0]["config"]]
-        differing = [i for i, name in enumerate(names) if len({repr(g["config"][i][1]) for g in same}) > 1]
+        differing = [name for i, name in enumerate(names) if len({repr(g["config"][i][1]) for g in same}) > 1]
         for g in same:
-            g["settings"] = ", ".join(f"{names[i]}={g['config'][i][1]}" for i in differing)
+            config = dict(g["config"])
+            shown = differing + [k for k in _beyond_the_exam(config) if k not in differing]
+            g["settings"] = ", ".join(f"{k}={_setting(config[k])}" for k in shown)
+
+
+def _setting(value):
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
 # ---------------------------------------------------------------- formatting
@@ -501,7 +529,7 @@ def markdown(tables, runs_dir, n_runs, skipped, sweeps=()):
         for i, g in enumerate(groups):
             acc = fmt_stat(g["test_acc"], 2)
             loss = fmt_stat(g["test_loss"], 4)
-            comparable = not g["settings"] and not dkey[1] and dkey[3] is None  # real data, full splits
+            comparable = is_exam_setup(g) and not dkey[1] and dkey[3] is None  # the exam's setup, real data
             exam = EXAM.get((g["model"], g["fusion"])) if comparable else None
             cells = [row_name(g), g["dataset"], str(g["n"]),
                      f"**{loss}**" if i in best_loss else loss,
@@ -739,15 +767,33 @@ def describe_skipped(skipped):
 
 # ---------------------------------------------------------------- main
 
-def build_report(runs_dir, fmt, figures_dir=None):
-    if not os.path.isdir(runs_dir):
-        raise ReportError(f"runs directory {runs_dir} does not exist")
-    runs, contrastive, skipped = read_runs(runs_dir)
+def read_all(runs_dirs):
+    """read_runs over several folders; a metrics.json reached from two of them counts once."""
+    runs, contrastive, skipped, seen = [], [], {}, set()
+    for runs_dir in runs_dirs:
+        if not os.path.isdir(runs_dir):
+            raise ReportError(f"runs directory {runs_dir} does not exist")
+        found, found_contrastive, found_skipped = read_runs(runs_dir)
+        for kept, new in ((runs, found), (contrastive, found_contrastive)):
+            for run in new:
+                real = os.path.realpath(run["path"])
+                if real not in seen:
+                    seen.add(real)
+                    kept.append(run)
+        for reason, count in found_skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + count
+    return runs, contrastive, skipped
+
+
+def build_report(runs_dirs, fmt, figures_dir=None):
+    runs_dirs = [runs_dirs] if isinstance(runs_dirs, str) else list(runs_dirs)
+    where = ", ".join(runs_dirs)
+    runs, contrastive, skipped = read_all(runs_dirs)
     if skipped:
         print(f"note: skipped {sum(skipped.values())} run(s): {describe_skipped(skipped)}", file=sys.stderr)
     if not runs and not contrastive:
         found = sum(skipped.values())
-        raise ReportError(f"no usable metrics.json under {runs_dir}"
+        raise ReportError(f"no usable metrics.json under {where}"
                           + (f" ({found} found, all skipped)" if found else " (none found)"))
     tables, sweeps = group_runs(runs), contrastive_tables(contrastive)
     if fmt == "csv" and contrastive:
@@ -760,18 +806,20 @@ def build_report(runs_dir, fmt, figures_dir=None):
         except OSError as e:
             raise ReportError(f"cannot write figures to {figures_dir}: {e.strerror or e}") from None
     if fmt == "md":
-        return markdown(tables, runs_dir, len(runs) + len(contrastive), skipped, sweeps)
+        return markdown(tables, "`, `".join(runs_dirs), len(runs) + len(contrastive), skipped, sweeps)
     return csv_text(tables)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs_dir", metavar="RUNS_DIR", help="folder searched recursively for metrics.json")
+    parser.add_argument("runs_dirs", nargs="+", metavar="RUNS_DIR",
+                        help="folder(s) searched recursively for metrics.json; runs of several folders share "
+                             "the tables (e.g. results/study results/beyond)")
     parser.add_argument("--format", choices=("md", "csv"), default="md",
                         help="md: Markdown tables with mean ± std (default); csv: one row per group, plain numbers")
     parser.add_argument("--out", metavar="FILE", help="write the report to FILE (atomically) instead of stdout")
     parser.add_argument("--figures", metavar="DIR", default=None,
-                        help="folder for the robustness figures (default: RUNS_DIR)")
+                        help="folder for the figures (default: the last RUNS_DIR)")
     parser.add_argument("--no-figures", action="store_true", help="write no figures")
     args = parser.parse_args(argv)
     if args.out:
@@ -780,8 +828,8 @@ def main(argv=None):
             print(f"error: --out {args.out}: {problem}", file=sys.stderr)
             return 2
     try:
-        text = build_report(args.runs_dir, args.format,
-                            None if args.no_figures else (args.figures or args.runs_dir))
+        text = build_report(args.runs_dirs, args.format,
+                            None if args.no_figures else (args.figures or args.runs_dirs[-1]))
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ Writes runs/NAME/ like the other train scripts; checkpoints/best.pt can seed a
 multimodal run: python train_multimodal.py --init-from runs/NAME/checkpoints/best.pt
 """
 from common.argtypes import positive_float, positive_int
-from common.cli import UsageError, run_main, training_parser
+from common.cli import UsageError, add_audio_frontend_flags, check_audio_frontend_flags, run_main, training_parser
 from common.contrastive import SIMILARITIES, AllPairsNTLog, InBatchNTXent, mean_contrastive_loss
 from common.models import count_parameters
 from common.multimodal import ContrastiveModel
@@ -52,7 +52,9 @@ def main():
     parser.add_argument("--proj-dim", type=positive_int, default=64, help="output width of the projection heads")
     parser.add_argument("--probe-steps", type=positive_int, default=100,
                         help="L-BFGS iterations of each linear probe")
+    add_audio_frontend_flags(parser)
     args = parser.parse_args()
+    check_audio_frontend_flags(args)
     if args.label_fraction != 1.0:
         raise UsageError("--label-fraction is for the classifiers: contrastive pre-training uses no labels")
     if args.learn_bias and args.loss != "nt_log":
@@ -62,7 +64,8 @@ def main():
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     train_idx, val_idx, test_idx = prepare_splits(setup)
     set_seed(args.seed)
-    model = ContrastiveModel(build_loss(args), args.proj_dim).to(device)
+    model = ContrastiveModel(build_loss(args), args.proj_dim, audio_frontend=args.audio_frontend,
+                             mel_channels=args.mel_channels).to(device)
     optimizer = make_adam(model.parameters(), args.lr)
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model), loss=args.loss)

@@ -8,23 +8,36 @@ train_audio.py runs this same loop on the waveforms with Conv1Net (Problem 1b).
 """
 import torch.nn.functional as F
 
-from common.cli import run_main, training_parser
-from common.models import Conv1Net, Conv2Net, count_parameters
+from common.cli import add_audio_frontend_flags, check_audio_frontend_flags, run_main, training_parser
+from common.models import Conv2Net, count_parameters
+from common.multimodal import audio_classifier
 from common.reporting import finish_run, log_text_summary
 from common.run import Progress, prepare_splits, start_run
 from common.training import EarlyStopping, GracefulStop, autocast, check_finite, evaluate, make_adam, set_seed
 
-NETWORKS = {"image": Conv2Net, "audio": Conv1Net}  # the exam's unimodal classifier of each view
 EVAL_BATCH = 512
+
+
+def build_network(view, args):
+    """The exam's unimodal classifier of the view (Conv2Net, Conv1Net), or the audio's log-mel variant."""
+    if view == "image":
+        return Conv2Net(), "Conv2Net"
+    return audio_classifier(args.audio_frontend, args.mel_channels), \
+        "Conv1Net" if args.audio_frontend == "raw" else "log-mel CNN"
 
 
 def main(view="image", description=__doc__):
     parser = training_parser(description)
+    if view == "audio":
+        add_audio_frontend_flags(parser)
     args = parser.parse_args()
+    if view == "audio":
+        check_audio_frontend_flags(args)
     setup = start_run(args, parser, view, default_name=f"{view}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     set_seed(args.seed)
-    model = NETWORKS[view]().to(device)
+    model, network_name = build_network(view, args)
+    model = model.to(device)
     train_idx, val_idx, test_idx = prepare_splits(setup)
     optimizer = make_adam(model.parameters(), args.lr)
     early = EarlyStopping(args.patience)
@@ -54,7 +67,7 @@ def main(view="image", description=__doc__):
 
     # Only now, with the best validation weights back in place, is the test split used.
     best = run.restore_best()
-    title = f"{view}-only {NETWORKS[view].__name__} [{setup.dataset.name}]"
+    title = f"{view}-only {network_name} [{setup.dataset.name}]"
     metrics = finish_run(run, setup.dataset, train_idx, test_idx, (view,), EVAL_BATCH, best, title)
     print(log_text_summary(metrics))
     return 0

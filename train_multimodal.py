@@ -4,15 +4,18 @@ a fusion method, head fc(d_fused->64)-ReLU-fc(64->10)) on the noisy digit pairs.
 Same loop, flags and outputs as the unimodal scripts, plus --fusion and the
 fusion's widths. Featurizers train from scratch unless --init-from loads them
 from a best.pt of train_image.py / train_audio.py / train_contrastive.py /
-this script.
+this script. --modality-dropout trains the network to survive a lost view;
+--audio-frontend mel swaps the exam's waveform CNN for a log-mel one (both
+opt-in: the defaults are the exam's network and training).
 """
+import torch
 import torch.nn.functional as F
 
-from common.argtypes import positive_int
-from common.cli import UsageError, run_main, training_parser
+from common.argtypes import positive_int, probability
+from common.cli import UsageError, add_audio_frontend_flags, check_audio_frontend_flags, run_main, training_parser
 from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
-from common.multimodal import FUSION_CHOICES, build_multimodal, init_featurizers
+from common.multimodal import FUSION_CHOICES, build_multimodal, draw_present_views, fill_missing, init_featurizers
 from common.reporting import finish_run, log_text_summary
 from common.run import Progress, prepare_splits, start_run
 from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, evaluate, load_checkpoint,
@@ -41,13 +44,22 @@ def main():
     parser.add_argument("--init-from", action="append", default=[], metavar="CHECKPOINT",
                         help="load featurizer weights from this best.pt before training (repeatable: "
                              "e.g. the image run's and the audio run's)")
+    parser.add_argument("--modality-dropout", type=probability, default=0.0, metavar="P",
+                        help="modality dropout: each training pair loses one view (image or audio, even odds) with "
+                             "probability P; late fusion leaves the lost view's head out of the average instead")
+    parser.add_argument("--modality-dropout-fill", default="zeros", choices=("zeros", "train_mean"),
+                        help="what a view lost to --modality-dropout becomes (evaluate.py's two stand-ins for a "
+                             "missing view)")
+    add_audio_frontend_flags(parser)
     args = parser.parse_args()
+    check_audio_frontend_flags(args)
     setup = start_run(args, parser, MODEL, default_name=f"{MODEL}-{args.fusion}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     set_seed(args.seed)
     try:
         model = build_multimodal(args.fusion, args.fused_dim, args.hidden_dim, args.heads,
-                                 image_dim=args.image_dim, audio_dim=args.audio_dim)
+                                 image_dim=args.image_dim, audio_dim=args.audio_dim,
+                                 audio_frontend=args.audio_frontend, mel_channels=args.mel_channels)
         # a resumed run has its weights in last.pt
         loaded_from = {} if args.resume else init_featurizers(model, args.init_from, load_checkpoint)
     except ValueError as e:  # e.g. a fusion that needs equal widths, a checkpoint that does not fit
@@ -57,6 +69,10 @@ def main():
               f"from {path}")
     model = model.to(device)
     train_idx, val_idx, test_idx = prepare_splits(setup)
+    if args.modality_dropout_fill == "train_mean":  # as evaluate.py's stand-in: the mean over the training pairs
+        stand_ins = (train.image[train_idx].mean(0), train.audio[train_idx].mean(0))
+    else:
+        stand_ins = (torch.zeros_like(train.image[0]), torch.zeros_like(train.audio[0]))
     optimizer = make_adam(model.parameters(), args.lr)
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion)
@@ -67,8 +83,15 @@ def main():
             for index in run.batches(train_idx):
                 image, audio = train.image[index].to(device), train.audio[index].to(device)
                 label = train.label[index].to(device)
+                # modality dropout (off by default, and then no random number is drawn)
+                present = draw_present_views(len(index), args.modality_dropout) if args.modality_dropout else None
                 with autocast(precision, device):
-                    logits = model(image, audio)
+                    if present is None:
+                        logits = model(image, audio)
+                    elif args.fusion == "late":  # the lost view's head leaves the average
+                        logits = model(image, audio, present=present.to(device))
+                    else:
+                        logits = model(*fill_missing(image, audio, present, stand_ins))
                 loss = F.cross_entropy(logits.float(), label)  # the loss in fp32 whatever the precision
                 check_finite(loss, epoch, run.batch)
                 optimizer.zero_grad(set_to_none=True)

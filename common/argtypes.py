@@ -44,6 +44,14 @@ def share(text):
     return value
 
 
+def probability(text):
+    """A probability in [0, 1]."""
+    value = _number(text, float)
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
 def positive_float(text):
     value = _number(text, float)
     if not (value > 0.0 and math.isfinite(value)):  # refuses nan, inf and anything <= 0

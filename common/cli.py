@@ -8,6 +8,7 @@ from .argtypes import fraction, positive_float, positive_int, run_name, share
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
+from .multimodal import AUDIO_FRONTENDS, MEL_CHANNELS
 from .training import PRECISIONS, TrainingError
 
 
@@ -49,6 +50,20 @@ def training_parser(description, default_lr=1e-3):
     p.add_argument("--num-threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch (None: PyTorch's choice)")
     return p
+
+
+def add_audio_frontend_flags(p):
+    """--audio-frontend and --mel-channels, for the scripts that build an audio featurizer."""
+    p.add_argument("--audio-frontend", default="raw", choices=AUDIO_FRONTENDS,
+                   help="raw: the exam's 1-D CNN on the waveform; mel: log-mel features (64 bands, 25 ms windows, "
+                        "10 ms hop) computed by the model from the same waveform, then a small 2-D CNN")
+    p.add_argument("--mel-channels", type=positive_int, nargs=2, default=list(MEL_CHANNELS), metavar=("C1", "C2"),
+                   help="channels of the two conv layers of the mel front-end's CNN")
+
+
+def check_audio_frontend_flags(args):
+    if args.audio_frontend != "mel" and list(args.mel_channels) != list(MEL_CHANNELS):
+        raise UsageError("--mel-channels needs --audio-frontend mel")
 
 
 def explicit_flags(parser, argv=None):

@@ -18,11 +18,28 @@ import torch
 from torch import nn
 
 from .fusion import FUSIONS, build_fusion
-from .models import FEATURE_DIM, NUM_CLASSES, AudioFeaturizer, ImageFeaturizer
+from .mel import DEFAULT_CHANNELS as MEL_CHANNELS
+from .mel import MelAudioFeaturizer
+from .models import FEATURE_DIM, NUM_CLASSES, AudioFeaturizer, Conv2Net, ImageFeaturizer, UnimodalNet
 
 FUSION_CHOICES = list(FUSIONS) + ["late"]
 HEAD_HIDDEN = 64
 MODALITIES = ("image", "audio")
+AUDIO_FRONTENDS = ("raw", "mel")  # raw: the exam's Conv1Net on the waveform; mel: common/mel.py
+
+
+def build_audio_featurizer(frontend="raw", dropout=0.5, out_dim=FEATURE_DIM, mel_channels=MEL_CHANNELS):
+    """The audio featurizer of --audio-frontend: raw (the exam's, the default) or mel."""
+    if frontend == "raw":
+        return AudioFeaturizer(dropout, out_dim=out_dim)
+    if frontend == "mel":
+        return MelAudioFeaturizer(dropout, out_dim=out_dim, channels=tuple(mel_channels))
+    raise ValueError(f"unknown audio front-end {frontend!r}; valid: {', '.join(AUDIO_FRONTENDS)}")
+
+
+def audio_classifier(frontend="raw", mel_channels=MEL_CHANNELS, dropout=0.5):
+    """Conv1Net (raw) or its log-mel counterpart: an audio featurizer and fc(128 -> 10)."""
+    return UnimodalNet(build_audio_featurizer(frontend, dropout, mel_channels=mel_channels))
 
 
 class _RemovedFC(nn.Module):
@@ -47,21 +64,24 @@ class MultimodalNet(nn.Module):
     fc layers are removed (see ``_RemovedFC``).
     """
 
-    def __init__(self, fusion="concat", dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, **widths):
+    def __init__(self, fusion="concat", dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM,
+                 audio_frontend="raw", mel_channels=MEL_CHANNELS, **widths):
         super().__init__()
         if fusion == "late":
             raise ValueError("late fusion is LateFusionNet; use build_multimodal('late')")
         self.fusion_name = fusion
         self.image_featurizer = ImageFeaturizer(dropout, out_dim=image_dim)
-        self.audio_featurizer = AudioFeaturizer(dropout, out_dim=audio_dim)
+        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, audio_dim, mel_channels)
+        token_options = {}
         if fusion in FUSIONS and FUSIONS[fusion].uses_tokens:
             self.image_featurizer.fc = _RemovedFC()
             self.audio_featurizer.fc = _RemovedFC()
             n_img = self.image_featurizer.map_channels
             n_aud = self.audio_featurizer.map_channels
+            token_options = getattr(self.audio_featurizer, "token_options", {})  # mel: 25 time steps, unpooled
         else:
             n_img, n_aud = self.image_featurizer.out_dim, self.audio_featurizer.out_dim
-        self.fusion = build_fusion(fusion, n_img, n_aud, **widths)
+        self.fusion = build_fusion(fusion, n_img, n_aud, **widths, **token_options)
         self.uses_tokens = self.fusion.uses_tokens
         self.head = nn.Sequential(nn.Linear(self.fusion.out_dim, HEAD_HIDDEN), nn.ReLU(),
                                   nn.Linear(HEAD_HIDDEN, NUM_CLASSES))
@@ -90,10 +110,11 @@ class LateFusionNet(nn.Module):
     fusion_name = "late"
     uses_tokens = False
 
-    def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM):
+    def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend="raw",
+                 mel_channels=MEL_CHANNELS):
         super().__init__()
         self.image_featurizer = ImageFeaturizer(dropout, out_dim=image_dim)
-        self.audio_featurizer = AudioFeaturizer(dropout, out_dim=audio_dim)
+        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, audio_dim, mel_channels)
         self.image_classifier = nn.Linear(self.image_featurizer.out_dim, NUM_CLASSES)
         self.audio_classifier = nn.Linear(self.audio_featurizer.out_dim, NUM_CLASSES)
 
@@ -101,9 +122,14 @@ class LateFusionNet(nn.Module):
         return (self.image_classifier(self.image_featurizer(image)),
                 self.audio_classifier(self.audio_featurizer(audio)))
 
-    def forward(self, image, audio):
+    def forward(self, image, audio, present=None):
+        """present: None, or a bool [B, 2] of which views (image, audio) each pair still has
+        (modality dropout): a missing view's head is left out of that pair's average."""
         img_logits, aud_logits = self.branch_logits(image, audio)
-        return (img_logits + aud_logits) / 2
+        if present is None:
+            return (img_logits + aud_logits) / 2
+        weight = present.to(img_logits.dtype)
+        return (weight[:, :1] * img_logits + weight[:, 1:] * aud_logits) / weight.sum(1, keepdim=True)
 
 
 class ContrastiveModel(nn.Module):
@@ -117,10 +143,10 @@ class ContrastiveModel(nn.Module):
     `load_featurizer_weights` reads (it ignores the other keys).
     """
 
-    def __init__(self, loss, proj_dim, dropout=0.5):
+    def __init__(self, loss, proj_dim, dropout=0.5, audio_frontend="raw", mel_channels=MEL_CHANNELS):
         super().__init__()
         self.image_featurizer = ImageFeaturizer(dropout)
-        self.audio_featurizer = AudioFeaturizer(dropout)
+        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, mel_channels=mel_channels)
         self.image_proj = nn.Sequential(nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(),
                                         nn.Linear(FEATURE_DIM, proj_dim))
         self.audio_proj = nn.Sequential(nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(),
@@ -146,19 +172,40 @@ class ContrastiveModel(nn.Module):
 
 
 def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5,
-                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM):
+                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend="raw", mel_channels=MEL_CHANNELS):
     """MultimodalNet with the named fusion, or LateFusionNet for ``"late"``.
 
     Width options left at None take the defaults of ``common.fusion``
     (fused_dim 128, hidden_dim 256, heads 4); ``late`` ignores them.
-    image_dim / audio_dim are the featurizers' output widths (the exam: 128 each).
+    image_dim / audio_dim are the featurizers' output widths (the exam: 128 each);
+    audio_frontend picks the audio featurizer (raw, the exam's, or mel).
     """
     if fusion == "late":
-        return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim)
+        return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
+                             mel_channels=mel_channels)
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSION_CHOICES)}")
-    return MultimodalNet(fusion, dropout, image_dim=image_dim, audio_dim=audio_dim,
-                         fused_dim=fused_dim, hidden_dim=hidden_dim, heads=heads)
+    return MultimodalNet(fusion, dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
+                         mel_channels=mel_channels, fused_dim=fused_dim, hidden_dim=hidden_dim, heads=heads)
+
+
+def draw_present_views(batch, p):
+    """Modality dropout's draw for one training batch: each pair, with probability p, loses one of
+    its two views, the image or the audio with equal odds. Returns a bool [batch, 2]: the views
+    (image, audio) each pair keeps. The draws come from torch's global generator, so --seed and
+    the checkpointed RNG state govern them."""
+    dropped = torch.rand(batch) < p
+    image_goes = torch.rand(batch) < 0.5
+    return torch.stack([~(dropped & image_goes), ~(dropped & ~image_goes)], dim=1)
+
+
+def fill_missing(image, audio, present, stand_ins):
+    """The batch with each missing view replaced by its stand-in (stand_ins: the image and the audio
+    that a missing view becomes, zeros or the training mean, as evaluate.py uses)."""
+    present = present.to(image.device)
+    image = torch.where(present[:, 0].view(-1, 1, 1, 1), image, stand_ins[0].to(image.device, image.dtype))
+    audio = torch.where(present[:, 1].view(-1, 1, 1), audio, stand_ins[1].to(audio.device, audio.dtype))
+    return image, audio
 
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / torch.compile wrappers
@@ -243,15 +290,17 @@ def build_from_config(config):
     image / audio runs give Conv2Net / Conv1Net, multimodal runs the network with
     the run's fusion and widths. Raises ValueError for any other kind of run.
     """
-    from .models import Conv1Net, Conv2Net
     kind, args = config.get("model"), config.get("args", {})
+    frontend = {"audio_frontend": args.get("audio_frontend", "raw"), "mel_channels": args.get("mel_channels")
+                or MEL_CHANNELS}  # runs from before the flags: the raw waveform
     if kind == "image":
         return Conv2Net()
     if kind == "audio":
-        return Conv1Net()
+        return audio_classifier(frontend["audio_frontend"], frontend["mel_channels"])
     if kind == "multimodal":
         return build_multimodal(args["fusion"], args.get("fused_dim"), args.get("hidden_dim"), args.get("heads"),
-                                image_dim=args.get("image_dim", FEATURE_DIM), audio_dim=args.get("audio_dim", FEATURE_DIM))
+                                image_dim=args.get("image_dim", FEATURE_DIM), audio_dim=args.get("audio_dim", FEATURE_DIM),
+                                **frontend)
     raise ValueError(f"a {kind!r} run has no classifier to evaluate (image, audio or multimodal runs only)")
 
 

@@ -5,7 +5,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: scripts/reproduce.sh [--seeds "0"] [--models "image audio concat ..."] [--runs-dir runs/study]
-                           [--results DIR] [--list] [--no-report] [-- EXTRA...]
+                           [--tag TAG] [--results DIR] [--list] [--no-report] [-- EXTRA...]
 
 Trains image-only, audio-only and the multimodal network with every fusion,
 once per seed, into RUNS_DIR/NAME (NAME = image-sS, audio-sS,
@@ -25,6 +25,8 @@ options:
   --seeds "S1 S2 ..."   seeds to run (default: "0")
   --models "M1 M2 ..."  image, audio and fusion names (default: image, audio and all ten fusions)
   --runs-dir DIR        folder for the run folders (default: runs/study)
+  --tag TAG             name the runs NAME-TAG-sS (e.g. multimodal-concat-mel-s0): variants
+                        trained with extra flags after -- keep their own folders
   --results DIR         keep each finished, evaluated run's config.json, metrics.json,
                         predictions_test.csv, robustness.json and figures/curves.png in
                         DIR/NAME/ (never checkpoints or events), and skip any run whose
@@ -45,6 +47,7 @@ SEEDS="0"
 RUNS_DIR="runs/study"
 MODELS="image audio concat add mul max attention gated bilinear factorized attention-tokens late"
 RESULTS=""
+TAG=""
 LIST=0
 REPORT=1
 EXTRA=()
@@ -64,6 +67,9 @@ while [[ $# -gt 0 ]]; do
         --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
                    RESULTS="$2"; shift 2 ;;
         --results=*) RESULTS="${1#*=}"; shift ;;
+        --tag) [[ $# -ge 2 ]] || { echo "error: --tag needs a value" >&2; exit 2; }
+               TAG="$2"; shift 2 ;;
+        --tag=*) TAG="${1#*=}"; shift ;;
         --list) LIST=1; shift ;;
         --no-report) REPORT=0; shift ;;
         --) shift; EXTRA=("$@"); break ;;
@@ -73,6 +79,8 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
 [[ -n "${MODELS// /}" ]] || { echo "error: --models is empty" >&2; exit 2; }
+[[ -z "$TAG" || "$TAG" =~ ^[A-Za-z0-9._]+(-[A-Za-z0-9._]+)*$ ]] || \
+    { echo "error: --tag $TAG: use letters, digits, '.', '_' and inner '-'" >&2; exit 2; }
 for model in $MODELS; do
     case " image audio concat add mul max attention gated bilinear factorized attention-tokens late " in
         *" $model "*) ;;
@@ -87,6 +95,7 @@ if [[ $LIST == 1 ]]; then  # one line per run: this script for that one run, wit
     for seed in $SEEDS; do
         for model in $MODELS; do
             line=("${BASH_SOURCE[0]}" --seeds "$seed" --models "$model" --runs-dir "$RUNS_DIR")
+            [[ -n "$TAG" ]] && line+=(--tag "$TAG")
             [[ -n "$RESULTS" ]] && line+=(--results "$RESULTS")
             line+=(--no-report)
             [[ ${#EXTRA[@]} -gt 0 ]] && line+=(-- "${EXTRA[@]}")
@@ -166,8 +175,9 @@ evaluate() {
 for seed in $SEEDS; do
     for model in $MODELS; do
         case "$model" in
-            image|audio) name="$model-s$seed"; script="train_$model.py"; flags=(--seed "$seed") ;;
-            *) name="multimodal-$model-s$seed"; script=train_multimodal.py; flags=(--fusion "$model" --seed "$seed") ;;
+            image|audio) name="$model${TAG:+-$TAG}-s$seed"; script="train_$model.py"; flags=(--seed "$seed") ;;
+            *) name="multimodal-$model${TAG:+-$TAG}-s$seed"; script=train_multimodal.py
+               flags=(--fusion "$model" --seed "$seed") ;;
         esac
         if kept "$name"; then
             echo "== skip $name: kept in $RESULTS/$name"

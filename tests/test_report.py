@@ -528,3 +528,52 @@ def test_contrastive_sweep_and_label_efficiency_tables_and_figures(tmp_path, cap
     assert "from contrastive-nt_xent-t0.1" in out
     for name in ("contrastive_sweep.png", "label_efficiency.png", "fusion_accuracy.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 0, name
+
+
+def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
+    stub = tmp_path / "stub-python"
+    stub.write_text(STUB)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "calls.log"
+    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "beyond.sh"), "--seeds", "0 1", "--runs-dir",
+                        str(tmp_path / "runs"), "--results", str(tmp_path / "kept"), "--", "--data", "synthetic"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    calls = [c.split() for c in log.read_text().splitlines()]
+    names = [c[c.index("--name") + 1] for c in calls]
+    variants = {"multimodal-concat-mdrop0.3": ["--modality-dropout", "0.3"],
+                "multimodal-late-mdrop0.3": ["--modality-dropout", "0.3"],
+                "audio-mel": ["--audio-frontend", "mel"],
+                "multimodal-concat-mel": ["--audio-frontend", "mel"],
+                "multimodal-concat-mel-mdrop0.3": ["--audio-frontend", "mel", "--modality-dropout", "0.3"]}
+    assert names == [f"{v}-s{s}" for s in (0, 1) for v in variants]
+    for c, name in zip(calls, names):
+        flags = " ".join(c)
+        assert " ".join(variants[name[:-3]]) + " --data synthetic" in flags, flags
+        assert c[c.index("--seed") + 1] == name[-1]
+        assert ("--modality-dropout" in c) == ("mdrop" in name) and ("--audio-frontend" in c) == ("mel" in name)
+    bad = subprocess.run(["bash", REPRODUCE, "--tag", "-x", "--list"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--tag -x" in bad.stderr
+
+
+def test_two_folders_share_a_table_and_only_the_exam_setup_gets_the_exams_numbers(tmp_path, capsys):
+    study, beyond = tmp_path / "study", tmp_path / "beyond"
+    for s in (0, 1):
+        write_run(study, f"multimodal-concat-s{s}", model="multimodal", fusion="concat", seed=s, acc=0.94)
+        write_run(beyond, f"multimodal-concat-mel-s{s}", model="multimodal", fusion="concat", seed=s, acc=0.98,
+                  audio_frontend="mel", mel_channels=[32, 64])
+        write_run(beyond, f"multimodal-concat-mdrop0.3-s{s}", model="multimodal", fusion="concat", seed=s, acc=0.93,
+                  modality_dropout=0.3)
+    code, out, err = run_report(capsys, study, beyond, "--no-figures")
+    assert code == 0, err
+    assert "6 run(s)" in out
+    rows = {name.split(" (")[0] + (" mel" if "mel" in name else " mdrop" if "modality_dropout=0.3" in name else ""): r
+            for name, rs in table_rows(out).items() for r in rs if len(r) == 10 and name.startswith("multimodal")}
+    assert set(rows) == {"multimodal-concat", "multimodal-concat mel", "multimodal-concat mdrop"}
+    assert rows["multimodal-concat"][5] == "0.278 / 94.5%"  # the exam's concat, beside the exam-setup row only
+    assert rows["multimodal-concat mel"][5] == "–" and rows["multimodal-concat mdrop"][5] == "–"
+    assert rows["multimodal-concat mel"][4] == "**98.00 ± 0.00**"  # the best of the table
+    # the same folder twice counts each run once
+    code, out, _ = run_report(capsys, study, study, "--no-figures")
+    assert code == 0 and "2 run(s)" in out

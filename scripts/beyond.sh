@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Beyond the exam: modality dropout and the log-mel audio front-end, through the study's machinery.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: scripts/beyond.sh [--seeds "0 1 2"] [--runs-dir runs/beyond] [--results results/beyond] [-- EXTRA...]
+
+Trains the five variants of the exam's networks, once per seed, each evaluated by
+evaluate.py right after training (scripts/reproduce.sh does the work; its rules for
+skipping, resuming and keeping runs apply):
+
+  multimodal-concat-mdrop0.3-sS      concat, --modality-dropout 0.3
+  multimodal-late-mdrop0.3-sS        late, --modality-dropout 0.3
+  audio-mel-sS                       audio only, --audio-frontend mel
+  multimodal-concat-mel-sS           concat, --audio-frontend mel
+  multimodal-concat-mel-mdrop0.3-sS  concat, --audio-frontend mel --modality-dropout 0.3
+
+EXTRA goes to every training script (e.g. -- --data avdigits --data-root ../shared/data).
+Then: python report.py results/study RESULTS --figures RESULTS puts them beside the
+study's rows, with the paired comparisons against the exam-architecture concat and late.
+
+environment:
+  PYTHON                interpreter to use (default: python)
+EOF
+}
+
+SEEDS="0 1 2"
+RUNS_DIR="runs/beyond"
+RESULTS="results/beyond"
+EXTRA=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --seeds) [[ $# -ge 2 ]] || { echo "error: --seeds needs a value" >&2; exit 2; }
+                 SEEDS="$2"; shift 2 ;;
+        --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
+                    RUNS_DIR="$2"; shift 2 ;;
+        --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
+                   RESULTS="$2"; shift 2 ;;
+        --) shift; EXTRA=("$@"); break ;;
+        *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
+           usage >&2; exit 2 ;;
+    esac
+done
+
+REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
+variant() {  # variant SEED MODELS TAG FLAGS...: one variant at one seed
+    local seed="$1" models="$2" tag="$3"
+    shift 3
+    "$REPRODUCE" --seeds "$seed" --models "$models" --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
+        --no-report -- "$@" "${EXTRA[@]}"
+}
+# seed by seed, so that a stopped session leaves whole seeds of every variant
+for seed in $SEEDS; do
+    variant "$seed" "concat late" mdrop0.3 --modality-dropout 0.3
+    variant "$seed" audio mel --audio-frontend mel
+    variant "$seed" concat mel --audio-frontend mel
+    variant "$seed" concat mel-mdrop0.3 --audio-frontend mel --modality-dropout 0.3
+done

@@ -1,0 +1,175 @@
+"""Beyond the exam: modality dropout (--modality-dropout) and the log-mel audio front-end (--audio-frontend mel)."""
+import argparse
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.data.sources import dataset_from_args
+from common.mel import LogMel, MelAudioFeaturizer, hz_to_mel, mel_band_edges, mel_filterbank
+from common.multimodal import FUSION_CHOICES, build_from_config, build_multimodal, draw_present_views, fill_missing
+from common.training import evaluate
+from conftest import run_script, write_course
+
+
+@pytest.fixture(scope="module")
+def course_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    write_course(root, n_train=60, n_test=20, test_labels=True)
+    return root
+
+
+def train(script, course_root, runs_dir, *extra):
+    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
+                       "--batch-size", "16", "--num-threads", "1", "--max-epochs", "1", *extra])
+
+
+# ---------------------------------------------------------------- modality dropout
+
+def test_modality_dropout_drops_the_right_share_one_view_at_a_time_seeded():
+    torch.manual_seed(0)
+    present = draw_present_views(20_000, 0.3)
+    assert present.shape == (20_000, 2) and present.dtype == torch.bool
+    image_gone, audio_gone = (~present[:, 0]).float().mean().item(), (~present[:, 1]).float().mean().item()
+    # binomial standard deviations: 0.0032 for the share dropped, 0.0025 for each view
+    assert abs(image_gone + audio_gone - 0.3) < 0.015
+    assert abs(image_gone - 0.15) < 0.012 and abs(audio_gone - 0.15) < 0.012
+    assert present.any(dim=1).all()  # never both views
+    torch.manual_seed(0)
+    assert torch.equal(draw_present_views(20_000, 0.3), present)
+    torch.manual_seed(1)
+    assert not torch.equal(draw_present_views(20_000, 0.3), present)
+    assert draw_present_views(100, 0.0).all()
+    assert (draw_present_views(1000, 1.0).sum(1) == 1).all()
+
+
+def test_fill_missing_replaces_only_the_lost_views():
+    image, audio = torch.rand(3, 1, 28, 28), torch.randn(3, 1, 8000)
+    present = torch.tensor([[True, True], [False, True], [True, False]])
+    stand_ins = (torch.full((1, 28, 28), 0.25), torch.zeros(1, 8000))
+    new_image, new_audio = fill_missing(image, audio, present, stand_ins)
+    assert torch.equal(new_image[0], image[0]) and torch.equal(new_audio[0], audio[0])
+    assert (new_image[1] == 0.25).all() and torch.equal(new_audio[1], audio[1])
+    assert torch.equal(new_image[2], image[2]) and (new_audio[2] == 0).all()
+
+
+def test_late_fusion_leaves_the_lost_views_head_out_of_the_average():
+    torch.manual_seed(0)
+    model = build_multimodal("late").eval()
+    image, audio = torch.rand(3, 1, 28, 28), torch.randn(3, 1, 8000)
+    img_logits, aud_logits = model.branch_logits(image, audio)
+    present = torch.tensor([[True, True], [False, True], [True, False]])
+    out = model(image, audio, present=present)
+    torch.testing.assert_close(out[0], (img_logits[0] + aud_logits[0]) / 2)
+    torch.testing.assert_close(out[1], aud_logits[1])
+    torch.testing.assert_close(out[2], img_logits[2])
+    torch.testing.assert_close(model(image, audio), (img_logits + aud_logits) / 2)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "late"])
+def test_modality_dropout_is_recorded_changes_training_and_never_touches_evaluation(fusion, course_root, tmp_path):
+    plain = train("train_multimodal.py", course_root, tmp_path, "--fusion", fusion, "--name", "plain")
+    dropped = train("train_multimodal.py", course_root, tmp_path, "--fusion", fusion, "--name", "dropped",
+                    "--modality-dropout", "0.5", "--modality-dropout-fill", "train_mean")
+    assert plain.returncode == 0 and dropped.returncode == 0, dropped.stderr
+    config = json.loads((tmp_path / "dropped/config.json").read_text())
+    assert config["args"]["modality_dropout"] == 0.5 and config["args"]["modality_dropout_fill"] == "train_mean"
+    a, b = (torch.load(tmp_path / n / "checkpoints/best.pt", weights_only=True)["model"] for n in ("plain", "dropped"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the same seed trained differently
+    # the test numbers in metrics.json are those of the whole views: evaluating best.pt again agrees
+    model = build_from_config(config)
+    model.load_state_dict(b)
+    dataset = dataset_from_args(argparse_namespace(config["args"]))
+    index = torch.tensor(json.loads((tmp_path / "dropped/split_indices.json").read_text())["test"])
+    again = evaluate(model, dataset.test, index, ("image", "audio"), 512, torch.device("cpu"), config["precision"])
+    metrics = json.loads((tmp_path / "dropped/metrics.json").read_text())
+    assert again["acc"] == pytest.approx(metrics["test"]["acc"]) and again["loss"] == pytest.approx(
+        metrics["test"]["loss"], rel=1e-5)
+    bad = train("train_multimodal.py", course_root, tmp_path, "--modality-dropout", "1.5", "--name", "bad")
+    assert bad.returncode == 2 and "must be in [0, 1]" in bad.stderr
+
+
+def argparse_namespace(saved):
+    return argparse.Namespace(**{k: saved.get(k) for k in ("data", "data_root", "data_seed", "synthetic_size",
+                                                           "clean_views")})
+
+
+# ---------------------------------------------------------------- the log-mel front-end
+
+def test_mel_filterbank_on_a_small_case_computed_by_hand():
+    # 2 bands over 0-4 kHz: edges at 0, M/3, 2M/3, M in mel, M = 2595 log10(1 + 4000/700) = 2146.06;
+    # back in Hz, 700 (10^(M/3/2595) - 1) = 620.58 and 700 (10^(2M/3/2595) - 1) = 1791.33.
+    # With n_fft = 8 at 8 kHz the bins sit at 0, 1, 2, 3 and 4 kHz: band 0 rises over 0-620.58 Hz and
+    # falls to 1791.33 Hz, so at 1 kHz it is (1791.33 - 1000) / (1791.33 - 620.58) = 0.6759; band 1 rises
+    # from 620.58 Hz: (1000 - 620.58) / 1170.75 = 0.3241 at 1 kHz, then falls to 4 kHz:
+    # 2000 / 2208.67 = 0.9055 at 2 kHz and 1000 / 2208.67 = 0.4528 at 3 kHz.
+    edges = mel_band_edges(2, 0.0, 4000.0)
+    assert edges.tolist() == pytest.approx([0.0, 620.58, 1791.33, 4000.0], abs=0.01)
+    fb = mel_filterbank(n_mels=2, n_fft=8, sample_rate=8000)
+    expected = torch.tensor([[0.0, 0.0], [0.6759, 0.3241], [0.0, 0.9055], [0.0, 0.4528], [0.0, 0.0]])
+    torch.testing.assert_close(fb, expected, atol=1e-4, rtol=0)
+
+
+def test_mel_bands_are_equally_spaced_in_mel_non_negative_and_overlap_their_neighbours():
+    edges = mel_band_edges()
+    steps = [hz_to_mel(float(b)) - hz_to_mel(float(a)) for a, b in zip(edges[:-1], edges[1:])]
+    assert max(steps) - min(steps) < 1e-6 and len(edges) == 66
+    fb = mel_filterbank()  # [257 bins, 64 bands]
+    assert fb.shape == (257, 64) and (fb >= 0).all() and fb.max() <= 1.0
+    assert ((fb > 0).sum(0) >= 2).all()  # no empty band, even the narrowest low ones
+    for m in range(63):  # each band shares bins with the next, and peaks below it
+        assert ((fb[:, m] > 0) & (fb[:, m + 1] > 0)).any(), m
+        assert fb[:, m].argmax() < fb[:, m + 1].argmax()
+
+
+@pytest.mark.parametrize("signal", ["silence", "clipping noise", "pure tone"])
+def test_mel_front_end_gives_finite_features(signal):
+    torch.manual_seed(0)
+    t = torch.arange(8000) / 8000
+    x = {"silence": torch.zeros(4, 1, 8000),
+         "clipping noise": torch.randn(4, 1, 8000).mul(100).clamp(-1, 1) * 1e4,
+         "pure tone": torch.sin(2 * math.pi * 440 * t).expand(4, 1, 8000)}[signal]
+    featurizer = MelAudioFeaturizer().eval()
+    with torch.no_grad():
+        out = featurizer(x)
+        logmel = LogMel()(x)
+    assert out.shape == (4, 128) and torch.isfinite(out).all()
+    assert logmel.shape == (4, 1, 64, 101) and torch.isfinite(logmel).all()
+    if signal == "pure tone":  # 440 Hz: the loudest band is the one whose centre is nearest
+        centres = mel_band_edges()[1:-1]
+        assert logmel[0, 0].mean(1).argmax() == (centres - 440).abs().argmin()
+
+
+@pytest.mark.parametrize("fusion", FUSION_CHOICES)
+def test_every_fusion_takes_a_training_step_with_the_mel_front_end(fusion):
+    torch.manual_seed(0)
+    model = build_multimodal(fusion, audio_frontend="mel")
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    image, audio, label = torch.rand(4, 1, 28, 28), torch.randn(4, 1, 8000), torch.tensor([0, 1, 2, 3])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = F.cross_entropy(model(image, audio), label)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    optimizer.step()
+    assert not torch.equal(before["audio_featurizer.conv.0.weight"], model.state_dict()["audio_featurizer.conv.0.weight"])
+
+
+def test_mel_runs_end_to_end_and_refuse_mismatched_flags(course_root, tmp_path):
+    out = train("train_audio.py", course_root, tmp_path, "--audio-frontend", "mel", "--mel-channels", "8", "16",
+                "--name", "mel")
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "mel/config.json").read_text())
+    assert config["args"]["audio_frontend"] == "mel" and config["args"]["mel_channels"] == [8, 16]
+    state = torch.load(tmp_path / "mel/checkpoints/best.pt", weights_only=True)["model"]
+    assert state["featurizer.conv.0.weight"].shape == (8, 1, 3, 3)
+    model = build_from_config(config)
+    model.load_state_dict(state)  # evaluate.py rebuilds the same network from config.json
+    bad = train("train_audio.py", course_root, tmp_path, "--mel-channels", "8", "16", "--name", "bad")
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("--mel-channels needs --audio-frontend mel")
+    raw = train("train_multimodal.py", course_root, tmp_path, "--init-from", str(tmp_path / "mel/checkpoints/best.pt"),
+                "--name", "raw-from-mel")  # a mel featurizer does not fit the raw front-end
+    assert raw.returncode == 2 and raw.stderr.strip().splitlines()[-1].startswith("error: --init-from ")
+    assert "audio featurizer: checkpoint lacks conv.2" in raw.stderr and "Traceback" not in raw.stderr
