@@ -23,7 +23,8 @@ arguments.
 
 options:
   --seeds "S1 S2 ..."   seeds to run (default: "0")
-  --models "M1 M2 ..."  image, audio and fusion names (default: image, audio and all ten fusions)
+  --models "M1 M2 ..."  image, audio and fusion names (default: image, audio and all ten fusions),
+                        or contrastive (train_contrastive.py; no evaluate.py: it is no classifier)
   --runs-dir DIR        folder for the run folders (default: runs/study)
   --tag TAG             name the runs NAME-TAG-sS (e.g. multimodal-concat-mel-s0): variants
                         trained with extra flags after -- keep their own folders
@@ -82,9 +83,9 @@ done
 [[ -z "$TAG" || "$TAG" =~ ^[A-Za-z0-9._]+(-[A-Za-z0-9._]+)*$ ]] || \
     { echo "error: --tag $TAG: use letters, digits, '.', '_' and inner '-'" >&2; exit 2; }
 for model in $MODELS; do
-    case " image audio concat add mul max attention gated bilinear factorized attention-tokens late " in
+    case " image audio concat add mul max attention gated bilinear factorized attention-tokens late contrastive " in
         *" $model "*) ;;
-        *) echo "error: unknown model $model in --models (image, audio or a fusion name)" >&2; exit 2 ;;
+        *) echo "error: unknown model $model in --models (image, audio, contrastive or a fusion name)" >&2; exit 2 ;;
     esac
 done
 
@@ -106,18 +107,19 @@ if [[ $LIST == 1 ]]; then  # one line per run: this script for that one run, wit
     exit 0
 fi
 
-KEPT_FILES="config.json metrics.json predictions_test.csv robustness.json figures/curves.png"
+KEPT_FILES="config.json metrics.json predictions_test.csv robustness.json figures/curves.png figures/similarity_test.png"
 
 # kept NAME: true when the results folder already holds this run (so nothing is trained or evaluated)
 kept() {
     [[ -n "$RESULTS" && -f "$RESULTS/$1/metrics.json" ]]
 }
 
-# keep NAME: copy a finished, evaluated run's kept files to RESULTS/NAME (metrics.json last: it marks "done")
+# keep NAME: copy a finished, evaluated run's kept files to RESULTS/NAME (metrics.json last: it marks "done");
+# a contrastive run has no robustness.json to wait for
 keep() {
     local name="$1" dir="$RUNS_DIR/$1"
     [[ -n "$RESULTS" ]] || return 0
-    if [[ ! -f "$dir/metrics.json" || ! -f "$dir/robustness.json" ]]; then
+    if [[ ! -f "$dir/metrics.json" || ( ! -f "$dir/robustness.json" && $name != contrastive* ) ]]; then
         echo "warning: $name is not finished and evaluated; nothing kept" >&2
         return 0
     fi
@@ -175,7 +177,7 @@ evaluate() {
 for seed in $SEEDS; do
     for model in $MODELS; do
         case "$model" in
-            image|audio) name="$model${TAG:+-$TAG}-s$seed"; script="train_$model.py"; flags=(--seed "$seed") ;;
+            image|audio|contrastive) name="$model${TAG:+-$TAG}-s$seed"; script="train_$model.py"; flags=(--seed "$seed") ;;
             *) name="multimodal-$model${TAG:+-$TAG}-s$seed"; script=train_multimodal.py
                flags=(--fusion "$model" --seed "$seed") ;;
         esac
@@ -184,7 +186,7 @@ for seed in $SEEDS; do
             continue
         fi
         train "$script" "$name" "${flags[@]}"
-        evaluate "$name"
+        [[ $model == contrastive ]] || evaluate "$name"
         keep "$name"
     done
 done

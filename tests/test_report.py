@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 
@@ -577,3 +578,70 @@ def test_two_folders_share_a_table_and_only_the_exam_setup_gets_the_exams_number
     # the same folder twice counts each run once
     code, out, _ = run_report(capsys, study, study, "--no-figures")
     assert code == 0 and "2 run(s)" in out
+
+
+RUN_STUB = r"""#!/usr/bin/env bash
+# Stand-in interpreter for scripts/contrastive.sh: records each call; a training script leaves a finished
+# run with a best.pt (a contrastive one scores its validation probe by the length of its name), evaluate.py
+# a robustness.json; any other Python (the script's own helpers) runs for real.
+case "$(basename "${1:-}")" in
+    train_*.py|evaluate.py) ;;
+    *) exec python3 "$@" ;;
+esac
+printf '%s\n' "$*" >> "$STUB_LOG"
+script=$(basename "$1"); shift
+if [[ $script == evaluate.py ]]; then echo '{}' > "$1/robustness.json"; exit 0; fi
+runs=""; name=""; prev=""
+for a in "$@"; do
+    case "$prev" in --runs-dir) runs=$a ;; --name) name=$a ;; esac
+    prev=$a
+done
+mkdir -p "$runs/$name/checkpoints"
+: > "$runs/$name/checkpoints/best.pt"
+echo '{"model": "stub", "args": {"loss": "nt_log", "tau": 0.1, "learn_tau": true, "learn_bias": true}}' \
+    > "$runs/$name/config.json"
+echo "{\"model\": \"stub\", \"val\": {\"probe\": {\"both\": ${#name}}}}" > "$runs/$name/metrics.json"
+"""
+
+
+def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe(tmp_path):
+    stub = tmp_path / "stub-python"
+    stub.write_text(RUN_STUB)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    log, runs, kept = tmp_path / "calls.log", tmp_path / "runs", tmp_path / "kept"
+    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    script = os.path.join(ROOT, "scripts", "contrastive.sh")
+    r = subprocess.run(["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data", "synthetic"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    calls = [c.split() for c in log.read_text().splitlines() if "evaluate.py" not in c]
+    names = [c[c.index("--name") + 1] for c in calls]
+    sweep = [f"contrastive-{loss}-{t}-s0" for loss in ("nt_xent", "nt_log")
+             for t in ("t0.03", "t0.1", "t0.3", "t1", "t3", "learn")] + ["contrastive-nt_log-learn-bias-s0"]
+    efficiency = [f"multimodal-concat-f{f}{pre}-s{s}" for s, f in [(0, "0.01"), (0, "0.1"), (1, "0.01"), (1, "0.1"),
+                                                                  (2, "0.01"), (2, "0.1"), (0, "1")]
+                  for pre in ("", "-pre")]
+    assert names == sweep + efficiency
+    for c, name in zip(calls, names):
+        flags = " ".join(c)
+        assert flags.endswith("--data synthetic")
+        if name.startswith("contrastive-"):
+            assert "--batch-size 128 --max-epochs 10 --patience 3" in flags
+            assert ("--learn-tau" in c) == ("learn" in name) and ("--learn-bias" in c) == ("bias" in name)
+        else:
+            assert c[c.index("--label-fraction") + 1] == name.split("-f")[1].split("-")[0]
+            best = str(runs / "contrastive-nt_log-learn-bias-s0" / "checkpoints" / "best.pt")  # the longest name
+            assert ("--init-from " + best in flags) == name.endswith("-pre-s" + name[-1])
+    assert "best contrastive run (validation probe accuracy, both featurizers): contrastive-nt_log-learn-bias-s0" \
+        in r.stdout
+    assert sorted(os.listdir(kept)) == sorted(sweep + efficiency)
+
+    # a fresh machine: the kept runs are skipped, and the best checkpoint, which is never kept, is trained again
+    shutil.rmtree(runs)
+    log.write_text("")
+    r = subprocess.run(["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data", "synthetic"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    again = [c.split() for c in log.read_text().splitlines()]
+    assert [c[c.index("--name") + 1] for c in again] == ["contrastive-nt_log-learn-bias-s0"]
+    assert "--learn-tau --learn-bias" in " ".join(again[0]) and "--tau 0.1" in " ".join(again[0])

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Problem 2 in training: the temperature sweep of both losses, then label efficiency from its best checkpoint.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: scripts/contrastive.sh [--runs-dir runs/contrastive] [--results results/contrastive] [-- EXTRA...]
+
+1. The sweep (seed 0): train_contrastive.py with NT-Xent and NT-Log at
+   tau = 0.03, 0.1, 0.3, 1, 3, one --learn-tau run per loss (from tau = 0.1) and one
+   NT-Log run with a learned tau and bias (SigLIP's form): 13 runs named
+   contrastive-LOSS-tTAU-s0 / contrastive-LOSS-learn-s0 / contrastive-nt_log-learn-bias-s0.
+   All share one budget: batch 128, at most SWEEP_EPOCHS epochs (default 10), patience 3,
+   about an hour for the 13 runs alone on 2 CPU cores.
+2. The best of them: the highest validation accuracy of a linear probe on both frozen
+   featurizers (the validation pairs, never the test split, choose it).
+3. Label efficiency: concat fusion on a class-balanced share F of the labelled training
+   pairs, from scratch and with both featurizers from that checkpoint (--init-from):
+   F = 0.01 and 0.1 for seeds 0, 1, 2, and F = 1 for seed 0 (12 runs, named
+   multimodal-concat-fF-sS and multimodal-concat-fF-pre-sS), each evaluated by evaluate.py.
+
+scripts/reproduce.sh does the work (its rules for skipping, resuming and keeping runs
+apply); then python report.py RESULTS prints both tables and writes both figures.
+EXTRA goes to every training script (e.g. -- --data avdigits --data-root ../shared/data).
+
+environment:
+  PYTHON                interpreter to use (default: python)
+  SWEEP_EPOCHS          the sweep's epoch budget (default: 10)
+EOF
+}
+
+RUNS_DIR="runs/contrastive"
+RESULTS="results/contrastive"
+EXTRA=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
+                    RUNS_DIR="$2"; shift 2 ;;
+        --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
+                   RESULTS="$2"; shift 2 ;;
+        --) shift; EXTRA=("$@"); break ;;
+        *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
+           usage >&2; exit 2 ;;
+    esac
+done
+
+PY="${PYTHON:-python}"
+REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
+SWEEP=(--batch-size 128 --max-epochs "${SWEEP_EPOCHS:-10}" --patience 3)
+
+sweep_run() {  # sweep_run TAG FLAGS...
+    local tag="$1"
+    shift
+    "$REPRODUCE" --seeds 0 --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
+        --no-report -- "${SWEEP[@]}" "$@" "${EXTRA[@]}"
+}
+for loss in nt_xent nt_log; do
+    for tau in 0.03 0.1 0.3 1 3; do
+        sweep_run "$loss-t$tau" --loss "$loss" --tau "$tau"
+    done
+    sweep_run "$loss-learn" --loss "$loss" --tau 0.1 --learn-tau
+done
+sweep_run nt_log-learn-bias --loss nt_log --tau 0.1 --learn-tau --learn-bias
+
+# the sweep's best run, by validation probe accuracy on both featurizers
+best=$("$PY" - "$RESULTS" <<'PY'
+import glob, json, os, sys
+scores = {}
+for path in glob.glob(os.path.join(sys.argv[1], "contrastive-*-s0", "metrics.json")):
+    with open(path) as f:
+        scores[os.path.basename(os.path.dirname(path))] = json.load(f)["val"]["probe"]["both"]
+if not scores:
+    sys.exit("error: no finished contrastive run in " + sys.argv[1])
+print(max(sorted(scores), key=scores.get))
+PY
+)
+echo "== best contrastive run (validation probe accuracy, both featurizers): $best"
+checkpoint="$RUNS_DIR/$best/checkpoints/best.pt"
+if [[ ! -f "$checkpoint" && -e "$RUNS_DIR/$best" ]]; then
+    echo "error: $RUNS_DIR/$best has no checkpoints/best.pt; remove that folder to train $best again" >&2
+    exit 1
+elif [[ ! -f "$checkpoint" ]]; then  # kept in RESULTS, but checkpoints are never kept: train it again
+    echo "== $checkpoint is gone (checkpoints are never kept): training $best again"
+    tag="${best#contrastive-}"
+    tag="${tag%-s0}"
+    config="$RESULTS/$best/config.json"
+    mapfile -t flags < <("$PY" -c 'import json, sys
+a = json.load(open(sys.argv[1]))["args"]
+print("--loss"); print(a["loss"]); print("--tau"); print(a["tau"])
+for flag in ("learn_tau", "learn_bias"):
+    if a.get(flag): print("--" + flag.replace("_", "-"))' "$config")
+    "$REPRODUCE" --seeds 0 --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --no-report -- \
+        "${SWEEP[@]}" "${flags[@]}" "${EXTRA[@]}"
+fi
+
+efficiency_run() {  # efficiency_run SEED F
+    local seed="$1" fraction="$2"
+    "$REPRODUCE" --seeds "$seed" --models concat --tag "f$fraction" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
+        --no-report -- --label-fraction "$fraction" "${EXTRA[@]}"
+    "$REPRODUCE" --seeds "$seed" --models concat --tag "f$fraction-pre" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
+        --no-report -- --label-fraction "$fraction" --init-from "$checkpoint" "${EXTRA[@]}"
+}
+for seed in 0 1 2; do
+    efficiency_run "$seed" 0.01
+    efficiency_run "$seed" 0.1
+done
+efficiency_run 0 1
