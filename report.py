@@ -47,7 +47,7 @@ from common.contrastive_report import (contrastive_row, label_efficiency_figure,
                                        label_efficiency_sets, sweep_figure, sweep_markdown)
 from common.data import REGIMES
 from common.io import output_file_problem, save_figure, save_text
-from common.multimodal import FUSION_CHOICES
+from common.multimodal import FUSION_CHOICES, MEL_CHANNELS
 from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, area_under
 from common.training import saved_precision
 
@@ -58,10 +58,12 @@ CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
                "label_fraction", "modality_dropout", "modality_dropout_fill", "audio_frontend", "mel_channels")
 # what runs from before a flag existed did
 KEY_DEFAULTS = {"label_fraction": 1.0, "modality_dropout": 0.0, "modality_dropout_fill": "zeros",
-                "audio_frontend": "raw", "mel_channels": [32, 64]}
+                "audio_frontend": "raw", "mel_channels": list(MEL_CHANNELS)}
 # the exam's own training and network: the rows that get the exam's numbers beside them and serve as
 # the baselines of the paired comparisons (the beyond-the-exam variants differ in one of these)
 EXAM_SETTINGS = {"label_fraction": 1.0, "init_from": None, "modality_dropout": 0.0, "audio_frontend": "raw"}
+EXAM_DEFAULT_ARGS = {"lr": 0.001, "batch_size": 64, "max_epochs": 100, "patience": 5, "val_fraction": 0.2,
+                     "image_dim": 128, "audio_dim": 128, "fused_dim": 128, "hidden_dim": 256, "heads": 4}
 STAT_FIELDS = ("test_loss", "test_acc", "params", "seconds_per_epoch", "best_epoch", "epochs_run")
 
 
@@ -297,9 +299,19 @@ def paired_comparisons(groups, baseline):
 
 
 def is_exam_setup(group):
-    """True for a row trained as the exam did: all labels, no pre-training, no modality dropout, raw audio."""
+    """True for a row trained as the exam did: the scripts' default training flags and widths (None: the
+    flag does not apply to this model), all labels, no pre-training, no modality dropout, raw audio."""
     config = dict(group["config"])
+    if any(config.get(k) not in (None, v) for k, v in EXAM_DEFAULT_ARGS.items()):
+        return False
     return all(config.get(k, KEY_DEFAULTS.get(k)) == v for k, v in EXAM_SETTINGS.items())
+
+
+def training_setup(group):
+    """What a late-fusion row must share with a row to be its reference: every training flag but the
+    fusion widths, which late fusion does not have."""
+    return tuple((k, v) for k, v in group["config"] if k not in ("fused_dim", "hidden_dim", "heads", "image_dim",
+                                                                   "audio_dim"))
 
 
 def baselines(groups, label):
@@ -431,6 +443,10 @@ def group_runs(runs):
     return out
 
 
+BEYOND_KEYS = ("label_fraction", "init_from", "modality_dropout", "modality_dropout_fill", "audio_frontend",
+               "mel_channels")
+
+
 def _beyond_the_exam(config):
     """The settings of a row that depart from the exam's setup, always shown in its name."""
     shown = [k for k, v in EXAM_SETTINGS.items() if config.get(k, KEY_DEFAULTS.get(k)) != v]
@@ -452,7 +468,10 @@ def _disambiguate(groups):
         differing = [name for i, name in enumerate(names) if len({repr(g["config"][i][1]) for g in same}) > 1]
         for g in same:
             config = dict(g["config"])
-            shown = differing + [k for k in _beyond_the_exam(config) if k not in differing]
+            beyond = _beyond_the_exam(config)
+            # a beyond-the-exam setting shows where a row departs from the exam (the exam's value goes unsaid)
+            shown = [k for k in differing if k not in BEYOND_KEYS or k in beyond]
+            shown += [k for k in beyond if k not in shown]
             g["settings"] = ", ".join(f"{k}={_setting(config[k])}" for k in shown)
 
 
@@ -594,11 +613,16 @@ def robustness_markdown(groups, dataset_name):
     stats = {id(g): {s: sweep_stats(g, s) for s in SWEEP_AXES} for g in with_rob}
     lates = [g for g in with_rob if g["model"] == "multimodal" and g["fusion"] == "late"]
 
-    def late_for(g):  # the only late-fusion row, else the one trained like g (same precision, ...)
+    def late_for(g):  # the only late-fusion row; else the one trained like g; else the exam-setup one
         if len(lates) == 1:
             return lates[0]
-        same = [late for late in lates if late["settings"] == g["settings"]]
-        return same[0] if len(same) == 1 else None
+        mine = training_setup(g)
+        same = [late for late in lates if training_setup(late) == mine]
+        if len(same) == 1:
+            return same[0]
+        exam = [late for late in lates if is_exam_setup(late)
+                and dict(late["config"]).get("precision") == dict(g["config"]).get("precision")]
+        return exam[0] if len(exam) == 1 else None
 
     def delta(g, sweep):
         late = late_for(g)
@@ -610,7 +634,8 @@ def robustness_markdown(groups, dataset_name):
     lines = ["", f"### Robustness ({dataset_name}, from robustness.json; evaluate.py)", "",
              "Area under the accuracy-vs-noise curve: the mean accuracy (%) over the sweep's range, by the "
              "trapezoid rule (image: p from 0 to 0.95, audio held at 20 dB; audio: SNR from +30 to -30 dB, "
-             "image held at p = 0.1). Δ late: this model's mean area minus late fusion's. Fresh draw: the "
+             "image held at p = 0.1). Δ late: this model's mean area minus late fusion's (the late row trained "
+             "the same way, else the one trained as the exam did). Fresh draw: the "
              "test split drawn again at another data seed; it should match the test accuracy within seed noise.",
              "",
              "| model | n | test accuracy (%) | fresh draw (%) | image-sweep area | Δ late | audio-sweep area "

@@ -8,7 +8,6 @@ this script. --modality-dropout trains the network to survive a lost view;
 --audio-frontend mel swaps the exam's waveform CNN for a log-mel one (both
 opt-in: the defaults are the exam's network and training).
 """
-import torch
 import torch.nn.functional as F
 
 from common.argtypes import positive_int, probability
@@ -17,6 +16,7 @@ from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
 from common.multimodal import FUSION_CHOICES, build_multimodal, draw_present_views, fill_missing, init_featurizers
 from common.reporting import finish_run, log_text_summary
+from common.robustness import STAND_INS, missing_view_stand_in
 from common.run import Progress, prepare_splits, start_run
 from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, evaluate, load_checkpoint,
                              make_adam, set_seed)
@@ -47,12 +47,15 @@ def main():
     parser.add_argument("--modality-dropout", type=probability, default=0.0, metavar="P",
                         help="modality dropout: each training pair loses one view (image or audio, even odds) with "
                              "probability P; late fusion leaves the lost view's head out of the average instead")
-    parser.add_argument("--modality-dropout-fill", default="zeros", choices=("zeros", "train_mean"),
+    parser.add_argument("--modality-dropout-fill", default="zeros", choices=STAND_INS,
                         help="what a view lost to --modality-dropout becomes (evaluate.py's two stand-ins for a "
                              "missing view)")
     add_audio_frontend_flags(parser)
     args = parser.parse_args()
     check_audio_frontend_flags(args)
+    if args.modality_dropout_fill != "zeros" and (not args.modality_dropout or args.fusion == "late"):
+        raise UsageError("--modality-dropout-fill needs --modality-dropout above 0 and a fusion other than late "
+                         "(late fusion leaves the lost view's head out instead of filling the view)")
     setup = start_run(args, parser, MODEL, default_name=f"{MODEL}-{args.fusion}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     set_seed(args.seed)
@@ -69,10 +72,9 @@ def main():
               f"from {path}")
     model = model.to(device)
     train_idx, val_idx, test_idx = prepare_splits(setup)
-    if args.modality_dropout_fill == "train_mean":  # as evaluate.py's stand-in: the mean over the training pairs
-        stand_ins = (train.image[train_idx].mean(0), train.audio[train_idx].mean(0))
-    else:
-        stand_ins = (torch.zeros_like(train.image[0]), torch.zeros_like(train.audio[0]))
+    # what a view lost to modality dropout becomes: evaluate.py's stand-in for a missing view
+    stand_ins = tuple(missing_view_stand_in(train, train_idx, view, args.modality_dropout_fill) for view in VIEWS) \
+        if args.modality_dropout and args.fusion != "late" else None
     optimizer = make_adam(model.parameters(), args.lr)
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion)

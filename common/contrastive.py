@@ -417,6 +417,7 @@ class AllPairsNTLog(_BatchedContrastive):
 # --------------------------------------------------------------------------- #
 
 CLASS_KS = (1, 5)  # class-level retrieval is reported at top-1 and top-5
+RANKING_ROWS = 512  # queries ranked at once
 
 
 @torch.no_grad()
@@ -448,11 +449,16 @@ def retrieval_from_similarity(sims, labels=None, ks=CLASS_KS):
     if labels.shape != (batch,):
         raise ValueError(f"labels must have shape ({batch},), got {tuple(labels.shape)}")
     out["recall@1_ceiling"] = len(torch.unique(labels)) / batch if batch else float("nan")
+    top = max(ks)
     for direction, by_query in (("img2aud", sims), ("aud2img", sims.t())):
-        ranked = torch.sort(by_query, dim=1, descending=True, stable=True).indices
-        same_digit = labels[ranked] == labels[:, None]  # [query, rank]
+        hits = {k: 0 for k in ks}
+        for lo in range(0, batch, RANKING_ROWS):  # a few queries at a time: the ranking is [rows, B] int64
+            ranked = torch.sort(by_query[lo:lo + RANKING_ROWS], dim=1, descending=True, stable=True).indices[:, :top]
+            same_digit = labels[ranked] == labels[lo:lo + RANKING_ROWS, None]  # [query, rank]
+            for k in ks:
+                hits[k] += int(same_digit[:, :k].any(dim=1).sum())
         for k in ks:
-            out[f"digit@{k}_{direction}"] = same_digit[:, :k].any(dim=1).float().mean().item()
+            out[f"digit@{k}_{direction}"] = hits[k] / batch
     return out
 
 

@@ -12,6 +12,9 @@ import os
 import statistics
 
 DIRECTIONS = (("img2aud", "image → audio"), ("aud2img", "audio → image"))
+# the training set-up of a contrastive run besides its loss and temperature (default: before the flag existed)
+SETUP_KEYS = {"batch_size": None, "max_epochs": None, "patience": None, "lr": None, "similarity": "cosine",
+              "proj_dim": 64, "precision": None, "audio_frontend": "raw", "mel_channels": None}
 
 
 # ---------------------------------------------------------------- the temperature sweep
@@ -28,11 +31,15 @@ def contrastive_row(path, metrics, args):
             "seed": metrics.get("seed", args.get("seed")), "loss": metrics.get("loss"),
             "tau_init": args.get("tau"), "tau": metrics.get("tau"), "learn_tau": bool(metrics.get("learn_tau")),
             "bias": metrics.get("bias"), "learn_bias": bool(metrics.get("learn_bias")),
-            "batch_size": args.get("batch_size"), "max_epochs": args.get("max_epochs"),
-            "patience": args.get("patience"), "best_epoch": metrics.get("best_epoch"),
+            "setup": {key: args.get(key, default) for key, default in SETUP_KEYS.items()},
+            "best_epoch": metrics.get("best_epoch"),
             "epochs_run": metrics.get("epochs_run"), "seconds_per_epoch": metrics.get("seconds_per_epoch"),
             "val_loss": (metrics.get("val") or {}).get("loss"), "retrieval": retrieval,
             "probe": probe if isinstance(probe, dict) else {}}
+
+
+def _setting(value):
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _sweep_order(row):
@@ -54,11 +61,13 @@ def _tau(row):
 def sweep_markdown(rows, dataset_heading):
     """The sweep table: one row per contrastive run, sorted by loss, then by temperature."""
     rows = sorted(rows, key=_sweep_order)
-    budgets = {(r["batch_size"], r["max_epochs"], r["patience"]) for r in rows}
-    budget = ("batch {}, at most {} epochs, patience {}".format(*budgets.pop()) if len(budgets) == 1
-              else "budgets differ between runs: see each run's config.json")
+    shared = {k: rows[0]["setup"][k] for k in SETUP_KEYS if len({repr(r["setup"][k]) for r in rows}) == 1}
+    differing = [k for k in SETUP_KEYS if k not in shared]
+    budget = ", ".join(f"{k}={_setting(v)}" for k, v in shared.items() if v is not None)
     lines = ["", f"## Contrastive pre-training: the temperature sweep ({dataset_heading})", "",
-             f"{len(rows)} run(s), {budget}; measured on the test split with the weights of the lowest validation "
+             f"{len(rows)} run(s), all with {budget or 'their own settings'}"
+             + (f" (each run's {', '.join(differing)} beside its name)" if differing else "")
+             + "; measured on the test split with the weights of the lowest validation "
              "contrastive loss. Digit@k: share of queries with an item of their own digit among the k most "
              "similar items of the other view (image → audio / audio → image). R@1: the exact partner first; "
              "its digit-only ceiling is (digits present) / (test pairs), what a ranking that knows only the "
@@ -71,7 +80,9 @@ def sweep_markdown(rows, dataset_heading):
         ret, probe = r["retrieval"], r["probe"]
         bias = f"{r['bias']:.2f}" + (" (learned)" if r["learn_bias"] else "") if isinstance(r["bias"], (int, float)) \
             else "–"
-        cells = [r["name"], str(r["loss"]), _tau(r), bias, f"{r['epochs_run']} ({r['best_epoch']})"]
+        name = r["name"] + (" (" + ", ".join(f"{k}={_setting(r['setup'][k])}" for k in differing) + ")"
+                            if differing else "")
+        cells = [name, str(r["loss"]), _tau(r), bias, f"{r['epochs_run']} ({r['best_epoch']})"]
         for key in ("digit@1", "digit@5", "recall@1"):
             cells.append(" / ".join(_pct(ret.get(f"{key}_{d}"), 1 if key != "recall@1" else 2) for d, _ in DIRECTIONS))
         cells.append(_pct(ret.get("recall@1_ceiling"), 2))

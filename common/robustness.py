@@ -30,6 +30,21 @@ EVAL_BATCH = 128  # featurizer batches: measured 1.2-1.5x faster than 512 for th
 HEAD_BATCH = 1024  # fusion and head batches, on precomputed features
 
 
+STAND_INS = ("zeros", "train_mean")  # what a missing view becomes
+
+
+def missing_view_stand_in(train_split, train_index, view, fill):
+    """The input that replaces a missing view, shaped like one batch row [1, ...]: zeros, or the mean
+    of that view over the training pairs train_split[train_index]. evaluate.py's missing-view
+    measurements and train_multimodal.py's --modality-dropout both use it."""
+    inputs = getattr(train_split, view)
+    if fill == "zeros":
+        return torch.zeros_like(inputs[:1])
+    if fill == "train_mean":
+        return inputs[train_index].mean(0, keepdim=True)
+    raise ValueError(f"unknown stand-in {fill!r}; valid: {', '.join(STAND_INS)}")
+
+
 def noise_rng(data_seed, stream, level_index=0):
     return np.random.default_rng(np.random.SeedSequence([RECIPE_VERSION, int(data_seed), 0xE7A1,
                                                          _STREAMS[stream], level_index]))
@@ -212,8 +227,8 @@ def robustness(model, views, raw, test_size, test_index, data_seed, train_split,
         for gone in views:
             kept = "audio" if gone == "image" else "image"
             net, kept_features = fixed(kept)
-            mean = getattr(train_split, gone)[train_index].mean(0, keepdim=True)
-            for fill, stand_in in (("zeros", torch.zeros_like(mean)), ("train_mean", mean)):
+            for fill in STAND_INS:
+                stand_in = missing_view_stand_in(train_split, train_index, gone, fill)
                 # the stand-in is one input for every pair: its features are computed once, on one row
                 both_fixed, stand_in_features = with_fixed_view(net, gone, stand_in, device, precision)
                 inputs = {kept: kept_features, gone: stand_in_features.expand(len(clean), *stand_in_features.shape[1:])}

@@ -49,7 +49,7 @@ variant() {  # variant SEED MODELS TAG FLAGS...: one variant at one seed
     local seed="$1" models="$2" tag="$3"
     shift 3
     "$REPRODUCE" --seeds "$seed" --models "$models" --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report -- "$@" "${EXTRA[@]}"
+        --no-report -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 # seed by seed, so that a stopped session leaves whole seeds of every variant
 for seed in $SEEDS; do

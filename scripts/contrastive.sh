@@ -16,8 +16,10 @@ usage: scripts/contrastive.sh [--runs-dir runs/contrastive] [--results results/c
    featurizers (the validation pairs, never the test split, choose it).
 3. Label efficiency: concat fusion on a class-balanced share F of the labelled training
    pairs, from scratch and with both featurizers from that checkpoint (--init-from):
-   F = 0.01 and 0.1 for seeds 0, 1, 2, and F = 1 for seed 0 (12 runs, named
+   F = 0.01 and 0.1 for seeds 0, 1, 2, and F = 1 for seed 0 (14 runs, named
    multimodal-concat-fF-sS and multimodal-concat-fF-pre-sS), each evaluated by evaluate.py.
+   If the chosen checkpoint is gone (a fresh machine: checkpoints are never kept) while a
+   pre-trained run is still to do, that sweep run is trained again with its saved flags.
 
 scripts/reproduce.sh does the work (its rules for skipping, resuming and keeping runs
 apply); then python report.py RESULTS prints both tables and writes both figures.
@@ -53,7 +55,7 @@ sweep_run() {  # sweep_run TAG FLAGS...
     local tag="$1"
     shift
     "$REPRODUCE" --seeds 0 --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report -- "${SWEEP[@]}" "$@" "${EXTRA[@]}"
+        --no-report -- "${SWEEP[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 for loss in nt_xent nt_log; do
     for tau in 0.03 0.1 0.3 1 3; do
@@ -77,29 +79,41 @@ PY
 )
 echo "== best contrastive run (validation probe accuracy, both featurizers): $best"
 checkpoint="$RUNS_DIR/$best/checkpoints/best.pt"
-if [[ ! -f "$checkpoint" && -e "$RUNS_DIR/$best" ]]; then
-    echo "error: $RUNS_DIR/$best has no checkpoints/best.pt; remove that folder to train $best again" >&2
-    exit 1
-elif [[ ! -f "$checkpoint" ]]; then  # kept in RESULTS, but checkpoints are never kept: train it again
+pre_trained_left() {  # true while some pre-trained label-efficiency run is not kept yet
+    local seed fraction
+    for seed in 0 1 2; do
+        for fraction in 0.01 0.1; do
+            [[ -f "$RESULTS/multimodal-concat-f$fraction-pre-s$seed/metrics.json" ]] || return 0
+        done
+    done
+    [[ ! -f "$RESULTS/multimodal-concat-f1-pre-s0/metrics.json" ]]
+}
+if [[ ! -f "$checkpoint" ]] && pre_trained_left; then
+    if [[ -e "$RUNS_DIR/$best" ]]; then
+        echo "error: $RUNS_DIR/$best has no checkpoints/best.pt; remove that folder to train $best again" >&2
+        exit 1
+    fi
+    # kept in RESULTS, but checkpoints are never kept: train it again, with its saved flags
     echo "== $checkpoint is gone (checkpoints are never kept): training $best again"
     tag="${best#contrastive-}"
     tag="${tag%-s0}"
-    config="$RESULTS/$best/config.json"
-    mapfile -t flags < <("$PY" -c 'import json, sys
+    saved=$("$PY" -c 'import json, sys
 a = json.load(open(sys.argv[1]))["args"]
 print("--loss"); print(a["loss"]); print("--tau"); print(a["tau"])
 for flag in ("learn_tau", "learn_bias"):
-    if a.get(flag): print("--" + flag.replace("_", "-"))' "$config")
+    if a.get(flag): print("--" + flag.replace("_", "-"))' "$RESULTS/$best/config.json")
+    flags=()
+    while IFS= read -r line; do flags+=("$line"); done <<< "$saved"
     "$REPRODUCE" --seeds 0 --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --no-report -- \
-        "${SWEEP[@]}" "${flags[@]}" "${EXTRA[@]}"
+        "${SWEEP[@]}" "${flags[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
 fi
 
 efficiency_run() {  # efficiency_run SEED F
     local seed="$1" fraction="$2"
     "$REPRODUCE" --seeds "$seed" --models concat --tag "f$fraction" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report -- --label-fraction "$fraction" "${EXTRA[@]}"
+        --no-report -- --label-fraction "$fraction" ${EXTRA[@]+"${EXTRA[@]}"}
     "$REPRODUCE" --seeds "$seed" --models concat --tag "f$fraction-pre" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report -- --label-fraction "$fraction" --init-from "$checkpoint" "${EXTRA[@]}"
+        --no-report -- --label-fraction "$fraction" --init-from "$checkpoint" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 for seed in 0 1 2; do
     efficiency_run "$seed" 0.01

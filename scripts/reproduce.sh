@@ -145,7 +145,7 @@ train() {
     local script="$1" name="$2"
     shift 2
     local dir="$RUNS_DIR/$name"
-    local cmd=("$PY" "$ROOT/$script" --runs-dir "$RUNS_DIR" --name "$name" "$@" "${EXTRA[@]}")
+    local cmd=("$PY" "$ROOT/$script" --runs-dir "$RUNS_DIR" --name "$name" "$@" ${EXTRA[@]+"${EXTRA[@]}"})
     if [[ -f "$dir/metrics.json" ]]; then
         echo "== skip $name: already finished ($dir/metrics.json)"
     elif [[ -f "$dir/checkpoints/last.pt" ]]; then

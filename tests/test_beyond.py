@@ -71,11 +71,12 @@ def test_late_fusion_leaves_the_lost_views_head_out_of_the_average():
 @pytest.mark.parametrize("fusion", ["concat", "late"])
 def test_modality_dropout_is_recorded_changes_training_and_never_touches_evaluation(fusion, course_root, tmp_path):
     plain = train("train_multimodal.py", course_root, tmp_path, "--fusion", fusion, "--name", "plain")
+    fill = "train_mean" if fusion != "late" else "zeros"  # late fusion fills nothing: it drops the lost head
     dropped = train("train_multimodal.py", course_root, tmp_path, "--fusion", fusion, "--name", "dropped",
-                    "--modality-dropout", "0.5", "--modality-dropout-fill", "train_mean")
+                    "--modality-dropout", "0.5", "--modality-dropout-fill", fill)
     assert plain.returncode == 0 and dropped.returncode == 0, dropped.stderr
     config = json.loads((tmp_path / "dropped/config.json").read_text())
-    assert config["args"]["modality_dropout"] == 0.5 and config["args"]["modality_dropout_fill"] == "train_mean"
+    assert config["args"]["modality_dropout"] == 0.5 and config["args"]["modality_dropout_fill"] == fill
     a, b = (torch.load(tmp_path / n / "checkpoints/best.pt", weights_only=True)["model"] for n in ("plain", "dropped"))
     assert any(not torch.equal(a[k], b[k]) for k in a)  # the same seed trained differently
     # the test numbers in metrics.json are those of the whole views: evaluating best.pt again agrees
@@ -89,6 +90,11 @@ def test_modality_dropout_is_recorded_changes_training_and_never_touches_evaluat
         metrics["test"]["loss"], rel=1e-5)
     bad = train("train_multimodal.py", course_root, tmp_path, "--modality-dropout", "1.5", "--name", "bad")
     assert bad.returncode == 2 and "must be in [0, 1]" in bad.stderr
+    for flags in (["--modality-dropout-fill", "train_mean"],
+                  ["--modality-dropout", "0.3", "--modality-dropout-fill", "train_mean", "--fusion", "late"]):
+        bad = train("train_multimodal.py", course_root, tmp_path, *flags, "--name", "bad")
+        assert bad.returncode == 2 and "--modality-dropout-fill needs --modality-dropout above 0" in bad.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 def argparse_namespace(saved):

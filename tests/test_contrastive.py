@@ -315,3 +315,18 @@ def test_analysis_script(tmp_path):
         assert abs(item["numeric"]["large_tau"]["log"] - 2 * LOG2) < 1e-4
     assert "0.380" in proc.stdout and "-0.731" in proc.stdout
     assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
+
+
+def test_class_level_retrieval_ranks_queries_in_chunks_without_changing_the_result(monkeypatch):
+    import common.contrastive as contrastive
+    torch.manual_seed(0)
+    sims, labels = torch.randn(300, 300), torch.randint(0, 10, (300,))
+    sims[:, 7] = sims[:, 8]  # ties: broken by the lower index, in every chunk
+    whole = retrieval_from_similarity(sims, labels, ks=(1, 3, 5))
+    monkeypatch.setattr(contrastive, "RANKING_ROWS", 7)
+    assert retrieval_from_similarity(sims, labels, ks=(1, 3, 5)) == whole
+    # the same numbers as a plain loop over queries
+    for k in (1, 3, 5):
+        top = [sorted(range(300), key=lambda j: (-sims[i, j].item(), j))[:k] for i in range(300)]
+        assert whole[f"digit@{k}_img2aud"] == pytest.approx(
+            sum(any(labels[j] == labels[i] for j in top[i]) for i in range(300)) / 300)

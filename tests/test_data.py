@@ -16,7 +16,7 @@ from common.data.fsdd import load_recordings, read_wav
 from common.data.mnist import IMAGE_MAGIC, LABEL_MAGIC, read_idx
 from common.data.raw import RawSources, RawSplit
 from common.data.recipe import (AUDIO_LENGTH, add_noise_at_snr, build_dataset, corrupt_images, exact_row_sums,
-                                place_utterances)
+                                place_utterances, standardise)
 from conftest import REAL_DATA, ROOT, make_avdigits_root, run_cli, write_course, write_idx, write_wav
 
 
@@ -427,3 +427,41 @@ def test_real_default_build(tmp_path, monkeypatch):
     assert a.fingerprint == b.fingerprint
     c = load_dataset("avdigits", REAL_DATA, 0)  # from the cache this time
     assert c.fingerprint == a.fingerprint and torch.equal(c.test.audio, a.test.audio)
+
+
+def test_audio_arithmetic_in_row_blocks_gives_the_same_bits_as_on_whole_chunks():
+    """add_noise_at_snr and standardise work on blocks of ROW_BLOCK waveforms for speed; every step is
+    per row, so they must equal the whole-chunk formulas (numerics v2) bit for bit, partial block,
+    silent row and infinite SNR included."""
+    from common.data.recipe import ROW_BLOCK
+
+    def whole_chunk_noise(clean, starts, lengths, snr_db, rng):
+        positions = np.arange(clean.shape[1])[None, :]
+        inside = (positions >= starts[:, None]) & (positions < (starts + lengths)[:, None])
+        signal_power = exact_row_sums(clean * clean * inside) / lengths
+        ratio = np.array([10.0 ** (float(s) / 10.0) for s in snr_db], dtype=np.float64)
+        noise = rng.standard_normal(clean.shape, dtype=np.float32)
+        return clean + noise.astype(np.float64) * np.sqrt(signal_power / ratio)[:, None]
+
+    def whole_chunk_standardise(audio):
+        n = audio.shape[1]
+        mean = exact_row_sums(audio) / n
+        centred = audio - mean[:, None]
+        std = np.sqrt(exact_row_sums(centred * centred) / n) + 1e-8
+        return (centred / std[:, None]).astype(np.float32), mean.astype(np.float32), std.astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    n = 2 * ROW_BLOCK + 22
+    lengths = rng.integers(2000, AUDIO_LENGTH, n)
+    starts = np.array([rng.integers(0, AUDIO_LENGTH - length + 1) for length in lengths])
+    clean = np.zeros((n, AUDIO_LENGTH))
+    for i in range(n):
+        clean[i, starts[i]:starts[i] + lengths[i]] = rng.standard_normal(lengths[i]) * rng.uniform(0.01, 0.5)
+    clean[3] = 0.0  # a silent utterance
+    snr = rng.uniform(-30, 30, n).astype(np.float32)
+    snr[5] = np.inf  # no noise
+    blocked = add_noise_at_snr(clean, starts, lengths, snr, np.random.default_rng(1))
+    whole = whole_chunk_noise(clean, starts, lengths, snr, np.random.default_rng(1))
+    assert np.array_equal(blocked, whole)
+    for a, b in zip(standardise(blocked), whole_chunk_standardise(whole)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

@@ -182,3 +182,27 @@ def test_a_fixed_views_precomputed_features_give_the_same_logits(fusion, precisi
         cached = Split(**{**{v: getattr(split, v) for v in views}, view: features}, label=split.label)
         assert torch.equal(evaluate(fixed, cached, index, views, 16, cpu, precision)["logits"], full)
     assert isinstance(model.audio_featurizer, torch.nn.Module) and hasattr(model.audio_featurizer, "conv")
+
+
+@pytest.mark.parametrize("fusion", ["concat", "bilinear", "attention-tokens", "late"])
+def test_featurizers_and_head_in_separate_batches_score_as_the_whole_model(fusion):
+    """robustness scores a fused model by running the featurizers in small batches and fusion and head on
+    the precomputed features in large ones, and featurizes a missing view's stand-in once, on one row;
+    all of it must give what the whole model gives on the same inputs."""
+    from common.data import Split
+    from common.multimodal import build_multimodal
+    from common.robustness import _score, with_fixed_view
+    torch.manual_seed(0)
+    model = build_multimodal(fusion).eval()
+    n = 300
+    split = Split(image=torch.rand(n, 1, 28, 28), audio=torch.randn(n, 1, 8000), label=torch.arange(n) % 10)
+    cpu, views, index = torch.device("cpu"), ("image", "audio"), torch.arange(n)
+    whole = evaluate(model, split, index, views, 512, cpu, "fp32")
+    scored = _score(model, split, views, cpu, "fp32")
+    assert scored["acc"] == pytest.approx(whole["acc"]) and scored["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+    # a missing audio: zeros for every pair, against its features computed once and expanded
+    zeros = Split(image=split.image, audio=torch.zeros(n, 1, 8000), label=split.label)
+    net, features = with_fixed_view(model, "audio", torch.zeros(1, 1, 8000), cpu, "fp32")
+    stand_in = Split(image=split.image, audio=features.expand(n, *features.shape[1:]), label=split.label)
+    once = evaluate(net, stand_in, index, views, 128, cpu, "fp32")["logits"]
+    torch.testing.assert_close(once, evaluate(model, zeros, index, views, 512, cpu, "fp32")["logits"])

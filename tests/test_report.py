@@ -522,7 +522,7 @@ def test_contrastive_sweep_and_label_efficiency_tables_and_figures(tmp_path, cap
     assert xent[5:] == ["40.0 / 30.0", "80.0 / 70.0", "0.20 / 0.10", "1.00", "90.0", "60.0", "92.0"]
     assert rows["contrastive-nt_xent-t1-s0"][0][5] == "20.0 / 25.0"
     assert rows["contrastive-nt_log-learn-s0"][0][2] == "learned: 0.1 → 0.0312"
-    assert "batch 128, at most 6 epochs, patience 3" in out
+    assert "all with batch_size=128, max_epochs=6, patience=3, lr=0.001, similarity=cosine, proj_dim=64" in out
     # label efficiency: F rows, scratch and pre-trained means over seeds, and their difference
     assert rows["0.01"][0][1:] == ["55.00 ± 7.07 (n=2)", "75.00 ± 7.07 (n=2)", "+20.00"]
     assert rows["1"][0][1:] == ["95.00 ± – (n=1)", "96.00 ± – (n=1)", "+1.00"]
@@ -636,12 +636,55 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
         in r.stdout
     assert sorted(os.listdir(kept)) == sorted(sweep + efficiency)
 
-    # a fresh machine: the kept runs are skipped, and the best checkpoint, which is never kept, is trained again
-    shutil.rmtree(runs)
-    log.write_text("")
-    r = subprocess.run(["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data", "synthetic"],
-                       capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    again = [c.split() for c in log.read_text().splitlines()]
-    assert [c[c.index("--name") + 1] for c in again] == ["contrastive-nt_log-learn-bias-s0"]
-    assert "--learn-tau --learn-bias" in " ".join(again[0]) and "--tau 0.1" in " ".join(again[0])
+    def fresh_machine():  # runs/ is gone; results/ survives
+        shutil.rmtree(runs, ignore_errors=True)
+        log.write_text("")
+        r = subprocess.run(["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data",
+                            "synthetic"], capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return [c.split() for c in log.read_text().splitlines() if "evaluate.py" not in c]
+
+    # everything kept: nothing is trained, not even the best checkpoint (nothing needs it)
+    assert fresh_machine() == []
+    # a pre-trained run still to do: the best checkpoint, never kept, is trained again with its saved flags
+    shutil.rmtree(kept / "multimodal-concat-f0.1-pre-s2")
+    again = fresh_machine()
+    assert [c[c.index("--name") + 1] for c in again] == ["contrastive-nt_log-learn-bias-s0",
+                                                         "multimodal-concat-f0.1-pre-s2"]
+    assert "--loss nt_log --tau 0.1 --learn-tau --learn-bias --data synthetic" in " ".join(again[0])
+
+
+def test_delta_late_pairs_each_row_with_the_late_row_trained_the_same_way(tmp_path, capsys):
+    study, beyond = tmp_path / "study", tmp_path / "beyond"
+    for folder, name, fusion, extra, image_acc in [
+            (study, "multimodal-concat-s0", "concat", {}, 0.5),
+            (study, "multimodal-add-s0", "add", {}, 0.4),
+            (study, "multimodal-late-s0", "late", {}, 0.6),
+            (beyond, "multimodal-late-mdrop0.3-s0", "late", {"modality_dropout": 0.3}, 0.8),
+            (beyond, "multimodal-concat-mdrop0.3-s0", "concat", {"modality_dropout": 0.3}, 0.7),
+            (beyond, "multimodal-concat-mel-s0", "concat", {"audio_frontend": "mel"}, 0.65)]:
+        run = write_run(folder, name, model="multimodal", fusion=fusion, **extra)
+        write_robustness(run, lambda p, a=image_acc: a, lambda snr: 0.9)
+    code, out, err = run_report(capsys, study, beyond, "--no-figures")
+    assert code == 0, err
+    rows = table_rows(out[out.index("### Robustness"):])
+    # image-sweep area and Δ late: the exam-setup rows against the exam-setup late row (60), the modality-dropout
+    # concat against the modality-dropout late (80), the mel concat (no mel late) against the exam-setup late
+    assert rows["multimodal-concat"][0][4:6] == ["50.00 ± –", "-10.00"]
+    assert rows["multimodal-add"][0][4:6] == ["40.00 ± –", "-20.00"]
+    assert rows["multimodal-concat (modality_dropout=0.3)"][0][4:6] == ["70.00 ± –", "-10.00"]
+    assert rows["multimodal-concat (audio_frontend=mel)"][0][4:6] == ["65.00 ± –", "+5.00"]
+    assert rows["multimodal-late (modality_dropout=0.3)"][0][5] == "–"
+    # the paired tests and the exam's numbers: only against / beside the rows trained as the exam did
+    assert out.count("### Paired against") == 0  # no predictions_test.csv here
+    exam_cells = {name: r[5] for name, rs in table_rows(out[:out.index("### Robustness")]).items() for r in rs
+                  if len(r) == 10}
+    assert exam_cells["multimodal-concat"] == "0.278 / 94.5%" and exam_cells["multimodal-add"] == "0.276 / 94.9%"
+    assert exam_cells["multimodal-concat (audio_frontend=mel)"] == "–"
+
+
+def test_a_row_trained_with_other_flags_gets_no_exam_numbers(tmp_path, capsys):
+    write_run(tmp_path, "multimodal-concat-lr-s0", model="multimodal", fusion="concat", lr=0.01)
+    code, out, _ = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0
+    assert [r[5] for rs in table_rows(out).values() for r in rs if len(r) == 10] == ["–"]
