@@ -299,7 +299,8 @@ def build_from_config(config):
         return audio_classifier(frontend["audio_frontend"], frontend["mel_channels"])
     if kind == "multimodal":
         return build_multimodal(args["fusion"], args.get("fused_dim"), args.get("hidden_dim"), args.get("heads"),
-                                image_dim=args.get("image_dim", FEATURE_DIM), audio_dim=args.get("audio_dim", FEATURE_DIM),
+                                image_dim=args.get("image_dim", FEATURE_DIM),
+                                audio_dim=args.get("audio_dim", FEATURE_DIM),
                                 **frontend)
     raise ValueError(f"a {kind!r} run has no classifier to evaluate (image, audio or multimodal runs only)")
 

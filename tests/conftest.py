@@ -108,3 +108,17 @@ def write_course(folder, n_train=30, n_test=12, audio_len=8100, train_audio_2d=F
     torch.save(torch.randn(n_test, 1, 7000, generator=g), folder / "test_audio.pth")
     if test_labels:
         torch.save(torch.randint(0, 10, (n_test,), generator=g), folder / "test_labels.pth")
+
+
+@pytest.fixture(scope="module")
+def labelled_course(tmp_path_factory):
+    """A small course-format dataset with a labelled test split: 60 training and 20 test pairs."""
+    root = tmp_path_factory.mktemp("course")
+    write_course(root, n_train=60, n_test=20, test_labels=True)
+    return root
+
+
+def train_on_course(script, course_root, runs_dir, *extra):
+    """One epoch of a training script on a course-format dataset, batch 16, one thread."""
+    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
+                       "--batch-size", "16", "--num-threads", "1", "--max-epochs", "1", *extra])

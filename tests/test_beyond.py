@@ -11,19 +11,7 @@ from common.data.sources import dataset_from_args
 from common.mel import LogMel, MelAudioFeaturizer, hz_to_mel, mel_band_edges, mel_filterbank
 from common.multimodal import FUSION_CHOICES, build_from_config, build_multimodal, draw_present_views, fill_missing
 from common.training import evaluate
-from conftest import run_script, write_course
-
-
-@pytest.fixture(scope="module")
-def course_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    write_course(root, n_train=60, n_test=20, test_labels=True)
-    return root
-
-
-def train(script, course_root, runs_dir, *extra):
-    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
-                       "--batch-size", "16", "--num-threads", "1", "--max-epochs", "1", *extra])
+from conftest import train_on_course
 
 
 # ---------------------------------------------------------------- modality dropout
@@ -69,11 +57,11 @@ def test_late_fusion_leaves_the_lost_views_head_out_of_the_average():
 
 
 @pytest.mark.parametrize("fusion", ["concat", "late"])
-def test_modality_dropout_is_recorded_changes_training_and_never_touches_evaluation(fusion, course_root, tmp_path):
-    plain = train("train_multimodal.py", course_root, tmp_path, "--fusion", fusion, "--name", "plain")
+def test_modality_dropout_is_recorded_changes_training_and_never_touches_evaluation(fusion, labelled_course, tmp_path):
+    plain = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", fusion, "--name", "plain")
     fill = "train_mean" if fusion != "late" else "zeros"  # late fusion fills nothing: it drops the lost head
-    dropped = train("train_multimodal.py", course_root, tmp_path, "--fusion", fusion, "--name", "dropped",
-                    "--modality-dropout", "0.5", "--modality-dropout-fill", fill)
+    dropped = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", fusion, "--name", "dropped",
+                              "--modality-dropout", "0.5", "--modality-dropout-fill", fill)
     assert plain.returncode == 0 and dropped.returncode == 0, dropped.stderr
     config = json.loads((tmp_path / "dropped/config.json").read_text())
     assert config["args"]["modality_dropout"] == 0.5 and config["args"]["modality_dropout_fill"] == fill
@@ -88,11 +76,12 @@ def test_modality_dropout_is_recorded_changes_training_and_never_touches_evaluat
     metrics = json.loads((tmp_path / "dropped/metrics.json").read_text())
     assert again["acc"] == pytest.approx(metrics["test"]["acc"]) and again["loss"] == pytest.approx(
         metrics["test"]["loss"], rel=1e-5)
-    bad = train("train_multimodal.py", course_root, tmp_path, "--modality-dropout", "1.5", "--name", "bad")
+    bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--modality-dropout", "1.5",
+                          "--name", "bad")
     assert bad.returncode == 2 and "must be in [0, 1]" in bad.stderr
     for flags in (["--modality-dropout-fill", "train_mean"],
                   ["--modality-dropout", "0.3", "--modality-dropout-fill", "train_mean", "--fusion", "late"]):
-        bad = train("train_multimodal.py", course_root, tmp_path, *flags, "--name", "bad")
+        bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, *flags, "--name", "bad")
         assert bad.returncode == 2 and "--modality-dropout-fill needs --modality-dropout above 0" in bad.stderr
         assert not (tmp_path / "bad").exists()
 
@@ -160,12 +149,14 @@ def test_every_fusion_takes_a_training_step_with_the_mel_front_end(fusion):
     assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     optimizer.step()
-    assert not torch.equal(before["audio_featurizer.conv.0.weight"], model.state_dict()["audio_featurizer.conv.0.weight"])
+    first_conv = "audio_featurizer.conv.0.weight"
+    assert not torch.equal(before[first_conv], model.state_dict()[first_conv])
 
 
-def test_mel_runs_end_to_end_and_refuse_mismatched_flags(course_root, tmp_path):
-    out = train("train_audio.py", course_root, tmp_path, "--audio-frontend", "mel", "--mel-channels", "8", "16",
-                "--name", "mel")
+def test_mel_runs_end_to_end_and_refuse_mismatched_flags(labelled_course, tmp_path):
+    out = train_on_course("train_audio.py", labelled_course, tmp_path, "--audio-frontend", "mel",
+                          "--mel-channels", "8", "16",
+                          "--name", "mel")
     assert out.returncode == 0, out.stderr
     config = json.loads((tmp_path / "mel/config.json").read_text())
     assert config["args"]["audio_frontend"] == "mel" and config["args"]["mel_channels"] == [8, 16]
@@ -173,9 +164,10 @@ def test_mel_runs_end_to_end_and_refuse_mismatched_flags(course_root, tmp_path):
     assert state["featurizer.conv.0.weight"].shape == (8, 1, 3, 3)
     model = build_from_config(config)
     model.load_state_dict(state)  # evaluate.py rebuilds the same network from config.json
-    bad = train("train_audio.py", course_root, tmp_path, "--mel-channels", "8", "16", "--name", "bad")
+    bad = train_on_course("train_audio.py", labelled_course, tmp_path, "--mel-channels", "8", "16", "--name", "bad")
     assert bad.returncode == 2 and bad.stderr.strip().endswith("--mel-channels needs --audio-frontend mel")
-    raw = train("train_multimodal.py", course_root, tmp_path, "--init-from", str(tmp_path / "mel/checkpoints/best.pt"),
-                "--name", "raw-from-mel")  # a mel featurizer does not fit the raw front-end
+    raw = train_on_course("train_multimodal.py", labelled_course, tmp_path,
+                          "--init-from", str(tmp_path / "mel/checkpoints/best.pt"),
+                          "--name", "raw-from-mel")  # a mel featurizer does not fit the raw front-end
     assert raw.returncode == 2 and raw.stderr.strip().splitlines()[-1].startswith("error: --init-from ")
     assert "audio featurizer: checkpoint lacks conv.2" in raw.stderr and "Traceback" not in raw.stderr

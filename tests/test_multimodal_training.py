@@ -5,24 +5,12 @@ import pytest
 import torch
 
 from common.multimodal import FUSION_CHOICES
-from conftest import run_script, write_course
-
-
-@pytest.fixture(scope="module")
-def course_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    write_course(root, n_train=60, n_test=20, test_labels=True)
-    return root
-
-
-def train(script, course_root, runs_dir, *extra):
-    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
-                    "--batch-size", "16", "--num-threads", "1", "--max-epochs", "1", *extra])
+from conftest import train_on_course
 
 
 @pytest.mark.parametrize("fusion", FUSION_CHOICES)
-def test_every_fusion_trains_and_reports(fusion, course_root, tmp_path):
-    out = train("train_multimodal.py", course_root, tmp_path, "--fusion", fusion)
+def test_every_fusion_trains_and_reports(fusion, labelled_course, tmp_path):
+    out = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", fusion)
     assert out.returncode == 0, out.stderr
     run = tmp_path / f"multimodal-{fusion}-s0"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -37,27 +25,29 @@ def test_every_fusion_trains_and_reports(fusion, course_root, tmp_path):
     assert metrics["test"]["acc"] == pytest.approx(correct / 20, abs=1e-6)
 
 
-def test_unequal_widths_stop_with_one_line_and_leave_nothing(course_root, tmp_path):
-    out = train("train_multimodal.py", course_root, tmp_path, "--fusion", "mul", "--audio-dim", "64")
+def test_unequal_widths_stop_with_one_line_and_leave_nothing(labelled_course, tmp_path):
+    out = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", "mul", "--audio-dim", "64")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == \
         "error: mul fusion needs equal feature widths, got n_img=128 and n_aud=64"
     assert "Traceback" not in out.stderr
     assert not any(tmp_path.iterdir())
-    ok = train("train_multimodal.py", course_root, tmp_path, "--fusion", "concat", "--audio-dim", "64")
+    ok = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", "concat", "--audio-dim", "64")
     assert ok.returncode == 0, ok.stderr  # concat does not need equal widths
 
 
-def test_init_from_loads_the_featurizer(course_root, tmp_path):
-    assert train("train_image.py", course_root, tmp_path, "--name", "img").returncode == 0
+def test_init_from_loads_the_featurizer(labelled_course, tmp_path):
+    assert train_on_course("train_image.py", labelled_course, tmp_path, "--name", "img").returncode == 0
     source = torch.load(tmp_path / "img/checkpoints/best.pt", weights_only=True)["model"]
     # a learning rate of 1e-12 keeps the loaded weights (to float precision) through one epoch
-    out = train("train_multimodal.py", course_root, tmp_path, "--init-from", str(tmp_path / "img/checkpoints/best.pt"),
-                "--lr", "1e-12", "--name", "mm")
+    out = train_on_course("train_multimodal.py", labelled_course, tmp_path,
+                          "--init-from", str(tmp_path / "img/checkpoints/best.pt"),
+                          "--lr", "1e-12", "--name", "mm")
     assert out.returncode == 0, out.stderr
     assert "initialised the image featurizer(s)" in out.stdout
     loaded = torch.load(tmp_path / "mm/checkpoints/best.pt", weights_only=True)["model"]
     for key in ("conv.0.weight", "fc.weight"):
         assert torch.allclose(loaded[f"image_featurizer.{key}"], source[f"featurizer.{key}"], atol=1e-8)
-    bad = train("train_multimodal.py", course_root, tmp_path, "--init-from", str(tmp_path / "nope.pt"), "--name", "x")
+    bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--init-from", str(tmp_path / "nope.pt"),
+                          "--name", "x")
     assert bad.returncode == 1 and "no checkpoint at" in bad.stderr
