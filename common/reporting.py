@@ -200,11 +200,11 @@ def contrastive_summary(m):
     text = (f"[{m['dataset']}] contrastive {m['loss']}: best epoch {m['best_epoch']} of {m['epochs_run']}, "
             f"val loss {m['val']['loss']:.4f}, tau {m['tau']:.4g}; test retrieval R@1 img->aud "
             f"{100 * r['recall@1_img2aud']:.2f}%, aud->img {100 * r['recall@1_aud2img']:.2f}% "
-            f"(chance {100 / max(r['n'], 1):.2f}%)")
+            f"(chance {100 / max(r['n'], 1):.2f}%"
+            + (f", digit-only ceiling {100 * r['recall@1_ceiling']:.2f}%)" if "recall@1_ceiling" in r else ")"))
     if "digit@1_img2aud" in r:
-        text += (f" (digit-only ceiling {100 * r['recall@1_ceiling']:.2f}%); same digit at top-1 "
-                 f"{100 * r['digit@1_img2aud']:.2f}% / {100 * r['digit@1_aud2img']:.2f}%, in the top 5 "
-                 f"{100 * r['digit@5_img2aud']:.2f}% / {100 * r['digit@5_aud2img']:.2f}%")
+        text += (f"; same digit at top-1 {100 * r['digit@1_img2aud']:.2f}% / {100 * r['digit@1_aud2img']:.2f}%, "
+                 f"in the top 5 {100 * r['digit@5_img2aud']:.2f}% / {100 * r['digit@5_aud2img']:.2f}%")
     probe = m["test"]["probe"]
     if probe is not None:
         text += (f"; probe acc image {100 * probe['image']:.2f}%, audio {100 * probe['audio']:.2f}%, "
