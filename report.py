@@ -43,8 +43,8 @@ import re
 import statistics
 import sys
 
-from common.contrastive_report import (contrastive_row, label_efficiency_figure, label_efficiency_markdown,
-                                       label_efficiency_sets, sweep_figure, sweep_markdown)
+from common.contrastive_report import (contrastive_row, format_setting, label_efficiency_figure,
+                                       label_efficiency_markdown, label_efficiency_sets, sweep_figure, sweep_markdown)
 from common.data import REGIMES
 from common.io import output_file_problem, save_figure, save_text
 from common.multimodal import FUSION_CHOICES, MEL_CHANNELS
@@ -472,11 +472,7 @@ def _disambiguate(groups):
             # a beyond-the-exam setting shows where a row departs from the exam (the exam's value goes unsaid)
             shown = [k for k in differing if k not in BEYOND_KEYS or k in beyond]
             shown += [k for k in beyond if k not in shown]
-            g["settings"] = ", ".join(f"{k}={_setting(config[k])}" for k in shown)
-
-
-def _setting(value):
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            g["settings"] = ", ".join(f"{k}={format_setting(config[k])}" for k in shown)
 
 
 # ---------------------------------------------------------------- formatting

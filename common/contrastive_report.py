@@ -38,7 +38,8 @@ def contrastive_row(path, metrics, args):
             "probe": probe if isinstance(probe, dict) else {}}
 
 
-def _setting(value):
+def format_setting(value):
+    """A flag's value as a row label shows it: lists as space-separated items (mel_channels=32 64)."""
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
@@ -63,7 +64,7 @@ def sweep_markdown(rows, dataset_heading):
     rows = sorted(rows, key=_sweep_order)
     shared = {k: rows[0]["setup"][k] for k in SETUP_KEYS if len({repr(r["setup"][k]) for r in rows}) == 1}
     differing = [k for k in SETUP_KEYS if k not in shared]
-    budget = ", ".join(f"{k}={_setting(v)}" for k, v in shared.items() if v is not None)
+    budget = ", ".join(f"{k}={format_setting(v)}" for k, v in shared.items() if v is not None)
     lines = ["", f"## Contrastive pre-training: the temperature sweep ({dataset_heading})", "",
              f"{len(rows)} run(s), all with {budget or 'their own settings'}"
              + (f" (each run's {', '.join(differing)} beside its name)" if differing else "")
@@ -80,7 +81,7 @@ def sweep_markdown(rows, dataset_heading):
         ret, probe = r["retrieval"], r["probe"]
         bias = f"{r['bias']:.2f}" + (" (learned)" if r["learn_bias"] else "") if isinstance(r["bias"], (int, float)) \
             else "–"
-        name = r["name"] + (" (" + ", ".join(f"{k}={_setting(r['setup'][k])}" for k in differing) + ")"
+        name = r["name"] + (" (" + ", ".join(f"{k}={format_setting(r['setup'][k])}" for k in differing) + ")"
                             if differing else "")
         cells = [name, str(r["loss"]), _tau(r), bias, f"{r['epochs_run']} ({r['best_epoch']})"]
         for key in ("digit@1", "digit@5", "recall@1"):
