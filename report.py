@@ -224,11 +224,14 @@ def mcnemar_exact(b, c):
     """Two-sided exact McNemar p-value from the discordant counts: b pairs only the first model got
     right, c only the second. Under no difference each discordant pair goes either way with
     probability 1/2: p = 2 P(X <= min(b, c)), X ~ Binomial(b + c, 1/2), capped at 1."""
+    return min(1.0, 2 * mcnemar_one_sided(max(b, c), min(b, c)))
+
+
+def mcnemar_one_sided(b, c):
+    """Exact one-sided McNemar p-value that the first model is the better one: P(X <= c),
+    X ~ Binomial(b + c, 1/2), the chance of c or fewer discordant pairs going the baseline's way."""
     n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
-    return min(1.0, 2 * tail / 2 ** n)
+    return sum(math.comb(n, k) for k in range(c + 1)) / 2 ** n if n else 1.0
 
 
 def holm(pvalues):
@@ -268,9 +271,11 @@ def paired_comparisons(groups, baseline):
     For each other group with predictions for seeds the baseline also has: the accuracy
     difference per seed, its mean with a 95% t interval over seeds, and McNemar's exact test per
     seed. The seeds share their test pairs, so their tests are not independent and their counts
-    are not pooled: a model differs from the baseline only if it does at every seed, and the
-    p-value of that (intersection-union) test is the largest per-seed p. Holm's correction then
-    runs over the models compared with this baseline.
+    are not pooled: a model differs from the baseline only if it does at every seed and in the same
+    direction. That (intersection-union) test takes, for each direction, the largest per-seed
+    one-sided p; p is twice the smaller of the two (capped at 1), and "direction" says which one
+    it was (+1: this model better). When every seed points the same way this is the largest
+    per-seed two-sided p. Holm's correction then runs over the models compared with this baseline.
     """
     base_preds = {}
     for seed, path in zip(baseline["seeds"], baseline["paths"]):
@@ -279,7 +284,7 @@ def paired_comparisons(groups, baseline):
     for g in groups:
         if g is baseline:
             continue
-        diffs, per_seed, discordant, used = [], [], [], set()
+        diffs, per_seed, better, worse, discordant, used = [], [], [], [], [], set()
         for seed, path in zip(g["seeds"], g["paths"]):
             mine, base = read_predictions(os.path.dirname(path)), base_preds.get(seed)
             if seed in used or not mine or not base or set(mine) != set(base):
@@ -289,10 +294,14 @@ def paired_comparisons(groups, baseline):
             c = sum(base[i] and not mine[i] for i in mine)
             diffs.append(100.0 * (b - c) / len(mine))
             per_seed.append(mcnemar_exact(b, c))
+            better.append(mcnemar_one_sided(b, c))
+            worse.append(mcnemar_one_sided(c, b))
             discordant.append(f"{b}/{c}")
         if diffs:
+            p_better, p_worse = max(better), max(worse)
             rows.append({"group": g, "n": len(diffs), "diff": mean_ci(diffs), "p_seeds": per_seed,
-                         "p": max(per_seed), "discordant": discordant})
+                         "p": min(1.0, 2 * min(p_better, p_worse)), "direction": 1 if p_better < p_worse else -1,
+                         "discordant": discordant})
     for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = adjusted
     return rows
@@ -331,15 +340,16 @@ def comparisons_markdown(groups, dataset_name):
                       f"{row_name(baseline)}'s, mean over the paired seeds with a 95% t interval. b/c per seed: "
                       "test pairs only this model got right / only the baseline got right. p: McNemar's exact "
                       "test, per seed in the last column; the seeds share their test pairs, so they are not "
-                      "pooled: p is the largest per-seed p (a difference must hold at every seed), then "
+                      "pooled: a difference must hold at every seed in the same direction, so p is twice "
+                      "the largest per-seed one-sided p in the likelier direction (the largest per-seed p when "
+                      "every seed agrees; about 1 when they disagree), then "
                       f"Holm-corrected over the models of this table. Significant: Holm-adjusted p < {ALPHA}.", "",
                       "| model | seeds | Δ acc (points) | b/c per seed | p | p (Holm) | significant | p per seed |",
                       "|---|---:|---:|---|---:|---:|---|---|"]
             for r in rows:
                 mean, half = r["diff"]
                 diff = f"{mean:+.2f}" + (f" ± {half:.2f}" if half is not None else " ± –")
-                significant = "yes, better" if r["p_holm"] < ALPHA and mean > 0 else \
-                    "yes, worse" if r["p_holm"] < ALPHA else "no"
+                significant = "no" if r["p_holm"] >= ALPHA else "yes, better" if r["direction"] > 0 else "yes, worse"
                 lines.append(f"| {row_name(r['group'])} | {r['n']} | {diff} | {', '.join(r['discordant'])} | "
                              f"{r['p']:.2g} | {r['p_holm']:.2g} | {significant} | "
                              f"{', '.join(f'{p:.2g}' for p in r['p_seeds'])} |")

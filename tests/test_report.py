@@ -416,6 +416,9 @@ def test_mcnemar_exact_on_known_tables():
     assert report.mcnemar_exact(9, 1) == report.mcnemar_exact(1, 9)  # two-sided: symmetric
     assert report.mcnemar_exact(5, 5) == 1.0 and report.mcnemar_exact(0, 0) == 1.0
     assert report.mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+    # one-sided, first model better: P(X <= c); b = 9, c = 1 gives 11 / 1024, the other way round P(X <= 9) = 1 - 1 / 1024
+    assert report.mcnemar_one_sided(9, 1) == pytest.approx(11 / 1024)
+    assert report.mcnemar_one_sided(1, 9) == pytest.approx(1 - 1 / 1024)
 
 
 def test_holm_adjusts_in_step_down_order():
@@ -474,6 +477,23 @@ def test_a_difference_must_hold_at_every_seed(tmp_path, capsys):
     assert code == 0, err
     row = table_rows(out[out.index("### Paired against multimodal-concat"):])["multimodal-gated"][0]
     assert row[3] == "15/0, 0/0" and row[4] == "1" and row[6] == "no"
+
+
+def test_seeds_that_disagree_in_direction_are_not_a_difference(tmp_path, capsys):
+    """Gated far better than concat at seed 0 and far worse at seed 1: each seed alone is significant,
+    but not in one direction, so the model is not called better or worse."""
+    for s, gated_right in enumerate([[i < 95 for i in range(100)], [i < 65 for i in range(100)]]):
+        concat = write_run(tmp_path, f"multimodal-concat-s{s}", model="multimodal", fusion="concat", seed=s)
+        write_predictions(concat, [i < 80 for i in range(100)])
+        gated = write_run(tmp_path, f"multimodal-gated-s{s}", model="multimodal", fusion="gated", seed=s)
+        write_predictions(gated, gated_right)
+    code, out, err = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0, err
+    row = table_rows(out[out.index("### Paired against multimodal-concat"):])["multimodal-gated"][0]
+    assert row[3] == "15/0, 0/15"
+    assert [float(p) for p in row[7].split(", ")] == pytest.approx([2 / 2 ** 15] * 2, rel=0.05)  # each seed alone
+    # better: the largest one-sided p is seed 1's, 1 - 2^-15; worse: seed 0's, the same; p = 2 x that, capped
+    assert row[4] == "1" and row[6] == "no"
 
 
 
