@@ -357,28 +357,32 @@ def comparisons_markdown(groups, dataset_name):
 
 
 def accuracy_figure(groups, title):
-    """Test accuracy per model with error bars (std over seeds), and one panel per noise regime."""
+    """Test accuracy per model: a bar at the mean with error bars (std over seeds) and a dot per run,
+    since with three seeds a mean can hide a run that failed; one panel per noise regime."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     labels = [row_name(g) for g in groups]
-    panels = [("all test pairs", lambda g: g["test_acc"])] + \
-        [(r, lambda g, r=r: g["regime_acc"][r]) for r in REGIMES]
+    panels = [("all test pairs", "all", lambda g: g["test_acc"])] + \
+        [(r, r, lambda g, r=r: g["regime_acc"][r]) for r in REGIMES]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.32 * len(groups) + 1.8), sharey=True)
-    for ax, (name, stat) in zip(axes, panels):
+    for ax, (name, key, stat) in zip(axes, panels):
         means = [stat(g)[0] if stat(g)[2] else float("nan") for g in groups]
         stds = [stat(g)[1] or 0.0 for g in groups]
         ax.barh(range(len(groups)), means, xerr=stds, color=["C1" if g["model"] != "multimodal" else "C0"
                                                              for g in groups], capsize=2)
-        finite = [m for m in means if m == m]
-        if finite:
-            ax.set_xlim(max(0.0, min(finite) - 5), min(100.0, max(finite) + 2))
+        runs = [(row, acc) for row, g in enumerate(groups) for acc in g["run_acc"][key] if _is_number(acc)]
+        if runs:
+            ax.plot([acc for _, acc in runs], [row for row, _ in runs], "k.", markersize=4, zorder=3)
+        shown = [m for m in means if m == m] + [acc for _, acc in runs]
+        if shown:
+            ax.set_xlim(max(0.0, min(shown) - 5), min(100.0, max(shown) + 2))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("test accuracy (%)")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(groups)), labels, fontsize=8)
     axes[0].invert_yaxis()
-    fig.suptitle(title + " (mean ± std over seeds)", fontsize=10)
+    fig.suptitle(title + " (bars: mean ± std over seeds; dots: each run)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -435,6 +439,8 @@ def group_runs(runs):
         for field in STAT_FIELDS:
             group[field] = mean_std(r[field] for r in members)
         group["regime_acc"] = {r: mean_std(m["regime_acc"][r] for m in members) for r in REGIMES}
+        group["run_acc"] = {"all": [m["test_acc"] for m in members],  # each run's, for the figure's dots
+                            **{r: [m["regime_acc"][r] for m in members] for r in REGIMES}}
         ns = {json.dumps(m["regime_n"], sort_keys=True) for m in members}
         group["regime_n"] = members[0]["regime_n"] if len(ns) == 1 else {}
         group["robustness"] = [r["robustness"] for r in members if r["robustness"]]

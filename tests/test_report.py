@@ -708,3 +708,19 @@ def test_a_row_trained_with_other_flags_gets_no_exam_numbers(tmp_path, capsys):
     code, out, _ = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0
     assert [r[5] for rs in table_rows(out).values() for r in rs if len(r) == 10] == ["–"]
+
+
+def test_accuracy_figure_shows_each_run_beside_the_mean(tmp_path):
+    """A fusion with one failed seed (11%) and two good ones: the bar is the mean, and a dot for every run
+    keeps the failed one in sight, inside the axis."""
+    for s, acc in enumerate([0.11, 0.96, 0.95]):
+        write_run(tmp_path, f"multimodal-attention-tokens-s{s}", model="multimodal", fusion="attention-tokens",
+                  seed=s, acc=acc, regimes=(acc, acc, acc))
+    runs, _, _ = report.read_runs(str(tmp_path))
+    [(_, groups)] = report.group_runs(runs)
+    fig = report.accuracy_figure(groups, "made-up runs")
+    for ax in fig.axes:  # the whole set, then one panel per regime
+        [dots] = [line for line in ax.lines if line.get_marker() == "."]  # the error bars' caps are lines too
+        assert sorted(dots.get_xdata()) == pytest.approx([11.0, 95.0, 96.0])
+        assert ax.get_xlim()[0] <= 11.0
+        assert ax.patches[0].get_width() == pytest.approx((11 + 96 + 95) / 3)
