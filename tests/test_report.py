@@ -646,7 +646,7 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
         flags = " ".join(c)
         assert flags.endswith("--data synthetic")
         if name.startswith("contrastive-"):
-            assert "--batch-size 128 --max-epochs 10 --patience 3" in flags
+            assert "--batch-size 128 --max-epochs 10 --patience 10" in flags
             assert ("--learn-tau" in c) == ("learn" in name) and ("--learn-bias" in c) == ("bias" in name)
         else:
             assert c[c.index("--label-fraction") + 1] == name.split("-f")[1].split("-")[0]
