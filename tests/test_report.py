@@ -466,30 +466,29 @@ def test_paired_comparisons_seed_by_seed(tmp_path, capsys):
     assert row[7] == ", ".join([f"{p:.2g}"] * 3)
 
 
-def test_a_difference_must_hold_at_every_seed(tmp_path, capsys):
-    """One seed with a large difference and one with none: not significant, whatever pooling would say."""
-    for s, gated_right in enumerate([[i < 95 for i in range(100)], [i < 80 for i in range(100)]]):
+def gated_against_concat(tmp_path, capsys, gated_right_below):
+    """The gated row of the paired table against concat, for seeds 0, 1, ...: concat right on test pairs
+    0-79 of 100 at every seed, gated right on pairs 0 to gated_right_below[seed] - 1."""
+    for s, right_below in enumerate(gated_right_below):
         concat = write_run(tmp_path, f"multimodal-concat-s{s}", model="multimodal", fusion="concat", seed=s)
         write_predictions(concat, [i < 80 for i in range(100)])
         gated = write_run(tmp_path, f"multimodal-gated-s{s}", model="multimodal", fusion="gated", seed=s)
-        write_predictions(gated, gated_right)
+        write_predictions(gated, [i < right_below for i in range(100)])
     code, out, err = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0, err
-    row = table_rows(out[out.index("### Paired against multimodal-concat"):])["multimodal-gated"][0]
+    return table_rows(out[out.index("### Paired against multimodal-concat"):])["multimodal-gated"][0]
+
+
+def test_a_difference_must_hold_at_every_seed(tmp_path, capsys):
+    """One seed with a large difference and one with none: not significant, whatever pooling would say."""
+    row = gated_against_concat(tmp_path, capsys, [95, 80])
     assert row[3] == "15/0, 0/0" and row[4] == "1" and row[6] == "no"
 
 
 def test_seeds_that_disagree_in_direction_are_not_a_difference(tmp_path, capsys):
     """Gated far better than concat at seed 0 and far worse at seed 1: each seed alone is significant,
     but not in one direction, so the model is not called better or worse."""
-    for s, gated_right in enumerate([[i < 95 for i in range(100)], [i < 65 for i in range(100)]]):
-        concat = write_run(tmp_path, f"multimodal-concat-s{s}", model="multimodal", fusion="concat", seed=s)
-        write_predictions(concat, [i < 80 for i in range(100)])
-        gated = write_run(tmp_path, f"multimodal-gated-s{s}", model="multimodal", fusion="gated", seed=s)
-        write_predictions(gated, gated_right)
-    code, out, err = run_report(capsys, tmp_path, "--no-figures")
-    assert code == 0, err
-    row = table_rows(out[out.index("### Paired against multimodal-concat"):])["multimodal-gated"][0]
+    row = gated_against_concat(tmp_path, capsys, [95, 65])
     assert row[3] == "15/0, 0/15"
     assert [float(p) for p in row[7].split(", ")] == pytest.approx([2 / 2 ** 15] * 2, rel=0.05)  # each seed alone
     # better: the largest one-sided p is seed 1's, 1 - 2^-15; worse: seed 0's, the same; p = 2 x that, capped
