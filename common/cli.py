@@ -4,7 +4,7 @@ import copy
 import sys
 import traceback
 
-from .argtypes import fraction, positive_float, positive_int, run_name, share
+from .argtypes import fraction, non_negative_int, positive_float, positive_int, run_name, share
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
@@ -29,6 +29,10 @@ def training_parser(description, default_lr=1e-3):
                         "validation and test stay whole")
     p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
     p.add_argument("--lr", type=positive_float, default=default_lr, help="Adam learning rate")
+    p.add_argument("--epoch-pairs", type=non_negative_int, default=0, metavar="N",
+                   help="an epoch trains on at least N pairs: a smaller training set (e.g. under --label-fraction) "
+                        "is passed over several times, each pass in a fresh seeded order, between validations, so "
+                        "that early stopping counts comparable numbers of steps; 0 = one pass per epoch")
     p.add_argument("--max-epochs", type=positive_int, default=100, help="upper bound on epochs")
     p.add_argument("--patience", type=positive_int, default=5,
                    help="stop after this many epochs without a lower validation loss")

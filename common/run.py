@@ -28,7 +28,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .cli import UsageError, explicit_flags
-from .data import Dataset, batch_indices, class_balanced_subset, shuffle_order, train_val_split
+from .data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
 from .data.sources import dataset_from_args
 from .io import hold_lock, is_locked, output_dir_problem, save_json
 from .training import (TrainingError, load_checkpoint, pick_device, resolve_precision, restore_training,
@@ -310,10 +310,12 @@ class Progress:
             yield epoch
 
     def batches(self, train_index):
-        """The epoch's batches of training indices, in a seeded order; a resumed half epoch
-        continues its saved order after the batches already done."""
+        """The epoch's batches of training indices, in a seeded order (several passes when the
+        training set is smaller than --epoch-pairs); a resumed half epoch continues its saved
+        order after the batches already done."""
         if self.order is None:  # a fresh epoch
-            self.order = shuffle_order(train_index, self.shuffle)
+            # getattr: runs saved before --epoch-pairs existed trained one pass per epoch
+            self.order = epoch_order(train_index, self.shuffle, getattr(self.args, "epoch_pairs", 0))
             self.done_batches, self.loss_sum, self.n_seen = 0, 0.0, 0
         batches = list(batch_indices(self.order, self.args.batch_size))
         for b in tqdm(range(self.done_batches, len(batches)), desc=f"epoch {self.current}", leave=False,

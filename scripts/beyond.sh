@@ -4,7 +4,8 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: scripts/beyond.sh [--seeds "0 1 2"] [--runs-dir runs/beyond] [--results results/beyond] [-- EXTRA...]
+usage: scripts/beyond.sh [--seeds "0 1 2"] [--runs-dir runs/beyond] [--results results/beyond] [--list]
+                        [-- EXTRA...]
 
 Trains the five variants of the exam's networks, once per seed, each evaluated by
 evaluate.py right after training (scripts/reproduce.sh does the work; its rules for
@@ -16,6 +17,8 @@ skipping, resuming and keeping runs apply):
   multimodal-concat-mel-sS           concat, --audio-frontend mel
   multimodal-concat-mel-mdrop0.3-sS  concat, --audio-frontend mel --modality-dropout 0.3
 
+--list prints one self-contained command per run instead (for xargs -P N on a machine
+that can train several at once) and exits.
 EXTRA goes to every training script (e.g. -- --data avdigits --data-root ../shared/data).
 Then: python report.py results/study RESULTS --figures RESULTS puts them beside the
 study's rows, with the paired comparisons against the exam-architecture concat and late.
@@ -28,6 +31,7 @@ EOF
 SEEDS="0 1 2"
 RUNS_DIR="runs/beyond"
 RESULTS="results/beyond"
+LIST=()
 EXTRA=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -38,6 +42,7 @@ while [[ $# -gt 0 ]]; do
                     RUNS_DIR="$2"; shift 2 ;;
         --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
                    RESULTS="$2"; shift 2 ;;
+        --list) LIST=(--list); shift ;;
         --) shift; EXTRA=("$@"); break ;;
         *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
            usage >&2; exit 2 ;;
@@ -49,7 +54,7 @@ variant() {  # variant SEED MODELS TAG FLAGS...: one variant at one seed
     local seed="$1" models="$2" tag="$3"
     shift 3
     "$REPRODUCE" --seeds "$seed" --models "$models" --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+        --no-report ${LIST[@]+"${LIST[@]}"} -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 # seed by seed, so that a stopped session leaves whole seeds of every variant
 for seed in $SEEDS; do

@@ -4,7 +4,8 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: scripts/contrastive.sh [--runs-dir runs/contrastive] [--results results/contrastive] [-- EXTRA...]
+usage: scripts/contrastive.sh [--runs-dir runs/contrastive] [--results results/contrastive] [--list]
+                             [-- EXTRA...]
 
 1. The sweep (seed 0): train_contrastive.py with NT-Xent and NT-Log at
    tau = 0.03, 0.1, 0.3, 1, 3, one --learn-tau run per loss (from tau = 0.1) and one
@@ -21,11 +22,17 @@ usage: scripts/contrastive.sh [--runs-dir runs/contrastive] [--results results/c
    pairs, from scratch and with both featurizers from that checkpoint (--init-from):
    F = 0.01 and 0.1 for seeds 0, 1, 2, and F = 1 for seed 0 (14 runs, named
    multimodal-concat-fF-sS and multimodal-concat-fF-pre-sS), each evaluated by evaluate.py.
+   Each validates after at least 1,400 training pairs (--epoch-pairs 1400: ten passes per
+   epoch at F = 0.01), so that early stopping's patience is about the same number of steps
+   at every F below 1.
    If the chosen checkpoint is gone (a fresh machine: checkpoints are never kept) while a
    pre-trained run is still to do, that sweep run is trained again with its saved flags.
 
 scripts/reproduce.sh does the work (its rules for skipping, resuming and keeping runs
 apply); then python report.py RESULTS prints both tables and writes both figures.
+--list prints one self-contained command per run instead (for xargs -P N) and exits: the
+sweep's, then label efficiency's. Label efficiency needs the sweep finished and kept, and the
+chosen checkpoint in place, so --list lists its runs only then.
 EXTRA goes to every training script (e.g. -- --data avdigits --data-root ../shared/data).
 
 environment:
@@ -36,6 +43,7 @@ EOF
 
 RUNS_DIR="runs/contrastive"
 RESULTS="results/contrastive"
+LIST=()
 EXTRA=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -44,6 +52,7 @@ while [[ $# -gt 0 ]]; do
                     RUNS_DIR="$2"; shift 2 ;;
         --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
                    RESULTS="$2"; shift 2 ;;
+        --list) LIST=(--list); shift ;;
         --) shift; EXTRA=("$@"); break ;;
         *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
            usage >&2; exit 2 ;;
@@ -54,11 +63,13 @@ PY="${PYTHON:-python}"
 REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
 SWEEP=(--batch-size 128 --max-epochs "${SWEEP_EPOCHS:-10}" --patience "${SWEEP_EPOCHS:-10}")  # no early stop
 
+SWEEP_LEFT=0  # sweep runs not kept in RESULTS yet
 sweep_run() {  # sweep_run TAG FLAGS...
     local tag="$1"
     shift
+    [[ -f "$RESULTS/contrastive-$tag-s0/metrics.json" ]] || SWEEP_LEFT=$((SWEEP_LEFT + 1))
     "$REPRODUCE" --seeds 0 --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report -- "${SWEEP[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+        --no-report ${LIST[@]+"${LIST[@]}"} -- "${SWEEP[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 for loss in nt_xent nt_log; do
     for tau in 0.03 0.1 0.3 1 3; do
@@ -67,6 +78,11 @@ for loss in nt_xent nt_log; do
     sweep_run "$loss-learn" --loss "$loss" --tau 0.1 --learn-tau
 done
 sweep_run nt_log-learn-bias --loss nt_log --tau 0.1 --learn-tau --learn-bias
+
+if [[ ${#LIST[@]} -gt 0 && $SWEEP_LEFT -gt 0 ]]; then
+    echo "note: $SWEEP_LEFT sweep runs are not kept in $RESULTS yet; label efficiency is listed once they are" >&2
+    exit 0
+fi
 
 # the sweep's best run, by validation probe accuracy on both featurizers
 best=$("$PY" - "$RESULTS" <<'PY'
@@ -80,7 +96,8 @@ if not scores:
 print(max(sorted(scores), key=scores.get))
 PY
 )
-echo "== best contrastive run (validation probe accuracy, both featurizers): $best"
+line="== best contrastive run (validation probe accuracy, both featurizers): $best"
+if [[ ${#LIST[@]} -gt 0 ]]; then echo "$line" >&2; else echo "$line"; fi  # --list: stdout holds commands only
 checkpoint="$RUNS_DIR/$best/checkpoints/best.pt"
 pre_trained_left() {  # true while some pre-trained label-efficiency run is not kept yet
     local seed fraction
@@ -91,6 +108,10 @@ pre_trained_left() {  # true while some pre-trained label-efficiency run is not 
     done
     [[ ! -f "$RESULTS/multimodal-concat-f1-pre-s0/metrics.json" ]]
 }
+if [[ ! -f "$checkpoint" ]] && pre_trained_left && [[ ${#LIST[@]} -gt 0 ]]; then
+    echo "error: --list: $checkpoint is gone; run scripts/contrastive.sh once without --list to train it again" >&2
+    exit 1
+fi
 if [[ ! -f "$checkpoint" ]] && pre_trained_left; then
     if [[ -e "$RUNS_DIR/$best" ]]; then
         echo "error: $RUNS_DIR/$best has no checkpoints/best.pt; remove that folder to train $best again" >&2
@@ -111,12 +132,19 @@ for flag in ("learn_tau", "learn_bias"):
         "${SWEEP[@]}" "${flags[@]}" ${EXTRA[@]+"${EXTRA[@]}"}
 fi
 
+# Every label-efficiency run validates after at least EPOCH_PAIRS training pairs (--epoch-pairs), so
+# that early stopping's patience is a comparable number of steps: one pass at F = 0.1 (1,405 pairs) and
+# at F = 1, ten passes at F = 0.01 (142 pairs). With one pass per epoch, F = 0.01 had 3 steps an epoch
+# and patience 5 stopped it after 18 steps, at chance.
+EPOCH_PAIRS=1400
 efficiency_run() {  # efficiency_run SEED F
     local seed="$1" fraction="$2"
     "$REPRODUCE" --seeds "$seed" --models concat --tag "f$fraction" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report -- --label-fraction "$fraction" ${EXTRA[@]+"${EXTRA[@]}"}
+        --no-report ${LIST[@]+"${LIST[@]}"} -- --label-fraction "$fraction" --epoch-pairs "$EPOCH_PAIRS" \
+        ${EXTRA[@]+"${EXTRA[@]}"}
     "$REPRODUCE" --seeds "$seed" --models concat --tag "f$fraction-pre" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report -- --label-fraction "$fraction" --init-from "$checkpoint" ${EXTRA[@]+"${EXTRA[@]}"}
+        --no-report ${LIST[@]+"${LIST[@]}"} -- --label-fraction "$fraction" --epoch-pairs "$EPOCH_PAIRS" \
+        --init-from "$checkpoint" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 for seed in 0 1 2; do
     efficiency_run "$seed" 0.01

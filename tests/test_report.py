@@ -575,6 +575,15 @@ def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
         assert ("--modality-dropout" in c) == ("mdrop" in name) and ("--audio-frontend" in c) == ("mel" in name)
     bad = subprocess.run(["bash", REPRODUCE, "--tag", "-x", "--list"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "--tag -x" in bad.stderr
+    # --list: the same runs as one reproduce.sh command each, in the same order, and nothing trained
+    log.write_text("")
+    listed = subprocess.run(["bash", os.path.join(ROOT, "scripts", "beyond.sh"), "--seeds", "0 1", "--list", "--",
+                             "--data", "synthetic"], capture_output=True, text=True, env=env, timeout=60)
+    assert listed.returncode == 0 and log.read_text() == ""
+    lines = [line.split() for line in listed.stdout.splitlines()]
+    assert [f"{'audio' if c[c.index('--models') + 1] == 'audio' else 'multimodal-' + c[c.index('--models') + 1]}"
+            f"-{c[c.index('--tag') + 1]}-s{c[c.index('--seeds') + 1]}" for c in lines] == names
+    assert all(" ".join(variants[n[:-3]]) + " --data synthetic" in " ".join(c) for c, n in zip(lines, names))
 
 
 def test_two_folders_share_a_table_and_only_the_exam_setup_gets_the_exams_numbers(tmp_path, capsys):
@@ -645,10 +654,11 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
         flags = " ".join(c)
         assert flags.endswith("--data synthetic")
         if name.startswith("contrastive-"):
-            assert "--batch-size 128 --max-epochs 10 --patience 10" in flags
+            assert "--batch-size 128 --max-epochs 10 --patience 10" in flags and "--epoch-pairs" not in c
             assert ("--learn-tau" in c) == ("learn" in name) and ("--learn-bias" in c) == ("bias" in name)
         else:
             assert c[c.index("--label-fraction") + 1] == name.split("-f")[1].split("-")[0]
+            assert c[c.index("--epoch-pairs") + 1] == "1400"  # validation every ~1,400 pairs at every F
             best = str(runs / "contrastive-nt_log-learn-bias-s0" / "checkpoints" / "best.pt")  # the longest name
             assert ("--init-from " + best in flags) == name.endswith("-pre-s" + name[-1])
     assert "best contrastive run (validation probe accuracy, both featurizers): contrastive-nt_log-learn-bias-s0" \
@@ -671,6 +681,32 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
     assert [c[c.index("--name") + 1] for c in again] == ["contrastive-nt_log-learn-bias-s0",
                                                          "multimodal-concat-f0.1-pre-s2"]
     assert "--loss nt_log --tau 0.1 --learn-tau --learn-bias --data synthetic" in " ".join(again[0])
+
+    def listed(*extra):  # --list: the runs as commands, nothing trained
+        log.write_text("")
+        r = subprocess.run(["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--list", *extra,
+                            "--", "--data", "synthetic"], capture_output=True, text=True, env=env, timeout=120)
+        assert log.read_text() == ""
+        return r, [line.split() for line in r.stdout.splitlines()]
+
+    # the checkpoint is there now, so every run is listed: the sweep, then label efficiency, one per line
+    r, lines = listed()
+    assert r.returncode == 0, r.stderr
+    assert all(c[0].endswith("reproduce.sh") and c[c.index("--seeds") + 1] in "012" for c in lines)
+    def run_name(c):
+        model, tag, seed = (c[c.index(flag) + 1] for flag in ("--models", "--tag", "--seeds"))
+        return f"{'contrastive' if model == 'contrastive' else 'multimodal-' + model}-{tag}-s{seed}"
+    assert [run_name(c) for c in lines] == sweep + efficiency
+    assert all(("--epoch-pairs" in c) == ("contrastive" not in c) for c in lines)
+    # without the checkpoint, a pre-trained run still to do cannot be listed: an error, after the sweep's lines
+    shutil.rmtree(runs)
+    shutil.rmtree(kept / "multimodal-concat-f0.1-pre-s2")
+    r, lines = listed()
+    assert r.returncode == 1 and "is gone" in r.stderr and len(lines) == 13
+    # with sweep runs still to do, only the sweep is listed
+    shutil.rmtree(kept / "contrastive-nt_xent-t1-s0")
+    r, lines = listed()
+    assert r.returncode == 0 and len(lines) == 13 and "1 sweep runs are not kept" in r.stderr
 
 
 def test_delta_late_pairs_each_row_with_the_late_row_trained_the_same_way(tmp_path, capsys):

@@ -165,6 +165,38 @@ def test_early_stopping_counts_strict_improvements():
     assert clone.state_dict() == es.state_dict()
 
 
+def test_epoch_order_repeats_a_small_training_set_in_fresh_orders():
+    from common.data import epoch_order, shuffle_order
+    index = torch.arange(10, 24)  # 14 pairs
+    one = epoch_order(index, torch.Generator().manual_seed(5))
+    assert torch.equal(one, shuffle_order(index, torch.Generator().manual_seed(5)))  # default: the one-pass order
+    order = epoch_order(index, torch.Generator().manual_seed(5), min_pairs=40)
+    assert len(order) == 42  # ceil(40 / 14) = 3 passes
+    passes = order.view(3, 14)
+    for p in passes:
+        assert sorted(p.tolist()) == index.tolist()  # every pass holds each pair once
+    assert not torch.equal(passes[0], passes[1]) and torch.equal(passes[0], one)  # fresh orders, seeded
+    assert torch.equal(order, epoch_order(index, torch.Generator().manual_seed(5), min_pairs=40))
+    assert len(epoch_order(index, torch.Generator(), min_pairs=14)) == 14  # already enough: one pass
+
+
+def test_epoch_pairs_sets_the_pairs_between_validations(course_root, tmp_path):
+    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "2", "--label-fraction", "0.2",
+                "--epoch-pairs", "50", name="small")
+    assert out.returncode == 0, out.stderr
+    n_train = len(json.loads((tmp_path / "small" / "split_indices.json").read_text())["train"])
+    history = torch.load(tmp_path / "small" / "checkpoints" / "last.pt", weights_only=True)["history"]
+    passes = -(-50 // n_train)
+    assert passes > 1 and [h["train_samples"] for h in history] == [passes * n_train] * 2
+    plain = train("train_image.py", course_root, tmp_path, "--max-epochs", "1", "--label-fraction", "0.2",
+                  name="plain")
+    assert plain.returncode == 0, plain.stderr
+    plain_history = torch.load(tmp_path / "plain" / "checkpoints" / "last.pt", weights_only=True)["history"]
+    assert [h["train_samples"] for h in plain_history] == [n_train]
+    bad = train("train_image.py", course_root, tmp_path, "--epoch-pairs", "-1", name="bad")
+    assert bad.returncode == 2 and "non-negative" in bad.stderr and not (tmp_path / "bad").exists()
+
+
 def test_label_fraction_keeps_a_class_balanced_seeded_share(course_root, tmp_path):
     from common.data import class_balanced_subset
     labels = torch.arange(1000) % 10

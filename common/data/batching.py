@@ -1,4 +1,6 @@
 """Seeded train/validation split and batch iteration over in-memory tensors."""
+import math
+
 import torch
 
 
@@ -33,6 +35,13 @@ def class_balanced_subset(indices, labels, fraction, seed):
 def shuffle_order(indices, generator):
     """`indices` in a random order drawn from `generator` (one epoch's order)."""
     return indices[torch.randperm(len(indices), generator=generator)]
+
+
+def epoch_order(indices, generator, min_pairs=0):
+    """One epoch's order: a seeded pass over `indices`, repeated in fresh orders until the
+    epoch holds at least `min_pairs` (one pass when min_pairs <= len(indices))."""
+    passes = max(1, math.ceil(min_pairs / len(indices))) if len(indices) else 1
+    return torch.cat([shuffle_order(indices, generator) for _ in range(passes)])
 
 
 def batch_indices(indices, batch_size, shuffle=False, generator=None):
