@@ -566,7 +566,9 @@ def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
                 "multimodal-late-mdrop0.3": ["--modality-dropout", "0.3"],
                 "audio-mel": ["--audio-frontend", "mel"],
                 "multimodal-concat-mel": ["--audio-frontend", "mel"],
-                "multimodal-concat-mel-mdrop0.3": ["--audio-frontend", "mel", "--modality-dropout", "0.3"]}
+                "multimodal-concat-mel-mdrop0.3": ["--audio-frontend", "mel", "--modality-dropout", "0.3"],
+                "audio-mel-lean": ["--audio-frontend", "mel", "--mel-channels", "8", "16"],
+                "multimodal-concat-mel-lean": ["--audio-frontend", "mel", "--mel-channels", "8", "16"]}
     assert names == [f"{v}-s{s}" for s in (0, 1) for v in variants]
     for c, name in zip(calls, names):
         flags = " ".join(c)
