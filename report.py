@@ -55,13 +55,15 @@ MODELS = ("image", "audio", "multimodal")
 # config.json args that change what a run trains; runs differing in any of them never share a row.
 CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
                "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from", "precision",
-               "label_fraction", "modality_dropout", "modality_dropout_fill", "audio_frontend", "mel_channels")
+               "label_fraction", "epoch_pairs", "modality_dropout", "modality_dropout_fill", "audio_frontend",
+               "mel_channels")
 # what runs from before a flag existed did
-KEY_DEFAULTS = {"label_fraction": 1.0, "modality_dropout": 0.0, "modality_dropout_fill": "zeros",
+KEY_DEFAULTS = {"label_fraction": 1.0, "epoch_pairs": 0, "modality_dropout": 0.0, "modality_dropout_fill": "zeros",
                 "audio_frontend": "raw", "mel_channels": list(MEL_CHANNELS)}
 # the exam's own training and network: the rows that get the exam's numbers beside them and serve as
 # the baselines of the paired comparisons (the beyond-the-exam variants differ in one of these)
-EXAM_SETTINGS = {"label_fraction": 1.0, "init_from": None, "modality_dropout": 0.0, "audio_frontend": "raw"}
+EXAM_SETTINGS = {"label_fraction": 1.0, "epoch_pairs": 0, "init_from": None, "modality_dropout": 0.0,
+                 "audio_frontend": "raw"}
 EXAM_DEFAULT_ARGS = {"lr": 0.001, "batch_size": 64, "max_epochs": 100, "patience": 5, "val_fraction": 0.2,
                      "image_dim": 128, "audio_dim": 128, "fused_dim": 128, "hidden_dim": 256, "heads": 4}
 STAT_FIELDS = ("test_loss", "test_acc", "params", "seconds_per_epoch", "best_epoch", "epochs_run")
@@ -113,7 +115,10 @@ def load_config_args(run_dir):
             return {}
         # the precision used (config.json's top level), not the flag: --precision auto resolves per machine
         used = saved_precision(config)
-        return {**args, "precision": used} if used else args
+        args = {**args, "precision": used} if used else dict(args)
+        if isinstance(config.get("device"), str):  # where it trained (cpu, cuda:0, ...), not the --device flag
+            args["device_used"] = config["device"].split(":")[0]
+        return args
     except (OSError, ValueError, AttributeError) as e:
         warn(f"ignoring unreadable {path}: {type(e).__name__}: {e}")
         return {}
@@ -191,6 +196,7 @@ def read_runs(runs_dir):
             "config": config_key(args),
             "test_loss": test["loss"], "test_acc": 100.0 * test["acc"],
             "params": m.get("params"), "seconds_per_epoch": m.get("seconds_per_epoch"),
+            "device": args.get("device_used", "unknown"),
             "best_epoch": m.get("best_epoch"), "epochs_run": m.get("epochs_run"),
             "regime_acc": {r: 100.0 * regime_acc[r] if _is_number(regime_acc.get(r)) else None for r in REGIMES},
             "regime_n": test.get("per_regime_n") or {},
@@ -438,6 +444,7 @@ def group_runs(runs):
                  "n": len(members), "seeds": seeds, "paths": [r["path"] for r in members]}
         for field in STAT_FIELDS:
             group[field] = mean_std(r[field] for r in members)
+        group["devices"] = sorted({m["device"] for m in members})
         group["regime_acc"] = {r: mean_std(m["regime_acc"][r] for m in members) for r in REGIMES}
         group["run_acc"] = {"all": [m["test_acc"] for m in members],  # each run's, for the figure's dots
                             **{r: [m["regime_acc"][r] for m in members] for r in REGIMES}}
@@ -459,7 +466,7 @@ def group_runs(runs):
     return out
 
 
-BEYOND_KEYS = ("label_fraction", "init_from", "modality_dropout", "modality_dropout_fill", "audio_frontend",
+BEYOND_KEYS = ("label_fraction", "epoch_pairs", "init_from", "modality_dropout", "modality_dropout_fill", "audio_frontend",
                "mel_channels")
 
 
@@ -557,7 +564,11 @@ def markdown(tables, runs_dir, n_runs, skipped, sweeps=()):
         lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         best_acc = best_labels(groups, "test_acc", 2, highest=True)
         best_loss = best_labels(groups, "test_loss", 4, highest=False)
+        devices = sorted({d for g in groups for d in g["devices"]})
         for i, g in enumerate(groups):
+            seconds = fmt_stat(g["seconds_per_epoch"], 1)
+            if len(devices) > 1:  # seconds from different machines: say whose
+                seconds += f" ({'+'.join(g['devices'])})"
             acc = fmt_stat(g["test_acc"], 2)
             loss = fmt_stat(g["test_loss"], 4)
             comparable = is_exam_setup(g) and not dkey[1] and dkey[3] is None  # the exam's setup, real data
@@ -566,9 +577,12 @@ def markdown(tables, runs_dir, n_runs, skipped, sweeps=()):
                      f"**{loss}**" if i in best_loss else loss,
                      f"**{acc}**" if i in best_acc else acc,
                      f"{exam[0]:.3f} / {exam[1]:.1f}%" if exam else "–",
-                     fmt_params(g["params"]), fmt_stat(g["seconds_per_epoch"], 1),
+                     fmt_params(g["params"]), seconds,
                      fmt_stat(g["best_epoch"], 1), fmt_stat(g["epochs_run"], 1)]
             lines.append("| " + " | ".join(cells) + " |")
+        if len(devices) > 1:
+            lines += ["", f"These runs trained on {len(devices)} kinds of device ({', '.join(devices)}; config.json's "
+                          "`device`): compare seconds per epoch only between rows of the same device."]
         with_regimes = [g for g in groups if any(g["regime_acc"][r][2] for r in REGIMES)]
         if with_regimes:
             lines += ["", f"Test accuracy (%) per noise regime ({dkey[0]}, same runs as above):", ""]

@@ -12,7 +12,10 @@ configuration after another (never two at once), it times:
   plain nn.Conv1d and torch.optim.Adam with its defaults, on the same
   architecture and parameter count. This is what a Lightning loop runs
   underneath;
-- the float32 and bf16 peak of a 2048 x 2048 matmul.
+- the float32 and bf16 peak of a 2048 x 2048 matmul;
+- on request (--models), the log-mel audio front-end (audio-mel, concat-mel) at its
+  default channels and at a quarter of them (-lean), in the project's loop only; its
+  FLOP count leaves out the STFT, which the counter does not see.
 
 FLOPs per training sample are counted by torch.utils.flop_counter over one
 forward and backward pass (matmuls and convolutions), so achieved GFLOP/s can
@@ -39,11 +42,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common.data import Split, batch_indices, shuffle_order  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import Conv1Net, Conv2Net, Dropout, PhaseSplitConv1d, count_parameters  # noqa: E402
-from common.multimodal import build_multimodal  # noqa: E402
+from common.multimodal import audio_classifier, build_multimodal  # noqa: E402
 from common.training import autocast, batch_inputs, cpu_has_native_bf16, make_adam  # noqa: E402
 
 BATCH = 64
-VIEWS = {"image": ("image",), "audio": ("audio",), "concat": ("image", "audio")}
+VIEWS = {"image": ("image",), "audio": ("audio",), "concat": ("image", "audio"),
+         # the log-mel audio front-end (--audio-frontend mel), at its default and at a quarter of its channels
+         "audio-mel": ("audio",), "audio-mel-lean": ("audio",), "concat-mel": ("image", "audio"),
+         "concat-mel-lean": ("image", "audio")}
+EXAM_MODELS = ("image", "audio", "concat")  # the ones with an exam-style peer loop to time
+LEAN_MEL_CHANNELS = (8, 16)  # scripts/beyond.sh's mel-lean variant
 
 
 def build(model_name):
@@ -51,7 +59,13 @@ def build(model_name):
         return Conv2Net()
     if model_name == "audio":
         return Conv1Net()
-    return build_multimodal(model_name)
+    if model_name in EXAM_MODELS:
+        return build_multimodal(model_name)
+    base, _, lean = model_name.partition("-mel")
+    channels = {"mel_channels": LEAN_MEL_CHANNELS} if lean == "-lean" else {}
+    if base == "audio":
+        return audio_classifier("mel", **channels)
+    return build_multimodal(base, audio_frontend="mel", **channels)
 
 
 def exam_style(model):
@@ -233,19 +247,21 @@ def main():
 
     for model_name in args.models:
         params = count_parameters(build(model_name))
-        peer, peer_runs = timed(f"{model_name} exam-style fp32", lambda r: peer_steps(model_name, split, r))
         flops = flops_per_sample(model_name, "fp32")
-        rows.append({"model": model_name, "loop": "exam-style", "precision": "fp32", "samples_per_s": peer,
-                     "repeats": peer_runs, "params": params, "flops_per_sample": flops,
-                     "gflops": peer * flops / 1e9, "peak_fraction": peer * flops / 1e9 / peak["fp32"],
-                     "vs_peer": 1.0})
+        peer = None  # the mel models are not the exam's: no exam-style loop to set them against
+        if model_name in EXAM_MODELS:
+            peer, peer_runs = timed(f"{model_name} exam-style fp32", lambda r: peer_steps(model_name, split, r))
+            rows.append({"model": model_name, "loop": "exam-style", "precision": "fp32", "samples_per_s": peer,
+                         "repeats": peer_runs, "params": params, "flops_per_sample": flops,
+                         "gflops": peer * flops / 1e9, "peak_fraction": peer * flops / 1e9 / peak["fp32"],
+                         "vs_peer": 1.0})
         for precision in precisions:
             value, runs = timed(f"{model_name} project {precision}",
                                 lambda r: project_steps(model_name, precision, split, r))
             rows.append({"model": model_name, "loop": "project", "precision": precision, "samples_per_s": value,
                          "repeats": runs, "params": params, "flops_per_sample": flops,
                          "gflops": value * flops / 1e9, "peak_fraction": value * flops / 1e9 / peak[precision],
-                         "vs_peer": value / peer})
+                         "vs_peer": value / peer if peer else None})
 
     machine = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "native_bf16": native_bf16, "torch": torch.__version__, "python": platform.python_version(),
@@ -261,10 +277,11 @@ def main():
     print(f"{machine['cpu']}, {machine['logical_cpus']} logical CPUs, torch {machine['torch']} "
           f"({machine['torch_threads']} threads), native bf16: {'yes' if native_bf16 else 'no'}")
     print(f"2048x2048 matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s\n")
-    print("| model | loop | precision | samples/s | x exam-style | MFLOP/sample | GFLOP/s | % of peak |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("| model | loop | precision | params | samples/s | x exam-style | MFLOP/sample | GFLOP/s | % of peak |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['model']} | {r['loop']} | {r['precision']} | {r['samples_per_s']:.0f} | {r['vs_peer']:.2f} | "
+        vs_peer = "–" if r["vs_peer"] is None else f"{r['vs_peer']:.2f}"
+        print(f"| {r['model']} | {r['loop']} | {r['precision']} | {r['params']:,} | {r['samples_per_s']:.0f} | {vs_peer} | "
               f"{r['flops_per_sample'] / 1e6:.0f} | {r['gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |")
     if args.profile:
         print("\n" + "\n".join(profile_step("concat", precisions[-1], split)))

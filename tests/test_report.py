@@ -761,3 +761,20 @@ def test_accuracy_figure_shows_each_run_beside_the_mean(tmp_path):
         assert sorted(dots.get_xdata()) == pytest.approx([11.0, 95.0, 96.0])
         assert ax.get_xlim()[0] <= 11.0
         assert ax.patches[0].get_width() == pytest.approx((11 + 96 + 95) / 3)
+
+
+def test_seconds_per_epoch_name_their_device_when_a_table_mixes_machines(tmp_path, capsys):
+    for name, fusion, device, seconds in [("multimodal-concat-s0", "concat", "cpu", 21.0),
+                                          ("multimodal-late-s0", "late", "cuda:0", 5.0)]:
+        folder = write_run(tmp_path, name, model="multimodal", fusion=fusion, seconds_per_epoch=seconds)
+        config = json.loads(open(os.path.join(folder, "config.json")).read())
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump({**config, "device": device}, f)
+    code, out, err = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0, err
+    rows = table_rows(out)
+    assert rows["multimodal-concat"][0][7] == "21.0 ± – (cpu)" and rows["multimodal-late"][0][7] == "5.0 ± – (cuda)"
+    assert "2 kinds of device (cpu, cuda" in out
+    os.remove(os.path.join(tmp_path, "multimodal-late-s0", "metrics.json"))  # one machine left: no device named
+    code, out, err = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0 and table_rows(out)["multimodal-concat"][0][7] == "21.0 ± –" and "kinds of device" not in out
