@@ -133,9 +133,9 @@ for flag in ("learn_tau", "learn_bias"):
 fi
 
 # Every label-efficiency run validates after at least EPOCH_PAIRS training pairs (--epoch-pairs), so
-# that early stopping's patience is a comparable number of steps: one pass at F = 0.1 (1,405 pairs) and
-# at F = 1, ten passes at F = 0.01 (142 pairs). With one pass per epoch, F = 0.01 had 3 steps an epoch
-# and patience 5 stopped it after 18 steps, at chance.
+# that early stopping's patience is a comparable number of steps: one pass at F = 0.1 (about 1,405
+# pairs) and at F = 1, ten passes at F = 0.01 (about 142 pairs). With one pass per epoch, F = 0.01 had
+# 3 steps an epoch and patience 5 stopped it after 18 steps, at chance.
 EPOCH_PAIRS=1400
 efficiency_run() {  # efficiency_run SEED F
     local seed="$1" fraction="$2"
