@@ -19,11 +19,16 @@ p = argparse.ArgumentParser(); add_data_flags(p)
 t = time.time(); d = dataset_from_args(p.parse_known_args(sys.argv[1:])[0])
 print("dataset", d.name, d.fingerprint[:12], f"built in {time.time() - t:.1f}s")
 PY
+if [[ -n "${BASELINE:-}" ]]; then  # the exam's models on this device, beside the beyond runs
+    scripts/reproduce.sh --list --seeds "0 1 2" --models "image audio concat late" --runs-dir runs/gpu-baseline \
+        --results results/gpu-baseline -- "${DATA[@]}" > "$LOGS/plan.txt"
+else
 # longest first: full-data runs (F = 1, then the beyond variants), then the small label fractions
 contrastive=$(scripts/contrastive.sh --list -- "${DATA[@]}" | grep -v -- '--models contrastive')
 { grep -E -- '--tag f1(-pre)? ' <<< "$contrastive"
   scripts/beyond.sh --list -- "${DATA[@]}"
   grep -v -E -- '--tag f1(-pre)? ' <<< "$contrastive"; } > "$LOGS/plan.txt"
+fi
 wc -l "$LOGS/plan.txt"
 ( while sleep 30; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null \
     | sed "s/^/$(( $(date +%s) - START ))s /"; done >> "$LOGS/gpu.txt" ) &
@@ -37,6 +42,6 @@ if kill -0 "$QUEUE" 2>/dev/null; then
 fi
 kill "$MONITOR" 2>/dev/null
 grep -h "== kept" "$LOGS"/run-*.log | sort
-tar czf "$OUT/results.tgz" results/beyond results/contrastive
+tar czf "$OUT/results.tgz" results/beyond results/contrastive $(ls -d results/gpu-baseline 2>/dev/null)
 tar czf "$OUT/logs.tgz" -C /tmp lanes
 echo "done after $(( $(date +%s) - START ))s"
