@@ -466,8 +466,8 @@ def group_runs(runs):
     return out
 
 
-BEYOND_KEYS = ("label_fraction", "epoch_pairs", "init_from", "modality_dropout", "modality_dropout_fill", "audio_frontend",
-               "mel_channels")
+BEYOND_KEYS = ("label_fraction", "epoch_pairs", "init_from", "modality_dropout", "modality_dropout_fill",
+               "audio_frontend", "mel_channels")
 
 
 def _beyond_the_exam(config):

@@ -281,8 +281,8 @@ def main():
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         vs_peer = "–" if r["vs_peer"] is None else f"{r['vs_peer']:.2f}"
-        print(f"| {r['model']} | {r['loop']} | {r['precision']} | {r['params']:,} | {r['samples_per_s']:.0f} | {vs_peer} | "
-              f"{r['flops_per_sample'] / 1e6:.0f} | {r['gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |")
+        print(f"| {r['model']} | {r['loop']} | {r['precision']} | {r['params']:,} | {r['samples_per_s']:.0f} | "
+              f"{vs_peer} | {r['flops_per_sample'] / 1e6:.0f} | {r['gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |")
     if args.profile:
         print("\n" + "\n".join(profile_step("concat", precisions[-1], split)))
     print(f"\nwrote {args.out}")

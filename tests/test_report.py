@@ -773,7 +773,8 @@ def test_seconds_per_epoch_name_their_device_when_a_table_mixes_machines(tmp_pat
     code, out, err = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0, err
     rows = table_rows(out)
-    assert rows["multimodal-concat"][0][7] == "21.0 ± – (cpu)" and rows["multimodal-late"][0][7] == "5.0 ± – (cuda)"
+    assert rows["multimodal-concat"][0][7] == "21.0 ± – (cpu)"
+    assert rows["multimodal-late"][0][7] == "5.0 ± – (cuda)"
     assert "2 kinds of device (cpu, cuda" in out
     os.remove(os.path.join(tmp_path, "multimodal-late-s0", "metrics.json"))  # one machine left: no device named
     code, out, err = run_report(capsys, tmp_path, "--no-figures")
