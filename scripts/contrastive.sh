@@ -108,11 +108,11 @@ pre_trained_left() {  # true while some pre-trained label-efficiency run is not 
     done
     [[ ! -f "$RESULTS/multimodal-concat-f1-pre-s0/metrics.json" ]]
 }
-if [[ ! -f "$checkpoint" ]] && pre_trained_left && [[ ${#LIST[@]} -gt 0 ]]; then
-    echo "error: --list: $checkpoint is gone; run scripts/contrastive.sh once without --list to train it again" >&2
-    exit 1
-fi
 if [[ ! -f "$checkpoint" ]] && pre_trained_left; then
+    if [[ ${#LIST[@]} -gt 0 ]]; then
+        echo "error: --list: $checkpoint is gone; run scripts/contrastive.sh once without --list to train it again" >&2
+        exit 1
+    fi
     if [[ -e "$RUNS_DIR/$best" ]]; then
         echo "error: $RUNS_DIR/$best has no checkpoints/best.pt; remove that folder to train $best again" >&2
         exit 1
