@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from .models import FEATURE_DIM, Dropout
+from .models import FEATURE_DIM, Dropout, MaxPool2x2
 
 SAMPLE_RATE = 8000
 N_MELS = 64
@@ -100,8 +100,8 @@ class MelAudioFeaturizer(nn.Module):
         c1, c2 = channels
         self.logmel = LogMel()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, c1, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-            nn.Conv2d(c1, c2, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(1, c1, kernel_size=3, padding=1), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(c1, c2, kernel_size=3, padding=1), nn.ReLU(), MaxPool2x2(),
         )
         bands, frames = N_MELS // 4, (SAMPLE_RATE // HOP_LENGTH + 1) // 4  # 64 -> 16, 101 -> 25
         self.map_channels = c2 * bands

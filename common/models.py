@@ -78,6 +78,24 @@ class PhaseSplitConv1d(nn.Conv1d):
         return F.conv1d(x, w, self.bias)[..., :out_len].contiguous()
 
 
+class MaxPool2x2(nn.MaxPool2d):
+    """nn.MaxPool2d(2, 2) that, when no gradient is asked for (evaluation), takes the max of the
+    four strided slices instead: the same values, bit for bit, and 5-10x faster on this CPU than
+    ATen's channels-first kernel (bf16 [128, 32, 28, 28]: 9.8 ms against 1.1 ms). Under autograd it
+    is nn.MaxPool2d itself, so training, whose gradient goes to one element of a tied window,
+    is unchanged."""
+
+    def __init__(self):
+        super().__init__(kernel_size=2, stride=2)
+
+    def forward(self, x):
+        if (torch.is_grad_enabled() and x.requires_grad) or x.dim() != 4:
+            return super().forward(x)
+        x = x[..., :x.shape[-2] // 2 * 2, :x.shape[-1] // 2 * 2]  # an odd last row or column is dropped, as there
+        return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
+                             torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
+
+
 class ImageFeaturizer(nn.Module):
     """conv3x3(1->32)-ReLU-pool2, conv3x3(32->64)-ReLU-pool2, dropout, fc(3136->128)-ReLU."""
 
@@ -86,8 +104,8 @@ class ImageFeaturizer(nn.Module):
     def __init__(self, dropout=0.5, out_dim=FEATURE_DIM):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, 32, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
-            nn.Conv2d(32, 64, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(1, 32, kernel_size=3, padding=1), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(32, 64, kernel_size=3, padding=1), nn.ReLU(), MaxPool2x2(),
         )
         self.dropout = Dropout(dropout)
         self.fc = nn.Linear(64 * 7 * 7, out_dim)

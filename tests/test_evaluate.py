@@ -117,6 +117,20 @@ def test_a_missing_view_is_zeros_and_the_late_head_stands_alone(runs):
     assert torch.allclose(image_logits, image_logits[:1].expand_as(image_logits), atol=1e-5)
 
 
+def test_the_audio_chunk_size_does_not_change_the_noise(monkeypatch):
+    """Levels are re-noised AUDIO_CHUNK waveforms at a time; a level's numbers must not depend on it."""
+    import common.robustness as robustness
+    raw = load_raw_sources("synthetic", synthetic_size=200)
+    pairs = drawn_test_pairs(raw, 40, 0)
+    clean = CleanViews(raw.test, pairs)
+    renders = {}
+    for chunk in (7, 1000):
+        monkeypatch.setattr(robustness, "AUDIO_CHUNK", chunk)
+        renders[chunk] = clean.audio_at(-5.0, noise_rng(0, "audio", 4))
+    assert renders[7].shape == (40, 1, 8000) and torch.equal(renders[7], renders[1000])
+    assert not torch.equal(renders[7], clean.audio_at(-5.0, noise_rng(0, "audio", 5)))  # the stream matters
+
+
 def test_errors_are_one_line(runs, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(runs / "image", broken)
@@ -206,3 +220,7 @@ def test_featurizers_and_head_in_separate_batches_score_as_the_whole_model(fusio
     stand_in = Split(image=split.image, audio=features.expand(n, *features.shape[1:]), label=split.label)
     once = evaluate(net, stand_in, index, views, 128, cpu, "fp32")["logits"]
     torch.testing.assert_close(once, evaluate(model, zeros, index, views, 512, cpu, "fp32")["logits"])
+    # and with the kept view precomputed as well, as the missing-view measurements do
+    both, image_features = with_fixed_view(net, "image", split.image, cpu, "fp32")
+    both_fixed = Split(image=image_features, audio=stand_in.audio, label=split.label)
+    torch.testing.assert_close(evaluate(both, both_fixed, index, views, 128, cpu, "fp32")["logits"], once)

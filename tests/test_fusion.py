@@ -1,6 +1,7 @@
 """Fusion modules and the multimodal network: shapes, gradients, widths, loading."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from common.fusion import DEFAULT_WIDTHS, FUSIONS, AttentionFusion, build_fusion
 from common.models import Conv1Net, Conv2Net
@@ -202,6 +203,34 @@ def test_attention_tokens_attention_is_not_degenerate():
         fusion.img_from_aud.in_proj_weight[:2 * d].normal_(std=1.0)
         after = fusion(img, aud)
     assert not torch.allclose(before, after, atol=1e-4)
+
+
+@pytest.mark.parametrize("combine", ["concat", "sum"])
+def test_attention_tokens_written_out_attention_is_multihead_attention(combine):
+    """The fusion spells out nn.MultiheadAttention's forward so that evaluate.py can reuse a fixed
+    view's projections; in fp32 it must be the module's own computation, bit for bit, and so
+    must its gradients up to rounding."""
+    torch.manual_seed(0)
+    fusion = make_fusion("attention-tokens", combine=combine, fused_dim=16)
+    img_map, aud_map = make_inputs(fusion, 3)
+
+    def with_modules(img_map, aud_map):  # the formula as nn.MultiheadAttention's calls
+        img = fusion.proj_img(img_map.flatten(2).transpose(1, 2)) + fusion.pos_img
+        aud = fusion.proj_aud(F.avg_pool1d(aud_map, 5, 5).transpose(1, 2)) + fusion.pos_aud
+        img_att, _ = fusion.img_from_aud(img, aud, aud, need_weights=False)
+        aud_att, _ = fusion.aud_from_img(aud, img, img, need_weights=False)
+        img, aud = fusion.norm_img(img + img_att).mean(1), fusion.norm_aud(aud + aud_att).mean(1)
+        return torch.cat([img, aud], 1) if combine == "concat" else img + aud
+
+    expected, got = with_modules(img_map, aud_map), fusion(img_map, aud_map)
+    assert torch.equal(got, expected)
+    grads = [torch.autograd.grad(random_loss(out), [img_map, aud_map, *fusion.parameters()])
+             for out in (expected, got)]
+    for g_expected, g_got in zip(*grads):
+        torch.testing.assert_close(g_got, g_expected)
+    sides = fusion.image_side(img_map), fusion.audio_side(aud_map)
+    assert [t.shape for t in sides[0]] == [(3, 49, 16)] * 4 and [t.shape for t in sides[1]] == [(3, 100, 16)] * 4
+    assert torch.equal(fusion.cross(*sides), got)
 
 
 def test_attention_tokens_rejects_wrong_token_count():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.models import AudioFeaturizer, Dropout, PhaseSplitConv1d
+from common.models import AudioFeaturizer, Dropout, MaxPool2x2, PhaseSplitConv1d
 from common.multimodal import FUSION_CHOICES, build_multimodal
 from common.training import autocast, make_adam, resolve_precision
 from conftest import run_script, write_course
@@ -71,6 +71,26 @@ def test_phase_split_conv_equals_conv1d_with_its_gradients(shape):
     want = torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)
     for a, b in zip(got, want):
         assert torch.allclose(a, b, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [(28, 28), (7, 7), (64, 101)])
+def test_max_pool_2x2_gives_max_pool2d_values_and_under_autograd_is_max_pool2d(dtype, size):
+    torch.manual_seed(0)
+    pool = MaxPool2x2()
+    # quantised values: many tied windows, negative ones too
+    x = (torch.randint(-3, 4, (5, 3, *size)).float() * 0.5).to(dtype)
+    with torch.inference_mode():
+        assert torch.equal(pool(x), F.max_pool2d(x, 2, 2))
+    assert torch.equal(pool(x), F.max_pool2d(x, 2, 2))  # no gradient asked for: the slice form
+    assert torch.isnan(pool(torch.full((1, 1, 2, 2), float("nan")))).all()
+    # under autograd it is nn.MaxPool2d: one element of a tied window gets the gradient
+    leaf = x.float().requires_grad_()
+    g = torch.randn(5, 3, size[0] // 2, size[1] // 2)
+    got, = torch.autograd.grad(pool(leaf), leaf, g)
+    want, = torch.autograd.grad(F.max_pool2d(leaf, 2, 2), leaf, g)
+    assert torch.equal(got, want)
+    assert pool.kernel_size == 2 and pool.stride == 2
 
 
 def test_audio_featurizer_keeps_the_exam_layers_and_state_dict():
