@@ -350,8 +350,8 @@ def _in_projection(mha, x, part):
 def _attend(mha, query, key, value):
     """nn.MultiheadAttention's forward on inputs already projected, batch first, no mask or
     dropout: split the heads, scaled dot-product attention, join the heads, out_proj. In fp32
-    it gives mha(q, k, v)'s output bit for bit (a test checks it); written out so that the
-    projections of a fixed view can be computed once."""
+    and under bf16 autocast it gives mha(q, k, v)'s output bit for bit (a test checks it), so
+    training is unchanged; written out so that the projections of a fixed view are computed once."""
     batch, heads = query.shape[0], mha.num_heads
 
     def split(x):  # [B, L, d] -> [B, heads, L, d / heads]

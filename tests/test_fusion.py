@@ -208,8 +208,8 @@ def test_attention_tokens_attention_is_not_degenerate():
 @pytest.mark.parametrize("combine", ["concat", "sum"])
 def test_attention_tokens_written_out_attention_is_multihead_attention(combine):
     """The fusion spells out nn.MultiheadAttention's forward so that evaluate.py can reuse a fixed
-    view's projections; in fp32 it must be the module's own computation, bit for bit, and so
-    must its gradients up to rounding."""
+    view's projections; in fp32 and under bf16 autocast it must be the module's own computation,
+    bit for bit, and its gradients must agree up to rounding."""
     torch.manual_seed(0)
     fusion = make_fusion("attention-tokens", combine=combine, fused_dim=16)
     img_map, aud_map = make_inputs(fusion, 3)
@@ -222,6 +222,8 @@ def test_attention_tokens_written_out_attention_is_multihead_attention(combine):
         img, aud = fusion.norm_img(img + img_att).mean(1), fusion.norm_aud(aud + aud_att).mean(1)
         return torch.cat([img, aud], 1) if combine == "concat" else img + aud
 
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # and under bf16 autocast, as the study trains
+        assert torch.equal(fusion(img_map, aud_map), with_modules(img_map, aud_map))
     expected, got = with_modules(img_map, aud_map), fusion(img_map, aud_map)
     assert torch.equal(got, expected)
     grads = [torch.autograd.grad(random_loss(out), [img_map, aud_map, *fusion.parameters()])
