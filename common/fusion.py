@@ -268,11 +268,6 @@ class AttentionTokensFusion(Fusion):
 
     The token counts are fixed by the positional embeddings (``img_tokens``
     49, ``aud_tokens`` 100 after pooling); other map sizes are rejected.
-
-    Without gradients, ``cross(image_side(img_map), audio_side(aud_map))`` gives
-    forward()'s output bit for bit: steps 1-2 and the input projections of step 3
-    depend on one modality only, so evaluate.py computes them once for a view it
-    holds fixed.
     """
 
     name = "attention-tokens"
@@ -299,86 +294,28 @@ class AttentionTokensFusion(Fusion):
         self.norm_aud = nn.LayerNorm(d)
         self.out_dim = 2 * d if combine == "concat" else d
 
-    def image_tokens(self, img_map):
-        """Conv map [B, C_i, 7, 7] -> projected, position-tagged tokens [B, 49, d]."""
+    def tokens(self, img_map, aud_map):
+        """Conv maps -> projected, position-tagged tokens [B, 49, d] and [B, 100, d]."""
         img = img_map.flatten(2).transpose(1, 2)  # [B, H*W, C_i]
-        self._check_count("image", img.shape[1], self.img_tokens)
-        return self.proj_img(img) + self.pos_img
-
-    def audio_tokens(self, aud_map):
-        """Conv map [B, C_a, 500] -> pooled, projected, position-tagged tokens [B, 100, d]."""
         aud = aud_map
         if self.aud_pool > 1:
             aud = F.avg_pool1d(aud, self.aud_pool, self.aud_pool)
         aud = aud.transpose(1, 2)  # [B, T, C_a]
-        self._check_count("audio", aud.shape[1], self.aud_tokens)
-        return self.proj_aud(aud) + self.pos_aud
-
-    def _check_count(self, view, got, expected):
-        if got != expected:
-            raise ValueError(f"attention-tokens fusion expects {self.img_tokens} image and {self.aud_tokens} "
-                             f"audio tokens, got {got} {view} tokens")
+        if img.shape[1] != self.img_tokens or aud.shape[1] != self.aud_tokens:
+            raise ValueError(
+                f"attention-tokens fusion expects {self.img_tokens} image and {self.aud_tokens} "
+                f"audio tokens, got {img.shape[1]} and {aud.shape[1]}")
+        return self.proj_img(img) + self.pos_img, self.proj_aud(aud) + self.pos_aud
 
     def forward(self, img_map, aud_map):
-        img, aud = self.image_tokens(img_map), self.audio_tokens(aud_map)
+        img, aud = self.tokens(img_map, aud_map)
         img_att, _ = self.img_from_aud(img, aud, aud, need_weights=False)
         aud_att, _ = self.aud_from_img(aud, img, img, need_weights=False)
         img = self.norm_img(img + img_att).mean(dim=1)
         aud = self.norm_aud(aud + aud_att).mean(dim=1)
-        return self._combine(img, aud)
-
-    def _combine(self, img, aud):
         if self.combine == "concat":
             return torch.cat([img, aud], dim=1)
         return img + aud
-
-    # The same computation in two halves, for evaluation without gradients: evaluate.py holds
-    # one view fixed while it sweeps the other, and computes the fixed view's side once.
-    # forward() keeps nn.MultiheadAttention's own calls, so training (whose gradients the
-    # halves would sum in another order) stays exactly as it was.
-
-    def image_side(self, img_map):
-        """What the image alone contributes: (tokens, queries for img_from_aud, keys and values
-        for aud_from_img), each [B, 49, d]."""
-        tokens = self.image_tokens(img_map)
-        return (tokens, _in_projection(self.img_from_aud, tokens, 0), _in_projection(self.aud_from_img, tokens, 1),
-                _in_projection(self.aud_from_img, tokens, 2))
-
-    def audio_side(self, aud_map):
-        """The audio's counterpart of ``image_side``: (tokens, queries for aud_from_img, keys and
-        values for img_from_aud), each [B, 100, d]."""
-        tokens = self.audio_tokens(aud_map)
-        return (tokens, _in_projection(self.aud_from_img, tokens, 0), _in_projection(self.img_from_aud, tokens, 1),
-                _in_projection(self.img_from_aud, tokens, 2))
-
-    def cross(self, img_side, aud_side):
-        """The two sides -> forward()'s output: each modality's queries attend to the other's keys
-        and values, then residual, LayerNorm and the mean over tokens."""
-        img, img_query, img_key, img_value = img_side
-        aud, aud_query, aud_key, aud_value = aud_side
-        img = self.norm_img(img + _attend(self.img_from_aud, img_query, aud_key, aud_value)).mean(dim=1)
-        aud = self.norm_aud(aud + _attend(self.aud_from_img, aud_query, img_key, img_value)).mean(dim=1)
-        return self._combine(img, aud)
-
-
-def _in_projection(mha, x, part):
-    """x [B, L, d] through one of mha's input projections: part 0 = query, 1 = key, 2 = value."""
-    d = mha.embed_dim
-    return F.linear(x, mha.in_proj_weight[part * d:(part + 1) * d], mha.in_proj_bias[part * d:(part + 1) * d])
-
-
-def _attend(mha, query, key, value):
-    """nn.MultiheadAttention's forward on inputs already projected, batch first, no mask or
-    dropout: split the heads, scaled dot-product attention, join the heads, out_proj. In fp32
-    and under bf16 autocast it gives mha(q, k, v)'s output bit for bit (a test checks it);
-    written out so that the projections of a fixed view are computed once."""
-    batch, heads = query.shape[0], mha.num_heads
-
-    def split(x):  # [B, L, d] -> [B, heads, L, d / heads]
-        return x.view(batch, x.shape[1], heads, -1).transpose(1, 2)
-
-    out = F.scaled_dot_product_attention(split(query), split(key), split(value))
-    return mha.out_proj(out.transpose(1, 2).reshape(batch, query.shape[1], mha.embed_dim))
 
 
 FUSIONS = {cls.name: cls for cls in (
