@@ -137,14 +137,15 @@ fi
 # pairs) and at F = 1, ten passes at F = 0.01 (about 142 pairs). With one pass per epoch, F = 0.01 had
 # 3 steps an epoch and patience 5 stopped it after 18 steps, at chance.
 EPOCH_PAIRS=1400
-efficiency_run() {  # efficiency_run SEED F
-    local seed="$1" fraction="$2"
-    "$REPRODUCE" --seeds "$seed" --models concat --tag "f$fraction" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report ${LIST[@]+"${LIST[@]}"} -- --label-fraction "$fraction" --epoch-pairs "$EPOCH_PAIRS" \
-        ${EXTRA[@]+"${EXTRA[@]}"}
-    "$REPRODUCE" --seeds "$seed" --models concat --tag "f$fraction-pre" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report ${LIST[@]+"${LIST[@]}"} -- --label-fraction "$fraction" --epoch-pairs "$EPOCH_PAIRS" \
-        --init-from "$checkpoint" ${EXTRA[@]+"${EXTRA[@]}"}
+efficiency_run() {  # efficiency_run SEED F: from scratch, then with both featurizers from the checkpoint
+    local seed="$1" fraction="$2" tag init
+    for tag in "f$fraction" "f$fraction-pre"; do
+        init=()
+        [[ "$tag" == *-pre ]] && init=(--init-from "$checkpoint")
+        "$REPRODUCE" --seeds "$seed" --models concat --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
+            --no-report ${LIST[@]+"${LIST[@]}"} -- --label-fraction "$fraction" --epoch-pairs "$EPOCH_PAIRS" \
+            ${init[@]+"${init[@]}"} ${EXTRA[@]+"${EXTRA[@]}"}
+    done
 }
 for seed in 0 1 2; do
     efficiency_run "$seed" 0.01
