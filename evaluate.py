@@ -35,6 +35,7 @@ import torch
 from common.cli import UsageError, run_main
 from common.data.sources import dataset_from_args, load_raw_sources
 from common.io import save_figure, save_json
+from common.malloc import keep_freed_memory
 from common.multimodal import build_from_config
 from common.plots import robustness_figure
 from common.robustness import SWEEPS, robustness, summary_line
@@ -92,6 +93,7 @@ def main():
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to evaluate")
     p.add_argument("--num-threads", type=int, default=None, help="CPU threads for PyTorch (None: PyTorch's choice)")
     args = p.parse_args()
+    keep_freed_memory()  # thousands of same-sized activations: reuse their pages instead of faulting new ones in
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)

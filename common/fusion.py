@@ -247,6 +247,20 @@ class FactorizedBilinearFusion(Fusion):
         return self.proj_out(self.proj_img(f_img) * self.proj_aud(f_aud))
 
 
+def mean_pool_steps(x, k):
+    """F.avg_pool1d(x, k, k) over the last axis. When no gradient is asked for (evaluation) it adds
+    the k strided slices in fp32, left to right, and divides by k: the kernel's own order and
+    accumulator, so the same values bit for bit, 2x faster on the [128, 64, 500] bf16 audio map
+    here (1.5 ms against 3.5). Under autograd it is F.avg_pool1d itself, so training is unchanged."""
+    if (torch.is_grad_enabled() and x.requires_grad) or k == 1:
+        return F.avg_pool1d(x, k, k)
+    x = x[..., :x.shape[-1] // k * k]  # a last, shorter window is dropped, as there
+    total = x[..., 0::k].to(torch.promote_types(x.dtype, torch.float32), copy=True)  # the adds go in place
+    for r in range(1, k):
+        total.add_(x[..., r::k])
+    return total.div_(k).to(x.dtype)
+
+
 class AttentionTokensFusion(Fusion):
     """Cross-modal attention over the conv maps, treated as token sequences.
 
@@ -299,7 +313,7 @@ class AttentionTokensFusion(Fusion):
         img = img_map.flatten(2).transpose(1, 2)  # [B, H*W, C_i]
         aud = aud_map
         if self.aud_pool > 1:
-            aud = F.avg_pool1d(aud, self.aud_pool, self.aud_pool)
+            aud = mean_pool_steps(aud, self.aud_pool)
         aud = aud.transpose(1, 2)  # [B, T, C_a]
         if img.shape[1] != self.img_tokens or aud.shape[1] != self.aud_tokens:
             raise ValueError(

@@ -1,15 +1,19 @@
 """The speed work keeps behaviour: the cheaper dropout, the phase-split conv, --precision, fused Adam."""
 import json
 import math
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from common.fusion import mean_pool_steps
 from common.models import AudioFeaturizer, Dropout, MaxPool2x2, PhaseSplitConv1d
 from common.multimodal import FUSION_CHOICES, build_multimodal
 from common.training import autocast, make_adam, resolve_precision
-from conftest import run_script, write_course
+from conftest import ROOT, run_script, write_course
 
 
 @pytest.mark.parametrize("p", [0.5, 0.3])
@@ -91,6 +95,24 @@ def test_max_pool_2x2_gives_max_pool2d_values_and_under_autograd_is_max_pool2d(d
     want, = torch.autograd.grad(F.max_pool2d(leaf, 2, 2), leaf, g)
     assert torch.equal(got, want)
     assert pool.kernel_size == 2 and pool.stride == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("length, k", [(500, 5), (503, 5), (12, 3)])
+def test_mean_pool_steps_gives_avg_pool1d_values_and_under_autograd_is_avg_pool1d(dtype, length, k):
+    torch.manual_seed(0)
+    # values over many orders of magnitude, so that the order of the additions shows if it differs
+    x = (torch.randn(6, 4, length) * torch.exp(3 * torch.randn(6, 4, length))).to(dtype)
+    kept = x.clone()
+    with torch.inference_mode():
+        assert torch.equal(mean_pool_steps(x, k), F.avg_pool1d(x, k, k))
+    assert torch.equal(mean_pool_steps(x, k), F.avg_pool1d(x, k, k))  # no gradient asked for
+    assert torch.equal(x, kept)  # the input is not written to
+    leaf = x.detach().requires_grad_()
+    g = torch.randn(6, 4, length // k, dtype=dtype)
+    got, = torch.autograd.grad(mean_pool_steps(leaf, k), leaf, g)
+    want, = torch.autograd.grad(F.avg_pool1d(leaf, k, k), leaf, g)
+    assert torch.equal(got, want)
 
 
 def test_audio_featurizer_keeps_the_exam_layers_and_state_dict():
@@ -178,3 +200,29 @@ def test_fp32_runs_repeat_bit_for_bit(script, course_root, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
     ma, mb = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
     assert ma["val"] == mb["val"] and ma["test"] == mb["test"]
+
+
+HEAP_OR_MMAP = """
+import ctypes, sys, torch
+from common.malloc import keep_freed_memory
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+took = keep_freed_memory() if sys.argv[1] == "keep" else None
+before = libc.mallinfo2().hblkhd
+x = torch.ones(16 * 2 ** 20)  # 64 MiB
+print(took, libc.mallinfo2().hblkhd - before)
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_keep_freed_memory_takes_large_tensors_from_the_heap_not_from_mmap():
+    def mmapped_bytes(mode):  # a fresh process each: the settings are process-wide
+        out = subprocess.run([sys.executable, "-c", HEAP_OR_MMAP, mode], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+        return out[0], int(out[1])
+    took, mapped = mmapped_bytes("default")
+    assert took == "None" and mapped >= 64 * 2 ** 20  # by default glibc maps a block this large on its own
+    assert mmapped_bytes("keep") == ("True", 0)
