@@ -3,9 +3,9 @@
 By default glibc serves each block above its mmap threshold (128 KiB, rising with use to
 32 MiB) with a fresh mmap and unmaps it when freed. An evaluation frees and allocates the
 same large activations (a [128, 32, 2000] audio map is 16-33 MB) thousands of times, so each
-batch faulted its pages in again: 22-26 s of the 92-101 s an attention-tokens evaluation took
-here was system time. With every block taken from the heap and the heap never trimmed, the
-pages are reused: 8 s of system time, 78-86 s in all, for about 0.5 GB more peak memory.
+batch faulted its pages in again. On an attention-tokens run, measured back to back: 19 s of
+system time and 86-90 s in all by default; 6-7 s and 77-84 s with every block taken from the
+heap and the heap never trimmed, for about 0.5 GB more peak memory (3.5 GB in all).
 Nothing numerical changes. The settings are process-wide, so only scripts that call this
 function get them.
 """
