@@ -4,25 +4,28 @@ By default glibc serves each block above its mmap threshold (128 KiB, rising wit
 32 MiB) with a fresh mmap and unmaps it when freed. An evaluation frees and allocates the
 same large activations (a [128, 32, 2000] audio map is 16-33 MB) thousands of times, so each
 batch faulted its pages in again. On an attention-tokens run, measured back to back: 19 s of
-system time and 86-90 s in all by default; 6-7 s and 77-84 s with every block taken from the
-heap and the heap never trimmed, for about 0.5 GB more peak memory (3.5 GB in all).
-Nothing numerical changes. The settings are process-wide, so only scripts that call this
-function get them.
+system time and 86-90 s in all by default; 6-7 s and 77-85 s with the main thread's blocks
+taken from the heap and the heap never trimmed, for about 0.5 GB more peak memory (3.5 GB).
+Other threads' heaps hold at most 64 MiB, so their larger blocks (the 187 MB array of a
+rendered audio level, made on evaluate.py's noise thread) are still mapped one by one.
+Nothing numerical changes. The settings are process-wide: scripts that call this function
+get them, and so does a test process that runs evaluate.py's main() in-process.
 """
 import ctypes
 import ctypes.util
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_MAX = -4
-NEVER_TRIM = 2 ** 31 - 1  # bytes: the largest value mallopt takes
+NEVER = -1  # as the M_TRIM_THRESHOLD value: no trimming at all (man mallopt)
 
 
 def keep_freed_memory():
-    """Serve every allocation from the heap and never give it back to the kernel. True where the
-    C library took the settings; False elsewhere (macOS, musl, Windows), where nothing changes."""
+    """No block gets its own mmap (other threads' blocks over 64 MiB excepted) and the heap is never
+    given back to the kernel. True where the C library took the settings; False elsewhere (macOS,
+    musl, Windows), where nothing changes."""
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, NEVER_TRIM) == 1
+    return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, NEVER) == 1
