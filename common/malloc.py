@@ -12,7 +12,6 @@ Nothing numerical changes. The settings are process-wide: scripts that call this
 get them, and so does a test process that runs evaluate.py's main() in-process.
 """
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_MAX = -4
@@ -24,8 +23,8 @@ def keep_freed_memory():
     given back to the kernel. True where the C library took the settings; False elsewhere (macOS,
     musl, Windows), where nothing changes."""
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError, TypeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the C library Python runs on; no library search
+    except (OSError, AttributeError, TypeError):  # no such function (macOS), no global handle (Windows)
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, NEVER) == 1
