@@ -12,27 +12,57 @@ contrastive loss) are restored, the test split gives cross-modal retrieval
 the accuracy of linear probes (logistic regression on the frozen 128-d
 featurizer outputs, fitted on the training indices).
 
+The defaults are the first recipe's (kept so its runs stay reproducible). The second recipe,
+scripts/contrastive.sh's default, turns on: --head mlp-bn (BatchNorm in the head, L2-normalised
+projections), --feat-dropout 0.1, --optimizer adamw with --weight-decay, --warmup-epochs 1 and
+--schedule cosine, --own-lr for the learned temperature and bias, --augment views (independent
+extra noise and shifts per view at every step: common/augment.py) and --select val_digit1 (the
+checkpoint with the best validation digit@1, not the lowest loss). Every epoch logs validation
+digit@1 both ways, overall and per noise regime, to TensorBoard.
+
 Writes runs/NAME/ like the other train scripts; checkpoints/best.pt can seed a
-multimodal run: python train_multimodal.py --init-from runs/NAME/checkpoints/best.pt
+multimodal run: python train_multimodal.py --init-from runs/NAME/checkpoints/best.pt, and
+evaluate_contrastive.py RUN_DIR measures its frozen features at a few labels.
 """
-from common.argtypes import positive_float, positive_int
-from common.cli import UsageError, add_audio_frontend_flags, check_audio_frontend_flags, run_main, training_parser
-from common.contrastive import SIMILARITIES, AllPairsNTLog, InBatchNTXent, mean_contrastive_loss
+import math
+
+from common.argtypes import finite_float, positive_float, positive_int, probability
+from common.augment import AUGMENTATIONS, build_augment
+from common.cli import (UsageError, add_audio_frontend_flags, check_audio_frontend_flags, check_optimizer_flags,
+                        run_main, training_parser)
+from common.contrastive import SIMILARITIES, AllPairsNTLog, InBatchNTXent, retrieval_by_group, validate
+from common.data import REGIMES
+from common.data.batching import steps_per_epoch
 from common.models import count_parameters
-from common.multimodal import ContrastiveModel
+from common.multimodal import PROJECTION_HEADS, ContrastiveModel
 from common.reporting import contrastive_summary, finish_contrastive_run
 from common.run import Progress, prepare_splits, start_run
-from common.training import EarlyStopping, GracefulStop, autocast, check_finite, make_adam, set_seed
+from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, make_optimizer,
+                             make_schedule, set_seed)
 
 MODEL = "contrastive"
 DEFAULT_BATCH = 128  # more in-batch negatives than the classifiers' 64; the learned NT-Log bias assumes 128
+SELECTIONS = ("val_loss", "val_digit1")
+OWN_LR_PARAMS = ("loss.temperature.log_inv_tau", "loss.bias")  # --own-lr's parameters, when learned
+
+
+def bias_init(text):
+    """--bias-init: a number, or 'prior' for -ln(B - 1), the log-odds of a positive pair in a batch of B."""
+    return text if text == "prior" else finite_float(text)
+
+
+def initial_bias(args):
+    if args.bias_init == "prior":
+        return -math.log(max(args.batch_size - 1, 1))
+    return args.bias_init
 
 
 def build_loss(args):
     try:
         if args.loss == "nt_xent":
             return InBatchNTXent(args.similarity, args.tau, args.learn_tau)
-        return AllPairsNTLog(args.similarity, args.tau, args.learn_tau, learn_bias=args.learn_bias)
+        return AllPairsNTLog(args.similarity, args.tau, args.learn_tau, learn_bias=args.learn_bias,
+                             bias_init=initial_bias(args))
     except ValueError as e:  # e.g. an initial tau outside the learnable range
         raise UsageError(str(e)) from None
 
@@ -46,15 +76,37 @@ def main():
                         help="temperature (the initial one with --learn-tau, then within [0.01, 1])")
     parser.add_argument("--learn-tau", action="store_true", help="learn the temperature (clamped 1/tau in [1, 100])")
     parser.add_argument("--learn-bias", action="store_true",
-                        help="nt_log only: learn the bias b of sigmoid(s/tau + b), starting at -ln 127")
+                        help="nt_log only: learn the bias b of sigmoid(s/tau + b), starting at --bias-init")
+    parser.add_argument("--bias-init", type=bias_init, default=None, metavar="B",
+                        help="nt_log: the (initial, with --learn-bias) bias b; a number or 'prior' = -ln(batch - 1). "
+                             "None: -ln 127 when learned, else 0 (the exam's NT-Log)")
     parser.add_argument("--similarity", default="cosine", choices=SIMILARITIES,
                         help="similarity of the projections in the loss and in retrieval")
     parser.add_argument("--proj-dim", type=positive_int, default=64, help="output width of the projection heads")
     parser.add_argument("--probe-steps", type=positive_int, default=100,
                         help="L-BFGS iterations of each linear probe")
+    parser.add_argument("--head", default="mlp", choices=PROJECTION_HEADS,
+                        help="projection head: mlp = fc-ReLU-fc (the first recipe); mlp-bn = fc-BatchNorm-ReLU-fc "
+                             "then L2 norm")
+    parser.add_argument("--feat-dropout", type=probability, default=0.5, metavar="P",
+                        help="dropout inside both featurizers during pre-training (the exam's 0.5)")
+    parser.add_argument("--own-lr", type=positive_float, default=None, metavar="LR",
+                        help="--optimizer adamw: learning rate of the learned temperature and bias, in their own "
+                             "group without weight decay (None: --lr)")
+    parser.add_argument("--augment", default="none", choices=AUGMENTATIONS,
+                        help="views: independent extra pixel noise and white noise (half the pairs, random "
+                             "levels) and small shifts per view at every step (common/augment.py)")
+    parser.add_argument("--select", default="val_loss", choices=SELECTIONS,
+                        help="which epoch's weights best.pt keeps: the lowest validation loss, or the highest "
+                             "validation digit@1 (the mean of both directions; uses the validation labels)")
     add_audio_frontend_flags(parser)
     args = parser.parse_args()
     check_audio_frontend_flags(args)
+    check_optimizer_flags(args)
+    if args.own_lr is not None and args.optimizer != "adamw":
+        raise UsageError("--own-lr needs --optimizer adamw")
+    if args.bias_init is not None and args.loss != "nt_log":
+        raise UsageError("--bias-init needs --loss nt_log (NT-Xent has no bias)")
     if args.label_fraction != 1.0:
         raise UsageError("--label-fraction is for the classifiers: contrastive pre-training uses no labels")
     if args.learn_bias and args.loss != "nt_log":
@@ -64,32 +116,51 @@ def main():
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     train_idx, val_idx, test_idx = prepare_splits(setup)
     set_seed(args.seed)
-    model = ContrastiveModel(build_loss(args), args.proj_dim, audio_frontend=args.audio_frontend,
-                             mel_channels=args.mel_channels).to(device)
-    optimizer = make_adam(model.parameters(), args.lr)
+    model = ContrastiveModel(build_loss(args), args.proj_dim, dropout=args.feat_dropout, head=args.head,
+                             audio_frontend=args.audio_frontend, mel_channels=args.mel_channels).to(device)
+    if args.head == "mlp-bn" and len(train_idx) % args.batch_size == 1:
+        raise UsageError(f"--head mlp-bn: {len(train_idx)} training pairs leave a last batch of one, which "
+                         "BatchNorm cannot train on; change --batch-size")
+    optimizer = make_optimizer(model, args, own_names=OWN_LR_PARAMS, own_lr=args.own_lr)
+    augment = build_augment(args.augment)
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model), loss=args.loss)
+    schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
+    val_labels, val_regimes = train.label[val_idx], train.meta["regime"][val_idx]
 
     with GracefulStop() as stop:
         for epoch in run.epochs():
             model.train()
             for index in run.batches(train_idx):
-                image, audio = train.image[index].to(device), train.audio[index].to(device)
+                image, audio = train.image[index], train.audio[index]
+                if augment is not None:  # a fresh draw for each view of each pair (off by default)
+                    image, audio = augment.images(image), augment.audio(audio)
+                image, audio = image.to(device), audio.to(device)
                 with autocast(precision, device):
                     loss = model(image, audio)  # pair i is the positive of row/column i; no labels
                 check_finite(loss, epoch, run.batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                clip_gradients(model, args.clip_grad)  # --clip-grad (off by default)
+                schedule.step()  # this step's learning rate (untouched by default)
                 optimizer.step()
                 run.count(loss, len(index))
                 if stop.requested:
                     break
             if stop.requested:
                 return run.save_and_exit(stop)
-            val_loss = mean_contrastive_loss(model, train, val_idx, args.batch_size, device, precision)
-            if early.step(val_loss, epoch):  # a strictly lower validation loss (NaN never is)
+            val_loss, emb_image, emb_audio = validate(model, train, val_idx, args.batch_size, device, precision)
+            by_regime = retrieval_by_group(emb_image, emb_audio, val_labels, val_regimes, REGIMES, args.similarity)
+            for regime, scores in by_regime.items():
+                for key in ("digit@1_img2aud", "digit@1_aud2img"):
+                    if scores[key] is not None:
+                        run.writer.add_scalar(f"val_{key.replace('@', '')}/{regime}", scores[key], epoch)
+            digit1 = {k: by_regime["all"][f"digit@1_{k}"] for k in ("img2aud", "aud2img")}
+            score = val_loss if args.select == "val_loss" else -(digit1["img2aud"] + digit1["aud2img"]) / 2
+            if early.step(score, epoch):  # strictly better: a lower loss or a higher digit@1 (NaN never is)
                 run.save_best()
-            run.end_epoch(val_loss, tau=model.loss.tau, bias=model.bias)
+            run.end_epoch(val_loss, tau=model.loss.tau, bias=model.bias,
+                          val_digit1_img2aud_acc=digit1["img2aud"], val_digit1_aud2img_acc=digit1["aud2img"])
 
     # Only now, with the best validation weights back in place, are labels and the test split used.
     best = run.restore_best()

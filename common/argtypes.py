@@ -65,3 +65,17 @@ def run_name(text):
         raise argparse.ArgumentTypeError(f"must be a plain folder name (no '/', not '.' or '..', not empty), "
                                          f"got {text!r}")
     return text
+
+
+def non_negative_float(text):
+    value = _number(text, float)
+    if not (value >= 0.0 and math.isfinite(value)):  # refuses nan, inf and anything < 0
+        raise argparse.ArgumentTypeError(f"must be a non-negative finite number, got {text}")
+    return value
+
+
+def finite_float(text):
+    value = _number(text, float)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value

@@ -4,12 +4,12 @@ import copy
 import sys
 import traceback
 
-from .argtypes import fraction, non_negative_int, positive_float, positive_int, run_name, share
+from .argtypes import fraction, non_negative_float, non_negative_int, positive_float, positive_int, run_name, share
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
 from .multimodal import AUDIO_FRONTENDS, MEL_CHANNELS
-from .training import PRECISIONS, TrainingError
+from .training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingError
 
 
 class UsageError(Exception):
@@ -33,6 +33,16 @@ def training_parser(description, default_lr=1e-3):
                    help="an epoch trains on at least N pairs: a smaller training set (e.g. under --label-fraction) "
                         "is passed over several times, each pass in a fresh seeded order, between validations, so "
                         "that early stopping counts comparable numbers of steps; 0 = one pass per epoch")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS,
+                   help="adam: the exam's (one learning rate, no weight decay); adamw: decoupled weight decay on "
+                        "weight matrices only (biases and norm scales never decay)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="AdamW weight decay (--optimizer adamw)")
+    p.add_argument("--warmup-epochs", type=non_negative_float, default=0.0,
+                   help="linear learning-rate warm-up from near 0 over this many epochs (fractions allowed); 0 = none")
+    p.add_argument("--schedule", default="constant", choices=SCHEDULES,
+                   help="learning rate after the warm-up: constant, or cosine decay to 0 at --max-epochs")
+    p.add_argument("--clip-grad", type=non_negative_float, default=0.0, metavar="NORM",
+                   help="clip the global gradient norm to NORM before each step; 0 = off")
     p.add_argument("--max-epochs", type=positive_int, default=100, help="upper bound on epochs")
     p.add_argument("--patience", type=positive_int, default=5,
                    help="stop after this many epochs without a lower validation loss")
@@ -54,6 +64,12 @@ def training_parser(description, default_lr=1e-3):
     p.add_argument("--num-threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch (None: PyTorch's choice)")
     return p
+
+
+def check_optimizer_flags(args):
+    """The optimizer flags that cannot work together (argparse has checked each value)."""
+    if args.weight_decay and args.optimizer != "adamw":
+        raise UsageError("--weight-decay needs --optimizer adamw (the exam's Adam has none)")
 
 
 def add_audio_frontend_flags(p):

@@ -495,6 +495,53 @@ def mean_contrastive_loss(model, split, index, batch_size, device, precision):
 
 
 @torch.inference_mode()
+def validate(model, split, index, batch_size, device, precision):
+    """One eval-mode pass over split[index]: mean_contrastive_loss's number (the same batches and
+    the same operations, so the same value) and the projections of every pair, on the CPU."""
+    model.eval()
+    total, n, emb = 0.0, 0, {"image": [], "audio": []}
+    for idx in index.split(batch_size):
+        with autocast(precision, device):
+            emb_image, emb_audio = model.embed(*batch_inputs(split, idx, ("image", "audio"), device))
+        with torch.autocast(emb_image.device.type, enabled=False):
+            loss = model.loss(emb_image.float(), emb_audio.float())
+        total += loss.item() * len(idx)
+        n += len(idx)
+        emb["image"].append(emb_image.float().cpu())
+        emb["audio"].append(emb_audio.float().cpu())
+    return total / max(n, 1), torch.cat(emb["image"]), torch.cat(emb["audio"])
+
+
+@torch.no_grad()
+def retrieval_by_group(x, y, labels, groups, group_names, similarity="cosine", ks=CLASS_KS):
+    """Class-level retrieval (digit@k, both directions) over the whole gallery of paired x (image)
+    and y (audio), reported for all queries and for the queries of each group (e.g. noise regime).
+
+    groups: an int [B] tensor, group_names[g] the name of group g. A query of group g is ranked
+    against every item of the other view, whatever its group. Returns {"all": {...}, name: {...}}
+    with digit@k_img2aud / digit@k_aud2img and n; a group with no queries gets n = 0 and None."""
+    labels, groups = torch.as_tensor(labels), torch.as_tensor(groups)
+    sims = similarity_matrix(x.float(), y.float(), similarity)
+    top = max(ks)
+    hits = {}  # (direction, k) -> bool [B]: has query i a same-digit item among its top k
+    for direction, by_query in (("img2aud", sims), ("aud2img", sims.t())):
+        rows = []
+        for lo in range(0, len(labels), RANKING_ROWS):
+            ranked = torch.sort(by_query[lo:lo + RANKING_ROWS], dim=1, descending=True, stable=True).indices[:, :top]
+            rows.append(labels[ranked] == labels[lo:lo + RANKING_ROWS, None])
+        same = torch.cat(rows) if rows else torch.zeros(0, top, dtype=torch.bool)
+        for k in ks:
+            hits[direction, k] = same[:, :k].any(dim=1)
+    out = {}
+    for name, mask in [("all", torch.ones(len(labels), dtype=torch.bool))] + \
+            [(n, groups == g) for g, n in enumerate(group_names)]:
+        count = int(mask.sum())
+        out[name] = {"n": count, **{f"digit@{k}_{d}": (hits[d, k][mask].float().mean().item() if count else None)
+                                    for d in ("img2aud", "aud2img") for k in ks}}
+    return out
+
+
+@torch.inference_mode()
 def encode(model, split, index, device, precision, batch_size=512):
     """Eval-mode featurizer outputs and projections of split[index], on the CPU."""
     model.eval()

@@ -132,6 +132,32 @@ class LateFusionNet(nn.Module):
         return (weight[:, :1] * img_logits + weight[:, 1:] * aud_logits) / weight.sum(1, keepdim=True)
 
 
+PROJECTION_HEADS = ("mlp", "mlp-bn")
+
+
+class L2Normalize(nn.Module):
+    """Scales each row to unit length (the last step of the mlp-bn projection head)."""
+
+    def forward(self, x):
+        return nn.functional.normalize(x, dim=-1)
+
+
+def projection_head(kind, proj_dim, width=FEATURE_DIM):
+    """A contrastive projection head on a 128-d featurizer output.
+
+    mlp (the first recipe's): fc(128->128)-ReLU-fc(128->proj_dim), no normalisation, so the
+    projections of a fresh network start nearly collapsed (image-image cosine ~0.99).
+    mlp-bn: fc(128->128)-BatchNorm-ReLU-fc(128->proj_dim), then L2 norm: BatchNorm spreads the
+    projections from the first step (SimCLR's head), and the unit length makes the dot product
+    a cosine."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, proj_dim))
+    if kind == "mlp-bn":
+        return nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, proj_dim),
+                             L2Normalize())
+    raise ValueError(f"unknown projection head {kind!r}; valid: {', '.join(PROJECTION_HEADS)}")
+
+
 class ContrastiveModel(nn.Module):
     """Both featurizers, their projection heads and the loss (with its tau / bias) in one module.
 
@@ -143,14 +169,12 @@ class ContrastiveModel(nn.Module):
     `load_featurizer_weights` reads (it ignores the other keys).
     """
 
-    def __init__(self, loss, proj_dim, dropout=0.5, audio_frontend="raw", mel_channels=MEL_CHANNELS):
+    def __init__(self, loss, proj_dim, dropout=0.5, audio_frontend="raw", mel_channels=MEL_CHANNELS, head="mlp"):
         super().__init__()
         self.image_featurizer = ImageFeaturizer(dropout)
         self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, mel_channels=mel_channels)
-        self.image_proj = nn.Sequential(nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(),
-                                        nn.Linear(FEATURE_DIM, proj_dim))
-        self.audio_proj = nn.Sequential(nn.Linear(FEATURE_DIM, FEATURE_DIM), nn.ReLU(),
-                                        nn.Linear(FEATURE_DIM, proj_dim))
+        self.image_proj = projection_head(head, proj_dim)
+        self.audio_proj = projection_head(head, proj_dim)
         self.loss = loss
 
     def features(self, image, audio):

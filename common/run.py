@@ -156,6 +156,10 @@ def prepare_run_dir(args, kind, default_name, parser):
                                  f"run's saved {value}; only --max-epochs, --patience, --device, --num-threads, "
                                  "--data-root may change")
             setattr(args, key, value)
+        for key in sorted(given - set(saved) - set(RUNTIME_FLAGS)):  # flags newer than the run: it trained
+            if getattr(args, key) != parser.get_default(key):         # with their defaults
+                raise UsageError(f"--resume: {run_dir} was trained before --{key.replace('_', '-')} existed, "
+                                 f"that is with its default {parser.get_default(key)!r}; it cannot change now")
         args.resume = True
         if _nothing_left(folder, args) and not args.retest:
             print(f"{run_dir} is finished (metrics.json; early stopping or --max-epochs reached): nothing to do. "

@@ -78,6 +78,109 @@ def make_adam(params, lr):
         return torch.optim.Adam(params, lr=lr)
 
 
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+
+
+def parameter_groups(model, lr, weight_decay, own_lr=None, own_names=()):
+    """AdamW's parameter groups: weight matrices and kernels (2 or more dimensions) decay; biases,
+    norm scales and the parameters named in `own_names` (e.g. a learned temperature and bias) do
+    not, and the named ones get their own learning rate `own_lr` (None: `lr`). Empty groups are
+    left out; the order of the parameters is the model's."""
+    decay, no_decay, own = [], [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name in own_names:
+            own.append(param)
+        elif param.ndim >= 2:
+            decay.append(param)
+        else:
+            no_decay.append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
+              {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+              {"params": own, "weight_decay": 0.0, "lr": lr if own_lr is None else own_lr, "name": "own_lr"}]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model, args, own_names=(), own_lr=None):
+    """The optimizer of --optimizer, --lr and --weight-decay.
+
+    adam (the default) is the exam's: torch's Adam over model.parameters() with one learning rate,
+    built by make_adam exactly as before these flags existed. adamw decays weight matrices only
+    (see parameter_groups) and gives `own_names` (a learned temperature and bias) their own lr."""
+    if args.optimizer == "adam":
+        return make_adam(model.parameters(), args.lr)
+    groups = parameter_groups(model, args.lr, args.weight_decay, own_lr, own_names)
+    try:
+        return torch.optim.AdamW(groups, lr=args.lr, fused=True)
+    except (RuntimeError, TypeError):  # no fused kernel for this device or torch
+        return torch.optim.AdamW(groups, lr=args.lr)
+
+
+def lr_factor(step, warmup_steps, total_steps, schedule):
+    """The share of the base learning rate at optimizer step `step` (0-based).
+
+    Linear warm-up: (step + 1) / warmup_steps for the first warmup_steps steps, so the first step
+    is already above zero. Then constant (1), or cosine from 1 down to 0 at total_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    span = max(total_steps - warmup_steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
+
+
+class LRSchedule:
+    """Sets each parameter group's learning rate before every optimizer step (--warmup-epochs,
+    --schedule). The step count is read from the optimizer's own state, so a resumed run, whose
+    optimizer state comes from last.pt, continues the schedule exactly. The default (no warm-up,
+    constant) never touches the learning rate."""
+
+    def __init__(self, optimizer, warmup_steps, total_steps, schedule):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+        self.optimizer, self.warmup_steps, self.total_steps, self.schedule = \
+            optimizer, int(warmup_steps), int(total_steps), schedule
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])  # a resumed optimizer brings its own from last.pt
+
+    @property
+    def active(self):
+        return self.warmup_steps > 0 or self.schedule != "constant"
+
+    def steps_done(self):
+        for group in self.optimizer.param_groups:
+            for param in group["params"]:
+                state = self.optimizer.state.get(param)
+                if state and "step" in state:
+                    return int(state["step"])
+        return 0
+
+    def step(self):
+        """Set the learning rate of the step about to be taken; returns the factor used."""
+        if not self.active:
+            return 1.0
+        factor = lr_factor(self.steps_done(), self.warmup_steps, self.total_steps, self.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        return factor
+
+
+def make_schedule(optimizer, args, steps_per_epoch):
+    """LRSchedule of --warmup-epochs and --schedule; cosine runs over --max-epochs."""
+    return LRSchedule(optimizer, round(args.warmup_epochs * steps_per_epoch), args.max_epochs * steps_per_epoch,
+                      args.schedule)
+
+
+def clip_gradients(model, max_norm):
+    """--clip-grad: scale all gradients down to a global norm of at most max_norm (0: off, and free).
+    Returns the norm before clipping, or None when off."""
+    if not max_norm:
+        return None
+    return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+
+
 def batch_inputs(split, index, views, device):
     """The model inputs of the samples at `index`: one tensor per view, on `device`."""
     return [getattr(split, view)[index].to(device, non_blocking=True) for view in views]

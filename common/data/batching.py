@@ -50,3 +50,9 @@ def batch_indices(indices, batch_size, shuffle=False, generator=None):
         indices = shuffle_order(indices, generator)
     for lo in range(0, len(indices), batch_size):
         yield indices[lo:lo + batch_size]
+
+
+def steps_per_epoch(n_indices, batch_size, min_pairs=0):
+    """Optimizer steps in one epoch of epoch_order(indices, ..., min_pairs) cut into batch_size batches."""
+    passes = max(1, math.ceil(min_pairs / n_indices)) if n_indices else 1
+    return math.ceil(passes * n_indices / batch_size)
