@@ -44,7 +44,8 @@ import statistics
 import sys
 
 from common.contrastive_report import (contrastive_row, format_setting, label_efficiency_figure,
-                                       label_efficiency_markdown, label_efficiency_sets, sweep_figure, sweep_markdown)
+                                       label_efficiency_markdown, label_efficiency_sets, probe_figure, probe_groups,
+                                       probe_markdown, retrieval_markdown, sweep_figure, sweep_markdown)
 from common.data import REGIMES
 from common.io import output_file_problem, save_figure, save_text
 from common.multimodal import FUSION_CHOICES, MEL_CHANNELS
@@ -96,6 +97,36 @@ def find_metrics(runs_dir):
         if "metrics.json" in files:
             found.append(os.path.join(folder, "metrics.json"))
     return found
+
+
+def find_probes(runs_dir):
+    """Every probes.json below runs_dir (evaluate_contrastive.py's: a contrastive run's or a floor's)."""
+    found = []
+    for folder, dirs, files in os.walk(runs_dir):
+        dirs.sort()
+        if "probes.json" in files:
+            found.append(os.path.join(folder, "probes.json"))
+    return found
+
+
+def read_probes(runs_dirs):
+    """[(dataset key, [(source name, probes.json), ...]), ...]: one few-label table per dataset."""
+    by_key, seen = {}, set()
+    for runs_dir in runs_dirs:
+        for path in find_probes(runs_dir):
+            if os.path.realpath(path) in seen:
+                continue
+            seen.add(os.path.realpath(path))
+            try:
+                probes = load_json(path)
+                if not isinstance(probes, dict) or not isinstance(probes.get("probes"), list):
+                    raise ValueError("not a probes.json of evaluate_contrastive.py")
+            except (OSError, ValueError) as e:
+                warn(f"skipping corrupt {path}: {type(e).__name__}: {e}")
+                continue
+            key = (probes.get("dataset"), bool(probes.get("synthetic")), probes.get("fingerprint"), probes.get("limit"))
+            by_key.setdefault(key, []).append((os.path.basename(os.path.dirname(path)), probes))
+    return sorted(by_key.items(), key=lambda kv: (kv[0][1], str(kv[0][0]), kv[0][3] is not None, str(kv[0][2])))
 
 
 def load_json(path):
@@ -547,7 +578,7 @@ def contrastive_tables(contrastive):
     return sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][3] is not None, str(kv[0][2])))
 
 
-def markdown(tables, runs_dir, n_runs, skipped, sweeps=()):
+def markdown(tables, runs_dir, n_runs, skipped, sweeps=(), probes=()):
     lines = ["# Results", "",
              f"{n_runs} run(s) from `{runs_dir}`. Each row: mean ± sample std (ddof=1) over n seeds; "
              "± – when n = 1. Test accuracy and loss are on the test split, evaluated once with the best "
@@ -556,6 +587,9 @@ def markdown(tables, runs_dir, n_runs, skipped, sweeps=()):
         lines += ["", f"Skipped {sum(skipped.values())} run(s): {describe_skipped(skipped)}."]
     for dkey, rows in sweeps:
         lines += sweep_markdown(rows, describe_dataset(dkey))
+    for dkey, entries in probes:
+        groups = probe_groups(entries)
+        lines += probe_markdown(groups, describe_dataset(dkey)) + retrieval_markdown(groups, describe_dataset(dkey))
     for dkey, groups in tables:
         heading = describe_dataset(dkey)
         lines += ["", f"## {heading}", ""]
@@ -747,13 +781,18 @@ def figure_suffix(dkey, n_tables):
     return f"-{dkey[0]}-{(dkey[2] or 'none')[:8]}" + ("" if dkey[3] is None else f"-limit{dkey[3]}")
 
 
-def write_figures(tables, sweeps, folder):
+def write_figures(tables, sweeps, folder, probes=()):
     """The accuracy figure, one robustness figure per sweep and the label-efficiency figure of each
     classifier table, and the temperature-sweep figure of each contrastive table; returns the paths."""
     written = []
     for dkey, rows in sweeps:
         path = os.path.join(folder, f"contrastive_sweep{figure_suffix(dkey, len(sweeps))}.png")
         save_figure(sweep_figure(rows, "contrastive pre-training vs τ: " + describe_dataset(dkey)), path)
+        written.append(path)
+    for dkey, entries in probes:
+        path = os.path.join(folder, f"few_labels{figure_suffix(dkey, len(probes))}.png")
+        save_figure(probe_figure(probe_groups(entries), "frozen features at few labels: " + describe_dataset(dkey)),
+                    path)
         written.append(path)
     for dkey, groups in tables:
         suffix = figure_suffix(dkey, len(tables))
@@ -842,7 +881,8 @@ def build_report(runs_dirs, fmt, figures_dir=None):
     runs, contrastive, skipped = read_all(runs_dirs)
     if skipped:
         print(f"note: skipped {sum(skipped.values())} run(s): {describe_skipped(skipped)}", file=sys.stderr)
-    if not runs and not contrastive:
+    probes = read_probes(runs_dirs)
+    if not runs and not contrastive and not probes:
         found = sum(skipped.values())
         raise ReportError(f"no usable metrics.json under {where}"
                           + (f" ({found} found, all skipped)" if found else " (none found)"))
@@ -852,12 +892,12 @@ def build_report(runs_dirs, fmt, figures_dir=None):
               "Markdown report", file=sys.stderr)
     if figures_dir is not None:
         try:
-            for path in write_figures(tables, sweeps, figures_dir):
+            for path in write_figures(tables, sweeps, figures_dir, probes):
                 print(f"wrote {path}", file=sys.stderr)
         except OSError as e:
             raise ReportError(f"cannot write figures to {figures_dir}: {e.strerror or e}") from None
     if fmt == "md":
-        return markdown(tables, "`, `".join(runs_dirs), len(runs) + len(contrastive), skipped, sweeps)
+        return markdown(tables, "`, `".join(runs_dirs), len(runs) + len(contrastive), skipped, sweeps, probes)
     return csv_text(tables)
 
 

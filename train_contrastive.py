@@ -24,13 +24,12 @@ Writes runs/NAME/ like the other train scripts; checkpoints/best.pt can seed a
 multimodal run: python train_multimodal.py --init-from runs/NAME/checkpoints/best.pt, and
 evaluate_contrastive.py RUN_DIR measures its frozen features at a few labels.
 """
-import math
 
 from common.argtypes import finite_float, positive_float, positive_int, probability
 from common.augment import AUGMENTATIONS, build_augment
 from common.cli import (UsageError, add_audio_frontend_flags, check_audio_frontend_flags, check_optimizer_flags,
                         run_main, training_parser)
-from common.contrastive import SIMILARITIES, AllPairsNTLog, InBatchNTXent, retrieval_by_group, validate
+from common.contrastive import SIMILARITIES, build_contrastive_loss, retrieval_by_group, validate
 from common.data import REGIMES
 from common.data.batching import steps_per_epoch
 from common.models import count_parameters
@@ -51,18 +50,10 @@ def bias_init(text):
     return text if text == "prior" else finite_float(text)
 
 
-def initial_bias(args):
-    if args.bias_init == "prior":
-        return -math.log(max(args.batch_size - 1, 1))
-    return args.bias_init
-
-
 def build_loss(args):
     try:
-        if args.loss == "nt_xent":
-            return InBatchNTXent(args.similarity, args.tau, args.learn_tau)
-        return AllPairsNTLog(args.similarity, args.tau, args.learn_tau, learn_bias=args.learn_bias,
-                             bias_init=initial_bias(args))
+        return build_contrastive_loss(args.loss, args.similarity, args.tau, args.learn_tau, args.learn_bias,
+                                      args.bias_init, args.batch_size)
     except ValueError as e:  # e.g. an initial tau outside the learnable range
         raise UsageError(str(e)) from None
 

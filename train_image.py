@@ -8,12 +8,15 @@ train_audio.py runs this same loop on the waveforms with Conv1Net (Problem 1b).
 """
 import torch.nn.functional as F
 
-from common.cli import add_audio_frontend_flags, check_audio_frontend_flags, run_main, training_parser
+from common.cli import (add_audio_frontend_flags, check_audio_frontend_flags, check_optimizer_flags, run_main,
+                        training_parser)
+from common.data.batching import steps_per_epoch
 from common.models import Conv2Net, count_parameters
 from common.multimodal import audio_classifier
 from common.reporting import finish_run, log_text_summary
 from common.run import Progress, prepare_splits, start_run
-from common.training import EarlyStopping, GracefulStop, autocast, check_finite, evaluate, make_adam, set_seed
+from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
+                             make_optimizer, make_schedule, set_seed)
 
 EVAL_BATCH = 512
 
@@ -33,15 +36,17 @@ def main(view="image", description=__doc__):
     args = parser.parse_args()
     if view == "audio":
         check_audio_frontend_flags(args)
+    check_optimizer_flags(args)
     setup = start_run(args, parser, view, default_name=f"{view}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     set_seed(args.seed)
     model, network_name = build_network(view, args)
     model = model.to(device)
     train_idx, val_idx, test_idx = prepare_splits(setup)
-    optimizer = make_adam(model.parameters(), args.lr)
+    optimizer = make_optimizer(model, args)  # the exam's Adam unless --optimizer adamw
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model))
+    schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
 
     with GracefulStop() as stop:
         for epoch in run.epochs():
@@ -54,6 +59,8 @@ def main(view="image", description=__doc__):
                 check_finite(loss, epoch, run.batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                clip_gradients(model, args.clip_grad)  # --clip-grad (off by default)
+                schedule.step()  # this step's learning rate (untouched by default)
                 optimizer.step()
                 run.count(loss, len(index))
                 if stop.requested:

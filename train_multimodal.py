@@ -11,15 +11,17 @@ opt-in: the defaults are the exam's network and training).
 import torch.nn.functional as F
 
 from common.argtypes import positive_int, probability
-from common.cli import UsageError, add_audio_frontend_flags, check_audio_frontend_flags, run_main, training_parser
+from common.cli import (UsageError, add_audio_frontend_flags, check_audio_frontend_flags, check_optimizer_flags,
+                        run_main, training_parser)
+from common.data.batching import steps_per_epoch
 from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
 from common.multimodal import FUSION_CHOICES, build_multimodal, draw_present_views, fill_missing, init_featurizers
 from common.reporting import finish_run, log_text_summary
 from common.robustness import STAND_INS, missing_view_stand_in
 from common.run import Progress, prepare_splits, start_run
-from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, evaluate, load_checkpoint,
-                             make_adam, set_seed)
+from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
+                             load_checkpoint, make_optimizer, make_schedule, set_seed)
 
 MODEL = "multimodal"
 VIEWS = ("image", "audio")  # the inputs this model sees, in forward() order
@@ -53,6 +55,7 @@ def main():
     add_audio_frontend_flags(parser)
     args = parser.parse_args()
     check_audio_frontend_flags(args)
+    check_optimizer_flags(args)
     if args.modality_dropout_fill != "zeros" and (not args.modality_dropout or args.fusion == "late"):
         raise UsageError("--modality-dropout-fill needs --modality-dropout above 0 and a fusion other than late "
                          "(late fusion leaves the lost view's head out instead of filling the view)")
@@ -75,9 +78,10 @@ def main():
     # what a view lost to modality dropout becomes: evaluate.py's stand-in for a missing view
     stand_ins = tuple(missing_view_stand_in(train, train_idx, view, args.modality_dropout_fill) for view in VIEWS) \
         if args.modality_dropout and args.fusion != "late" else None
-    optimizer = make_adam(model.parameters(), args.lr)
+    optimizer = make_optimizer(model, args)  # the exam's Adam unless --optimizer adamw
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion)
+    schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
 
     with GracefulStop() as stop:
         for epoch in run.epochs():
@@ -98,6 +102,8 @@ def main():
                 check_finite(loss, epoch, run.batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                clip_gradients(model, args.clip_grad)  # --clip-grad (off by default)
+                schedule.step()  # this step's learning rate (untouched by default)
                 optimizer.step()
                 run.count(loss, len(index))
                 if stop.requested:

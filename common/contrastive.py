@@ -412,6 +412,19 @@ class AllPairsNTLog(_BatchedContrastive):
                 f"bias={float(self.bias.detach()):.4g}, learn_bias={self.learn_bias}")
 
 
+def build_contrastive_loss(loss, similarity="cosine", tau=0.1, learn_tau=False, learn_bias=False, bias_init=None,
+                           batch_size=128):
+    """The loss of train_contrastive.py's flags (also to rebuild a saved run's model). bias_init: a
+    number, None (-ln 127 when learned, else 0) or "prior" (-ln(batch_size - 1))."""
+    if loss == "nt_xent":
+        return InBatchNTXent(similarity, tau, learn_tau)
+    if loss != "nt_log":
+        raise ValueError(f"unknown contrastive loss {loss!r}; valid: nt_xent, nt_log")
+    if bias_init == "prior":
+        bias_init = -math.log(max(batch_size - 1, 1))
+    return AllPairsNTLog(similarity, tau, learn_tau, learn_bias=learn_bias, bias_init=bias_init)
+
+
 # --------------------------------------------------------------------------- #
 # Retrieval metrics
 # --------------------------------------------------------------------------- #
@@ -556,7 +569,7 @@ def encode(model, split, index, device, precision, batch_size=512):
     return {k: torch.cat(v) if v else torch.empty(0, 128) for k, v in out.items()}
 
 
-def fit_linear_probe(x, y, steps):
+def fit_linear_probe(x, y, steps, weight_decay=PROBE_WEIGHT_DECAY):
     """Multinomial logistic regression on fixed features: full-batch L-BFGS, zero start, fixed steps.
 
     The features are standardised with the training mean and std (dead ReLU
@@ -573,7 +586,7 @@ def fit_linear_probe(x, y, steps):
 
     def closure():
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(probe(x), y) + PROBE_WEIGHT_DECAY * probe.weight.pow(2).sum()
+        loss = F.cross_entropy(probe(x), y) + weight_decay * probe.weight.pow(2).sum()
         loss.backward()
         return loss
 

@@ -15,6 +15,10 @@ DIRECTIONS = (("img2aud", "image → audio"), ("aud2img", "audio → image"))
 # the training set-up of a contrastive run besides its loss and temperature (default: before the flag existed)
 SETUP_KEYS = {"batch_size": None, "max_epochs": None, "patience": None, "lr": None, "similarity": "cosine",
               "proj_dim": 64, "precision": None, "audio_frontend": "raw", "mel_channels": None}
+# the second recipe's flags, named in a table only where some run left their first-recipe default
+RECIPE_KEYS = {"head": "mlp", "feat_dropout": 0.5, "optimizer": "adam", "weight_decay": 0.0, "warmup_epochs": 0.0,
+               "schedule": "constant", "own_lr": None, "augment": "none", "select": "val_loss", "bias_init": None,
+               "clip_grad": 0.0}
 
 
 # ---------------------------------------------------------------- the temperature sweep
@@ -32,6 +36,7 @@ def contrastive_row(path, metrics, args):
             "tau_init": args.get("tau"), "tau": metrics.get("tau"), "learn_tau": bool(metrics.get("learn_tau")),
             "bias": metrics.get("bias"), "learn_bias": bool(metrics.get("learn_bias")),
             "setup": {key: args.get(key, default) for key, default in SETUP_KEYS.items()},
+            "recipe": {key: args.get(key, default) for key, default in RECIPE_KEYS.items()},
             "best_epoch": metrics.get("best_epoch"),
             "epochs_run": metrics.get("epochs_run"), "seconds_per_epoch": metrics.get("seconds_per_epoch"),
             "val_loss": (metrics.get("val") or {}).get("loss"), "retrieval": retrieval,
@@ -64,12 +69,20 @@ def sweep_markdown(rows, dataset_heading):
     rows = sorted(rows, key=_sweep_order)
     shared = {k: rows[0]["setup"][k] for k in SETUP_KEYS if len({repr(r["setup"][k]) for r in rows}) == 1}
     differing = [k for k in SETUP_KEYS if k not in shared]
+    recipe = [k for k in RECIPE_KEYS if any(r["recipe"][k] != RECIPE_KEYS[k] for r in rows)]
+    shared.update({k: rows[0]["recipe"][k] for k in recipe if len({repr(r["recipe"][k]) for r in rows}) == 1})
+    differing += [k for k in recipe if k not in shared]
+    for r in rows:
+        r["setup"] = {**r["setup"], **{k: r["recipe"][k] for k in recipe}}
     budget = ", ".join(f"{k}={format_setting(v)}" for k, v in shared.items() if v is not None)
+    selections = {r["recipe"]["select"] for r in rows}
+    chosen = "the weights of the lowest validation contrastive loss" if selections == {"val_loss"} else \
+        "the weights of the highest validation digit@1" if selections == {"val_digit1"} else \
+        "the weights each run's --select chose"
     lines = ["", f"## Contrastive pre-training: the temperature sweep ({dataset_heading})", "",
              f"{len(rows)} run(s), all with {budget or 'their own settings'}"
              + (f" (each run's {', '.join(differing)} beside its name)" if differing else "")
-             + "; measured on the test split with the weights of the lowest validation "
-             "contrastive loss. Digit@k: share of queries with an item of their own digit among the k most "
+             + f"; measured on the test split with {chosen}. Digit@k: share of queries with an item of their own digit among the k most "
              "similar items of the other view (image → audio / audio → image). R@1: the exact partner first; "
              "its digit-only ceiling is (digits present) / (test pairs), what a ranking that knows only the "
              "digit gets by chance. Probe: a linear classifier on each frozen featurizer (and on both), fitted "
@@ -202,5 +215,124 @@ def label_efficiency_figure(sets, title):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title + " (mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- frozen features at few labels (probes.json)
+
+FLOOR_LABELS = {"raw": "floor: logistic regression on the raw inputs", "random": "floor: random-init featurizers"}
+FEATURE_LABELS = {"raw": {"image": "noisy pixels (784)", "audio": "log-mel mean + std over time (128)",
+                          "both": "pixels + log-mel"},
+                  "other": {"image": "image featurizer", "audio": "audio featurizer", "both": "both featurizers"}}
+REGIME_ORDER = ("image_noisy", "audio_noisy", "both_mild")
+
+
+def probe_source_key(probes, name):
+    """The row a probes.json belongs to: the floor's kind, or the run's name without its seed."""
+    if probes.get("kind") in FLOOR_LABELS:
+        return probes["kind"]
+    return name[:name.rindex("-s")] if "-s" in name else name
+
+
+def probe_groups(entries):
+    """{source key: [probes.json, ...]} in a stable order: the floors first, then the runs by name."""
+    groups = {}
+    for name, probes in sorted(entries, key=lambda e: e[0]):
+        groups.setdefault(probe_source_key(probes, name), []).append(probes)
+    floors = [k for k in FLOOR_LABELS if k in groups]
+    return {k: groups[k] for k in floors + sorted(k for k in groups if k not in FLOOR_LABELS)}
+
+
+def _mean_std(values):
+    values = [v for v in values if isinstance(v, (int, float))]
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None), len(values)
+
+
+def _stat_cell(stat):
+    if stat is None:
+        return "–"
+    mean, std, n = stat
+    return f"{100 * mean:.1f} ± {'–' if std is None else f'{100 * std:.1f}'}"
+
+
+def probe_stats(group, fraction, features, field="test_acc"):
+    """Mean ± std over every (run seed, label seed) probe of a group at one share and feature set."""
+    return _mean_std([row[field] for probes in group for row in probes.get("probes", [])
+                      if row.get("fraction") == fraction and row.get("features") == features])
+
+
+def probe_markdown(groups, dataset_heading):
+    """The few-label table: one row per source and feature set, one column per label share F."""
+    fractions = sorted({row["fraction"] for g in groups.values() for p in g for row in p.get("probes", [])})
+    if not fractions:
+        return []
+    budget = {f: _mean_std([row["n_train"] for g in groups.values() for p in g for row in p.get("probes", [])
+                            if row["fraction"] == f]) for f in fractions}
+    header = ["source", "features", "runs × label seeds"] + \
+        [f"F = {f:g} ({budget[f][0]:.0f} labels)" if budget[f] else f"F = {f:g}" for f in fractions]
+    lines = ["", f"## Problem 2: frozen features at few labels ({dataset_heading})", "",
+             "Test accuracy (%) of a linear probe on frozen features, mean ± sample std over every run seed and "
+             "label seed (the count beside each source). The labelled pairs: a class-balanced share F of the "
+             "training pairs; the probe's L2 penalty is chosen on a class-balanced validation subset no larger "
+             "than that budget (evaluate_contrastive.py). The floors come first: every pre-trained row is read "
+             "against them.", "",
+             "| " + " | ".join(header) + " |", "|---|---|---:" + "|---:" * len(fractions) + "|"]
+    for key, group in groups.items():
+        label = FLOOR_LABELS.get(key, key)
+        names = FEATURE_LABELS["raw" if key == "raw" else "other"]
+        count = len({row.get("label_seed") for p in group for row in p.get("probes", [])})
+        for features in ("image", "audio", "both"):
+            cells = [_stat_cell(probe_stats(group, f, features)) for f in fractions]
+            lines.append(f"| {label} | {names[features]} | {len(group)} × {count} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def retrieval_markdown(groups, dataset_heading):
+    """Test retrieval of each pre-trained source by noise regime: digit@1 both ways, digit@5 overall."""
+    runs = {k: g for k, g in groups.items() if k not in FLOOR_LABELS and all("retrieval_test" in p for p in g)}
+    if not runs:
+        return []
+    columns = [("all", "digit@1"), *((r, "digit@1") for r in REGIME_ORDER), ("all", "digit@5")]
+    header = ["source", "runs"] + [f"{k} {'all pairs' if r == 'all' else r} (%)" for r, k in columns]
+    lines = ["", f"## Problem 2: retrieval by noise regime ({dataset_heading})", "",
+             "Class-level retrieval on the test split, image → audio / audio → image: the share of queries "
+             "with an item of their own digit among the k most similar items of the other view (the whole test "
+             "split is the gallery; a regime's column averages its queries only). Mean over the runs' seeds; "
+             "chance is about 10% at k = 1.", "",
+             "| " + " | ".join(header) + " |", "|---|---:" + "|---:" * len(columns) + "|"]
+    for key, group in runs.items():
+        cells = []
+        for regime, k in columns:
+            both = []
+            for d, _ in DIRECTIONS:
+                stat = _mean_std([p["retrieval_test"].get(regime, {}).get(f"{k}_{d}") for p in group])
+                both.append("–" if stat is None else f"{100 * stat[0]:.1f}")
+            cells.append(" / ".join(both))
+        lines.append(f"| {key} | {len(group)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def probe_figure(groups, title):
+    """Test accuracy vs F (log axis) of the probe on both views' features, one line per source."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for k, (key, group) in enumerate(groups.items()):
+        fractions = sorted({row["fraction"] for p in group for row in p.get("probes", [])})
+        stats = [probe_stats(group, f, "both") for f in fractions]
+        kept = [(f, s) for f, s in zip(fractions, stats) if s]
+        ax.errorbar([f for f, _ in kept], [100 * s[0] for _, s in kept], yerr=[100 * (s[1] or 0) for _, s in kept],
+                    fmt="o--" if key in FLOOR_LABELS else "o-", capsize=3, color=f"C{k}",
+                    label=FLOOR_LABELS.get(key, key))
+    ax.set_xscale("log")
+    ax.set_xlabel("F: share of labelled training pairs")
+    ax.set_ylabel("test accuracy (%), probe on both views")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title + " (mean ± std over seeds)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -50,6 +50,7 @@ class RunFolder:
         self.split_indices = os.path.join(path, "split_indices.json")
         self.predictions = os.path.join(path, "predictions_test.csv")
         self.robustness = os.path.join(path, "robustness.json")
+        self.probes = os.path.join(path, "probes.json")  # evaluate_contrastive.py's measures of a contrastive run
         self.last = os.path.join(path, "checkpoints", "last.pt")
         self.best = os.path.join(path, "checkpoints", "best.pt")
 

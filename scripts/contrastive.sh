@@ -1,53 +1,57 @@
 #!/usr/bin/env bash
-# Problem 2 in training: the temperature sweep of both losses, then label efficiency from its best checkpoint.
+# Problem 2 in training: contrastive pre-training of both featurizers, then what it is worth with few labels.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: scripts/contrastive.sh [--runs-dir runs/contrastive] [--results results/contrastive] [--list]
-                             [-- EXTRA...]
+usage: scripts/contrastive.sh [--study v2|v1] [--runs-dir DIR] [--results DIR] [--list] [-- EXTRA...]
 
-1. The sweep (seed 0): train_contrastive.py with NT-Xent and NT-Log at
-   tau = 0.03, 0.1, 0.3, 1, 3, one --learn-tau run per loss (from tau = 0.1) and one
-   NT-Log run with a learned tau and bias (SigLIP's form): 13 runs named
-   contrastive-LOSS-tTAU-s0 / contrastive-LOSS-learn-s0 / contrastive-nt_log-learn-bias-s0.
-   All share one budget: batch 128, SWEEP_EPOCHS epochs (default 10) with no early
-   stopping (best.pt: the epoch of lowest validation loss), about an hour for the 13
-   runs alone on 2 CPU cores. No early stopping, because these losses sit on a plateau
-   near chance for the first epochs: with patience 3, runs at tau = 0.1 and 0.3 stopped
-   at epoch 4-5 before leaving it, while tau = 0.03 left it at epoch 5.
-2. The best of them: the highest validation accuracy of a linear probe on both frozen
-   featurizers (the validation pairs, never the test split, choose it).
-3. Label efficiency: concat fusion on a class-balanced share F of the labelled training
-   pairs, from scratch and with both featurizers from that checkpoint (--init-from):
-   F = 0.01 and 0.1 for seeds 0, 1, 2, and F = 1 for seed 0 (14 runs, named
-   multimodal-concat-fF-sS and multimodal-concat-fF-pre-sS), each evaluated by evaluate.py.
-   Each validates after at least 1,400 training pairs (--epoch-pairs 1400: ten passes per
-   epoch at F = 0.01), so that early stopping's patience is about the same number of steps
-   at every F below 1.
-   If the chosen checkpoint is gone (a fresh machine: checkpoints are never kept) while a
-   pre-trained run is still to do, that sweep run is trained again with its saved flags.
+--study v2 (the default): the second recipe, in runs/contrastive2, kept in results/contrastive2.
+  Every run: batch 256, the mlp-bn projection head (BatchNorm, L2-normalised projections),
+  featurizer dropout 0.1, AdamW 1e-3 with weight decay 1e-4 on weight matrices, one warm-up
+  epoch then cosine decay over V2_EPOCHS epochs (default 24, no early stopping), view
+  augmentation (--augment views), best.pt = the epoch of highest validation digit@1.
+  1. The floors: evaluate_contrastive.py raw and random (RESULTS/floor-raw, floor-random).
+  2. The runs, named contrastive-TAG-sS:
+     nt_xent        NT-Xent, tau 0.1, seeds 0, 1, 2
+     nt_log         NT-Log in SigLIP's form: learned tau from 0.1 and learned bias from
+                    -ln(B - 1) = -ln 255, both at lr 1e-2 in their own group; seeds 0, 1, 2
+     nt_xent-noaug  NT-Xent without the augmentation (seed 0): what it buys
+     nt_log-b-10    NT-Log with the bias from SigLIP's -10 (seed 0)
+     nt_xent-t0.05, nt_xent-t0.2   the temperature sweep around 0.1 (seed 0)
+  Each finished run is measured by evaluate_contrastive.py (probes.json: frozen linear probes at
+  F = 0.01, 0.1, 1 of the labels, label seeds 0-2, selected on a validation subset no larger than
+  the budget; test retrieval by noise regime) and kept.
+  About 7 minutes a run on this project's 2-core CPU alone, 70 for the ten.
 
-scripts/reproduce.sh does the work (its rules for skipping, resuming and keeping runs
-apply); then python report.py RESULTS prints both tables and writes both figures.
---list prints one self-contained command per run instead (for xargs -P N) and exits: the
-sweep's, then label efficiency's. Label efficiency needs the sweep finished and kept, and the
-chosen checkpoint in place, so --list lists its runs only then.
+--study v1: the first recipe, kept as the record in results/contrastive: the temperature sweep
+  of both losses (13 runs, batch 128, SWEEP_EPOCHS epochs, default 10), then label efficiency of
+  concat fusion fine-tuned from the best of them (14 runs); docs/RESULTS.md says what is wrong
+  with it.
+
+scripts/reproduce.sh does the work (its rules for skipping, resuming and keeping runs apply);
+then python report.py RESULTS prints the tables. --list prints one self-contained command per
+run instead (for xargs -P N) and exits; in v2 the floors come first, as commands of their own.
 EXTRA goes to every training script (e.g. -- --data avdigits --data-root ../shared/data).
 
 environment:
   PYTHON                interpreter to use (default: python)
-  SWEEP_EPOCHS          the sweep's epoch budget, every run trains all of it (default: 10)
+  V2_EPOCHS             the second recipe's epoch budget (default: 24)
+  SWEEP_EPOCHS          the first recipe's epoch budget (default: 10)
 EOF
 }
 
-RUNS_DIR="runs/contrastive"
-RESULTS="results/contrastive"
+STUDY="v2"
+RUNS_DIR=""
+RESULTS=""
 LIST=()
 EXTRA=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
+        --study) [[ $# -ge 2 ]] || { echo "error: --study needs a value" >&2; exit 2; }
+                 [[ "$2" == v1 || "$2" == v2 ]] || { echo "error: --study must be v1 or v2, got $2" >&2; exit 2; }
+                 STUDY="$2"; shift 2 ;;
         --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
                     RUNS_DIR="$2"; shift 2 ;;
         --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
@@ -61,6 +65,61 @@ done
 
 PY="${PYTHON:-python}"
 REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+if [[ $STUDY == v2 ]]; then
+    RUNS_DIR="${RUNS_DIR:-runs/contrastive2}"
+    RESULTS="${RESULTS:-results/contrastive2}"
+    V2=(--batch-size 256 --head mlp-bn --feat-dropout 0.1 --optimizer adamw --weight-decay 1e-4 --warmup-epochs 1
+        --schedule cosine --select val_digit1 --max-epochs "${V2_EPOCHS:-24}" --patience "${V2_EPOCHS:-24}")
+    XENT=(--loss nt_xent --tau 0.1)
+    LOG=(--loss nt_log --tau 0.1 --learn-tau --learn-bias --bias-init prior --own-lr 1e-2)
+    # the floors train nothing: they get the data flags of EXTRA only
+    floor_data=()
+    set -- ${EXTRA[@]+"${EXTRA[@]}"}
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --data|--data-root|--data-seed|--synthetic-size) floor_data+=("$1" "${2-}"); shift; [[ $# -gt 0 ]] && shift ;;
+            *) shift ;;
+        esac
+    done
+    for floor in raw random; do
+        out="$RESULTS/floor-$floor/probes.json"
+        cmd=("$PY" "$ROOT/evaluate_contrastive.py" "$floor" --out "$out" ${floor_data[@]+"${floor_data[@]}"})
+        if [[ ${#LIST[@]} -gt 0 ]]; then
+            if [[ ! -f "$out" ]]; then
+                printf 'mkdir -p %q && ' "$(dirname "$out")"
+                printf '%q ' "${cmd[@]}" | sed 's/ $//'
+                echo
+            fi
+        elif [[ -f "$out" ]]; then
+            echo "== skip floor-$floor: $out exists"
+        else
+            echo "== floor-$floor"
+            mkdir -p "$(dirname "$out")"
+            "${cmd[@]}"
+        fi
+    done
+    v2_run() {  # v2_run TAG "SEEDS" FLAGS...
+        local tag="$1" seeds="$2"
+        shift 2
+        "$REPRODUCE" --seeds "$seeds" --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
+            --no-report ${LIST[@]+"${LIST[@]}"} -- "${V2[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+    }
+    v2_run nt_xent "0" "${XENT[@]}" --augment views
+    v2_run nt_log "0" "${LOG[@]}" --augment views
+    v2_run nt_xent-noaug "0" "${XENT[@]}"
+    v2_run nt_xent "1 2" "${XENT[@]}" --augment views
+    v2_run nt_log "1 2" "${LOG[@]}" --augment views
+    v2_run nt_log-b-10 "0" --loss nt_log --tau 0.1 --learn-tau --learn-bias --bias-init -10 --own-lr 1e-2 --augment views
+    v2_run nt_xent-t0.05 "0" --loss nt_xent --tau 0.05 --augment views
+    v2_run nt_xent-t0.2 "0" --loss nt_xent --tau 0.2 --augment views
+    exit 0
+fi
+
+# ---------------------------------------------------------------- the first recipe (--study v1)
+RUNS_DIR="${RUNS_DIR:-runs/contrastive}"
+RESULTS="${RESULTS:-results/contrastive}"
 SWEEP=(--batch-size 128 --max-epochs "${SWEEP_EPOCHS:-10}" --patience "${SWEEP_EPOCHS:-10}")  # no early stop
 
 SWEEP_LEFT=0  # sweep runs not kept in RESULTS yet

@@ -24,12 +24,12 @@ arguments.
 options:
   --seeds "S1 S2 ..."   seeds to run (default: "0")
   --models "M1 M2 ..."  image, audio and fusion names (default: image, audio and all ten fusions),
-                        or contrastive (train_contrastive.py; no evaluate.py: it is no classifier)
+                        or contrastive (train_contrastive.py, measured by evaluate_contrastive.py)
   --runs-dir DIR        folder for the run folders (default: runs/study)
   --tag TAG             name the runs NAME-TAG-sS (e.g. multimodal-concat-mel-s0): variants
                         trained with extra flags after -- keep their own folders
   --results DIR         keep each finished, evaluated run's config.json, metrics.json,
-                        predictions_test.csv, robustness.json and figures/curves.png in
+                        predictions_test.csv, robustness.json, probes.json and figures/curves.png in
                         DIR/NAME/ (never checkpoints or events), and skip any run whose
                         DIR/NAME/metrics.json exists: a fresh clone carries on from DIR
   --list                print the study as one self-contained command per run (for
@@ -107,7 +107,7 @@ if [[ $LIST == 1 ]]; then  # one line per run: this script for that one run, wit
     exit 0
 fi
 
-KEPT_FILES="config.json metrics.json predictions_test.csv robustness.json figures/curves.png figures/similarity_test.png"
+KEPT_FILES="config.json metrics.json predictions_test.csv robustness.json probes.json figures/curves.png figures/similarity_test.png"
 
 # kept NAME: true when the results folder already holds this run (so nothing is trained or evaluated)
 kept() {
@@ -161,9 +161,21 @@ train() {
     fi
 }
 
-# evaluate NAME: robustness of a finished run, while its checkpoint is still there.
+# evaluate NAME: robustness of a finished classifier run (a contrastive run: its frozen features at a
+# few labels, probes.json), while its checkpoint is still there.
 evaluate() {
     local name="$1" dir="$RUNS_DIR/$1"
+    if [[ $name == contrastive* ]]; then
+        if [[ -f "$dir/probes.json" ]]; then
+            echo "== skip evaluating $name: $dir/probes.json exists"
+        elif [[ -f "$dir/checkpoints/best.pt" ]]; then
+            echo "== evaluate $name (frozen features, few labels)"
+            "$PY" "$ROOT/evaluate_contrastive.py" "$dir" || echo "warning: evaluate_contrastive.py could not measure $name" >&2
+        else
+            echo "warning: $name has no checkpoints/best.pt, so no probes.json" >&2
+        fi
+        return 0
+    fi
     if [[ -f "$dir/robustness.json" ]]; then
         echo "== skip evaluating $name: $dir/robustness.json exists"
     elif [[ -f "$dir/checkpoints/best.pt" ]]; then
@@ -186,7 +198,7 @@ for seed in $SEEDS; do
             continue
         fi
         train "$script" "$name" "${flags[@]}"
-        [[ $model == contrastive ]] || evaluate "$name"
+        evaluate "$name"
         keep "$name"
     done
 done

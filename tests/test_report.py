@@ -615,12 +615,17 @@ RUN_STUB = r"""#!/usr/bin/env bash
 # run with a best.pt (a contrastive one scores its validation probe by the length of its name), evaluate.py
 # a robustness.json; any other Python (the script's own helpers) runs for real.
 case "$(basename "${1:-}")" in
-    train_*.py|evaluate.py) ;;
+    train_*.py|evaluate.py|evaluate_contrastive.py) ;;
     *) exec python3 "$@" ;;
 esac
 printf '%s\n' "$*" >> "$STUB_LOG"
 script=$(basename "$1"); shift
 if [[ $script == evaluate.py ]]; then echo '{}' > "$1/robustness.json"; exit 0; fi
+if [[ $script == evaluate_contrastive.py ]]; then
+    out="$1/probes.json"; prev=""
+    for a in "$@"; do [[ $prev == --out ]] && out=$a; prev=$a; done
+    echo '{}' > "$out"; exit 0
+fi
 runs=""; name=""; prev=""
 for a in "$@"; do
     case "$prev" in --runs-dir) runs=$a ;; --name) name=$a ;; esac
@@ -641,10 +646,11 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
     log, runs, kept = tmp_path / "calls.log", tmp_path / "runs", tmp_path / "kept"
     env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
     script = os.path.join(ROOT, "scripts", "contrastive.sh")
-    r = subprocess.run(["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data", "synthetic"],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(["bash", script, "--study", "v1", "--runs-dir", str(runs), "--results", str(kept), "--", "--data",
+                        "synthetic"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    calls = [c.split() for c in log.read_text().splitlines() if "evaluate.py" not in c]
+    calls = [c.split() for c in log.read_text().splitlines() if not c.split()[0].endswith("evaluate.py")
+             and not c.split()[0].endswith("evaluate_contrastive.py")]
     names = [c[c.index("--name") + 1] for c in calls]
     sweep = [f"contrastive-{loss}-{t}-s0" for loss in ("nt_xent", "nt_log")
              for t in ("t0.03", "t0.1", "t0.3", "t1", "t3", "learn")] + ["contrastive-nt_log-learn-bias-s0"]
@@ -670,10 +676,11 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
     def fresh_machine():  # runs/ is gone; results/ survives
         shutil.rmtree(runs, ignore_errors=True)
         log.write_text("")
-        r = subprocess.run(["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data",
-                            "synthetic"], capture_output=True, text=True, env=env, timeout=120)
+        r = subprocess.run(["bash", script, "--study", "v1", "--runs-dir", str(runs), "--results", str(kept), "--",
+                            "--data", "synthetic"], capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 0, r.stderr
-        return [c.split() for c in log.read_text().splitlines() if "evaluate.py" not in c]
+        return [c.split() for c in log.read_text().splitlines() if not c.split()[0].endswith("evaluate.py")
+                and not c.split()[0].endswith("evaluate_contrastive.py")]
 
     # everything kept: nothing is trained, not even the best checkpoint (nothing needs it)
     assert fresh_machine() == []
@@ -686,8 +693,8 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
 
     def listed(*extra):  # --list: the runs as commands, nothing trained
         log.write_text("")
-        r = subprocess.run(["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--list", *extra,
-                            "--", "--data", "synthetic"], capture_output=True, text=True, env=env, timeout=120)
+        r = subprocess.run(["bash", script, "--study", "v1", "--runs-dir", str(runs), "--results", str(kept), "--list",
+                            *extra, "--", "--data", "synthetic"], capture_output=True, text=True, env=env, timeout=120)
         assert log.read_text() == ""
         return r, [line.split() for line in r.stdout.splitlines()]
 
@@ -709,6 +716,49 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
     shutil.rmtree(kept / "contrastive-nt_xent-t1-s0")
     r, lines = listed()
     assert r.returncode == 0 and len(lines) == 13 and "1 sweep runs are not kept" in r.stderr
+
+
+def test_contrastive_study_v2_measures_the_floors_then_trains_and_measures_each_run(tmp_path):
+    stub = tmp_path / "stub-python"
+    stub.write_text(RUN_STUB)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    log, runs, kept = tmp_path / "calls.log", tmp_path / "runs", tmp_path / "kept"
+    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    script = os.path.join(ROOT, "scripts", "contrastive.sh")
+    command = ["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data", "synthetic",
+               "--limit", "64"]
+    r = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    calls = [c.split() for c in log.read_text().splitlines()]
+    floors = [c for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] in ("raw", "random")]
+    assert [c[1] for c in floors] == ["raw", "random"]
+    for c in floors:  # the data flags only: a floor trains nothing, so --limit is not its business
+        assert c[c.index("--out") + 1] == str(kept / f"floor-{c[1]}" / "probes.json") and c[-2:] == ["--data",
+                                                                                                     "synthetic"]
+        assert "--limit" not in c
+    trained = [c for c in calls if c[0].endswith("train_contrastive.py")]
+    names = [c[c.index("--name") + 1] for c in trained]
+    assert names == ["contrastive-nt_xent-s0", "contrastive-nt_log-s0", "contrastive-nt_xent-noaug-s0",
+                     "contrastive-nt_xent-s1", "contrastive-nt_xent-s2", "contrastive-nt_log-s1", "contrastive-nt_log-s2",
+                     "contrastive-nt_log-b-10-s0", "contrastive-nt_xent-t0.05-s0", "contrastive-nt_xent-t0.2-s0"]
+    for c, name in zip(trained, names):
+        flags = " ".join(c)
+        assert "--head mlp-bn --feat-dropout 0.1 --optimizer adamw --weight-decay 1e-4 --warmup-epochs 1" in flags
+        assert "--select val_digit1 --max-epochs 24 --patience 24" in flags
+        assert ("--augment views" in flags) == ("noaug" not in name)
+        assert ("--bias-init prior --own-lr 1e-2" in flags) == (name.startswith("contrastive-nt_log-s"))
+    measured = [c[1] for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] not in ("raw", "random")]
+    assert measured == [str(runs / n) for n in names]  # each run measured right after its training
+    for name in names:  # kept with its probes.json
+        assert (kept / name / "probes.json").is_file() and (kept / name / "metrics.json").is_file()
+    # a fresh machine: everything is kept, nothing runs again
+    shutil.rmtree(runs)
+    log.write_text("")
+    r = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert log.read_text() == ""
+    r = subprocess.run(["bash", script, "--study", "v3"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2 and "--study must be v1 or v2" in r.stderr
 
 
 def test_delta_late_pairs_each_row_with_the_late_row_trained_the_same_way(tmp_path, capsys):

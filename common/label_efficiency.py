@@ -1,0 +1,92 @@
+"""Label efficiency measured as the field does it: frozen features, a linear probe, a few labels.
+
+One protocol for every source of features, so that a pre-trained featurizer is read against its
+floors:
+
+- the labelled training pairs: a class-balanced share F of the training indices (F = 0.01, 0.1,
+  1), drawn with label seed k (common.data.batching.class_balanced_subset);
+- model selection on a labelled validation subset no larger than that budget: a class-balanced
+  subset of the validation indices with as many pairs as the training share (the whole validation
+  split once the budget exceeds it), drawn with the same seed. It picks the probe's L2 penalty
+  from WEIGHT_DECAYS; nothing else is tuned;
+- the probe: multinomial logistic regression on standardised features (fit_linear_probe: L-BFGS
+  from zeros, deterministic), one per feature set (image, audio, both concatenated);
+- the score: accuracy on the whole test split, overall and per noise regime.
+
+The floors (`floor_features`): the raw noisy pixels (784 values), a fixed audio feature (the
+log-mel map of common/mel.py averaged over time, with its standard deviation over time: 128
+values, blind to where the word sits in its second), and both concatenated. The random-init
+floor: the exam's two featurizers as built at seed k, never trained.
+"""
+import torch
+
+from .contrastive import fit_linear_probe
+from .data import REGIMES
+from .data.batching import class_balanced_subset
+from .mel import LogMel
+
+FRACTIONS = (0.01, 0.1, 1.0)
+LABEL_SEEDS = (0, 1, 2)
+FEATURE_SETS = ("image", "audio", "both")
+WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+PROBE_STEPS = 100
+
+
+def budget_subsets(train_idx, val_idx, labels, fraction, seed):
+    """The labelled training share and the validation subset that may select on it (see above)."""
+    train = class_balanced_subset(train_idx, labels, fraction, seed)
+    val_share = min(1.0, len(train) / len(val_idx))
+    val = class_balanced_subset(val_idx, labels, val_share, seed) if val_share < 1.0 else val_idx
+    return train, val
+
+
+@torch.no_grad()
+def floor_features(split, batch_size=1024):
+    """The trivial baselines' features of every pair of a split: {"image": [N, 784] noisy pixels,
+    "audio": [N, 128] log-mel mean and std over time}."""
+    logmel = LogMel()
+    audio = []
+    for lo in range(0, len(split), batch_size):
+        maps = logmel(split.audio[lo:lo + batch_size]).squeeze(1)  # [B, 64, 101]
+        audio.append(torch.cat([maps.mean(-1), maps.std(-1)], dim=1))
+    return {"image": split.image.flatten(1).float(), "audio": torch.cat(audio)}
+
+
+def pick(features, which):
+    if which == "both":
+        return torch.cat([features["image"], features["audio"]], dim=1)
+    return features[which]
+
+
+def accuracy_by_regime(pred, labels, regimes):
+    correct = (pred == labels).float()
+    return {"all": correct.mean().item(),
+            **{name: correct[regimes == r].mean().item() if (regimes == r).any() else None
+               for r, name in enumerate(REGIMES)}}
+
+
+def probe_rows(train_features, train_labels, train_idx, val_idx, test_features, test_labels, test_regimes,
+               fractions=FRACTIONS, seeds=LABEL_SEEDS, weight_decays=WEIGHT_DECAYS, steps=PROBE_STEPS):
+    """One row per (fraction, label seed, feature set): the budget, the chosen L2 penalty, its
+    budget-validation accuracy and the test accuracy (overall and per regime).
+
+    train_features: {"image", "audio"} tensors over the whole training split (row = dataset index);
+    train_idx / val_idx: the run's own training and validation indices."""
+    rows = []
+    for fraction in fractions:
+        for seed in seeds:
+            train, val = budget_subsets(train_idx, val_idx, train_labels, fraction, seed)
+            for which in FEATURE_SETS:
+                x_train, x_val = pick(train_features, which)[train], pick(train_features, which)[val]
+                best = None
+                for wd in weight_decays:  # the first of equal scores wins: the grid runs from weak to strong
+                    predict = fit_linear_probe(x_train, train_labels[train], steps, weight_decay=wd)
+                    val_acc = (predict(x_val).argmax(1) == train_labels[val]).float().mean().item()
+                    if best is None or val_acc > best[1]:
+                        best = (wd, val_acc, predict)
+                wd, val_acc, predict = best
+                test = accuracy_by_regime(predict(pick(test_features, which)).argmax(1), test_labels, test_regimes)
+                rows.append({"fraction": fraction, "label_seed": seed, "features": which, "n_train": len(train),
+                             "n_val": len(val), "weight_decay": wd, "val_acc": val_acc, "test_acc": test["all"],
+                             "test_acc_by_regime": {k: v for k, v in test.items() if k != "all"}})
+    return rows
