@@ -19,10 +19,12 @@ usage: scripts/contrastive.sh [--study v2|v1] [--runs-dir DIR] [--results DIR] [
      nt_xent-noaug  NT-Xent without the augmentation (seed 0): what it buys
      nt_log-b-10    NT-Log with the bias from SigLIP's -10 (seed 0)
      nt_xent-t0.05, nt_xent-t0.2   the temperature sweep around 0.1 (seed 0)
+     nt_xent-mel, nt_log-mel       both losses with the log-mel audio front-end (seed 0)
+     nt_xent-e48    NT-Xent over 48 epochs instead of 24 (seed 0): is the budget the limit?
   Each finished run is measured by evaluate_contrastive.py (probes.json: frozen linear probes at
   F = 0.01, 0.1, 1 of the labels, label seeds 0-2, selected on a validation subset no larger than
   the budget; test retrieval by noise regime) and kept.
-  About 7 minutes a run on this project's 2-core CPU alone, 70 for the ten.
+  About 7 minutes a run (24 epochs) on this project's 2-core CPU alone, about 95 for the thirteen.
 
 --study v1: the first recipe, kept as the record in results/contrastive: the temperature sweep
   of both losses (13 runs, batch 128, SWEEP_EPOCHS epochs, default 10), then label efficiency of
@@ -114,6 +116,9 @@ if [[ $STUDY == v2 ]]; then
     v2_run nt_log-b-10 "0" --loss nt_log --tau 0.1 --learn-tau --learn-bias --bias-init -10 --own-lr 1e-2 --augment views
     v2_run nt_xent-t0.05 "0" --loss nt_xent --tau 0.05 --augment views
     v2_run nt_xent-t0.2 "0" --loss nt_xent --tau 0.2 --augment views
+    v2_run nt_xent-mel "0" "${XENT[@]}" --augment views --audio-frontend mel
+    v2_run nt_log-mel "0" "${LOG[@]}" --augment views --audio-frontend mel
+    v2_run nt_xent-e48 "0" "${XENT[@]}" --augment views --max-epochs 48 --patience 48
     exit 0
 fi
 

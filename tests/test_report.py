@@ -740,11 +740,14 @@ def test_contrastive_study_v2_measures_the_floors_then_trains_and_measures_each_
     names = [c[c.index("--name") + 1] for c in trained]
     assert names == ["contrastive-nt_xent-s0", "contrastive-nt_log-s0", "contrastive-nt_xent-noaug-s0",
                      "contrastive-nt_xent-s1", "contrastive-nt_xent-s2", "contrastive-nt_log-s1", "contrastive-nt_log-s2",
-                     "contrastive-nt_log-b-10-s0", "contrastive-nt_xent-t0.05-s0", "contrastive-nt_xent-t0.2-s0"]
+                     "contrastive-nt_log-b-10-s0", "contrastive-nt_xent-t0.05-s0", "contrastive-nt_xent-t0.2-s0",
+                     "contrastive-nt_xent-mel-s0", "contrastive-nt_log-mel-s0", "contrastive-nt_xent-e48-s0"]
     for c, name in zip(trained, names):
         flags = " ".join(c)
         assert "--head mlp-bn --feat-dropout 0.1 --optimizer adamw --weight-decay 1e-4 --warmup-epochs 1" in flags
         assert "--select val_digit1 --max-epochs 24 --patience 24" in flags
+        assert ("--audio-frontend mel" in flags) == ("mel" in name)
+        assert ("--max-epochs 48 --patience 48" in flags) == ("e48" in name)
         assert ("--augment views" in flags) == ("noaug" not in name)
         assert ("--bias-init prior --own-lr 1e-2" in flags) == (name.startswith("contrastive-nt_log-s"))
     measured = [c[1] for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] not in ("raw", "random")]
