@@ -33,7 +33,7 @@ from common.data import REGIMES
 from common.data.batching import train_val_split
 from common.data.sources import add_data_flags, dataset_from_args
 from common.io import output_file_problem, save_json
-from common.label_efficiency import FRACTIONS, LABEL_SEEDS, WEIGHT_DECAYS, floor_features, probe_rows
+from common.label_efficiency import FRACTIONS, LABEL_SEEDS, WEIGHT_DECAYS, floor_features, probe_rows, regimes_of
 from common.multimodal import ContrastiveModel
 from common.run import RunFolder
 from common.training import TrainingError, load_checkpoint, pick_device, resolve_precision, saved_precision
@@ -72,10 +72,6 @@ def model_from_config(config):
                             mel_channels=a.get("mel_channels") or (32, 64))
 
 
-def test_regimes(dataset, test_idx):
-    return dataset.test.meta["regime"][test_idx]
-
-
 def measure_run(run_dir, args, device):
     folder, config, idx = read_contrastive_run(run_dir)
     saved = config["args"]
@@ -99,9 +95,10 @@ def measure_run(run_dir, args, device):
     codes = encode(model, train, every_train, device, precision)
     train_features = {"image": codes["feat_image"], "audio": codes["feat_audio"]}
     test_codes = encode(model, test, idx["test"], device, precision)
-    regimes = test_regimes(dataset, idx["test"])
+    regimes = regimes_of(test, idx["test"])
     labels = test.label[idx["test"]]
-    retrieval = retrieval_by_group(test_codes["emb_image"], test_codes["emb_audio"], labels, regimes, REGIMES,
+    groups = (regimes, REGIMES) if regimes is not None else (torch.zeros(len(labels), dtype=torch.long), ())
+    retrieval = retrieval_by_group(test_codes["emb_image"], test_codes["emb_audio"], labels, *groups,
                                    saved.get("similarity", "cosine"))
     rows = probe_rows(train_features, train.label[:len(every_train)], idx["train"], idx["val"],
                       {"image": test_codes["feat_image"], "audio": test_codes["feat_audio"]}, labels, regimes,
@@ -120,7 +117,7 @@ def measure_floor(kind, args, device):
     except ValueError as e:
         raise UsageError(str(e)) from None
     test_idx = torch.arange(len(test))
-    regimes, labels = test_regimes(dataset, test_idx), test.label
+    regimes, labels = regimes_of(test, test_idx), test.label
     if kind == "raw":
         rows = probe_rows(floor_features(train), train.label, train_idx, val_idx, floor_features(test), labels,
                           regimes, fractions=args.fractions, seeds=args.label_seeds)

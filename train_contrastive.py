@@ -24,6 +24,7 @@ Writes runs/NAME/ like the other train scripts; checkpoints/best.pt can seed a
 multimodal run: python train_multimodal.py --init-from runs/NAME/checkpoints/best.pt, and
 evaluate_contrastive.py RUN_DIR measures its frozen features at a few labels.
 """
+import torch
 
 from common.argtypes import finite_float, positive_float, positive_int, probability
 from common.augment import AUGMENTATIONS, build_augment
@@ -117,7 +118,10 @@ def main():
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model), loss=args.loss)
     schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
-    val_labels, val_regimes = train.label[val_idx], train.meta["regime"][val_idx]
+    val_labels = train.label[val_idx]
+    # course files carry no noise regime: their retrieval is reported for all pairs only
+    regime_names = REGIMES if "regime" in train.meta else ()
+    val_regimes = train.meta["regime"][val_idx] if regime_names else torch.zeros(len(val_idx), dtype=torch.long)
 
     with GracefulStop() as stop:
         for epoch in run.epochs():
@@ -141,7 +145,8 @@ def main():
             if stop.requested:
                 return run.save_and_exit(stop)
             val_loss, emb_image, emb_audio = validate(model, train, val_idx, args.batch_size, device, precision)
-            by_regime = retrieval_by_group(emb_image, emb_audio, val_labels, val_regimes, REGIMES, args.similarity)
+            by_regime = retrieval_by_group(emb_image, emb_audio, val_labels, val_regimes, regime_names,
+                                           args.similarity)
             for regime, scores in by_regime.items():
                 for key in ("digit@1_img2aud", "digit@1_aud2img"):
                     if scores[key] is not None:

@@ -40,7 +40,8 @@ def training_parser(description, default_lr=1e-3):
     p.add_argument("--warmup-epochs", type=non_negative_float, default=0.0,
                    help="linear learning-rate warm-up from near 0 over this many epochs (fractions allowed); 0 = none")
     p.add_argument("--schedule", default="constant", choices=SCHEDULES,
-                   help="learning rate after the warm-up: constant, or cosine decay to 0 at --max-epochs")
+                   help="learning rate after the warm-up: constant, or cosine decay to 0 at the --max-epochs the "
+                        "run started with (a resume keeps that schedule)")
     p.add_argument("--clip-grad", type=non_negative_float, default=0.0, metavar="NORM",
                    help="clip the global gradient norm to NORM before each step; 0 = off")
     p.add_argument("--max-epochs", type=positive_int, default=100, help="upper bound on epochs")

@@ -5,10 +5,10 @@ floors:
 
 - the labelled training pairs: a class-balanced share F of the training indices (F = 0.01, 0.1,
   1), drawn with label seed k (common.data.batching.class_balanced_subset);
-- model selection on a labelled validation subset no larger than that budget: a class-balanced
-  subset of the validation indices with as many pairs as the training share (the whole validation
-  split once the budget exceeds it), drawn with the same seed. It picks the probe's L2 penalty
-  from WEIGHT_DECAYS; nothing else is tuned;
+- model selection on a labelled validation subset no larger than that budget: per digit, as many
+  validation pairs as the training share holds of that digit (the whole validation split once the
+  budget exceeds it), drawn with the same seed. It picks the probe's L2 penalty from
+  WEIGHT_DECAYS; nothing else is tuned;
 - the probe: multinomial logistic regression on standardised features (fit_linear_probe: L-BFGS
   from zeros, deterministic), one per feature set (image, audio, both concatenated);
 - the score: accuracy on the whole test split, overall and per noise regime.
@@ -33,11 +33,16 @@ PROBE_STEPS = 100
 
 
 def budget_subsets(train_idx, val_idx, labels, fraction, seed):
-    """The labelled training share and the validation subset that may select on it (see above)."""
+    """The labelled training share and the validation subset that may select on it: for each digit,
+    as many validation pairs as the training share holds of that digit (all of them when the
+    validation split has fewer), drawn by a permutation seeded with `seed`. So the validation
+    subset is never larger than the label budget, and has the budget's class balance."""
     train = class_balanced_subset(train_idx, labels, fraction, seed)
-    val_share = min(1.0, len(train) / len(val_idx))
-    val = class_balanced_subset(val_idx, labels, val_share, seed) if val_share < 1.0 else val_idx
-    return train, val
+    g = torch.Generator().manual_seed(seed)
+    shuffled = val_idx[torch.randperm(len(val_idx), generator=g)]
+    wanted = torch.bincount(labels[train], minlength=10)
+    keep = [shuffled[labels[shuffled] == c][:int(wanted[c])] for c in range(len(wanted))]
+    return train, torch.cat(keep).sort().values
 
 
 @torch.no_grad()
@@ -58,11 +63,19 @@ def pick(features, which):
     return features[which]
 
 
+def regimes_of(split, index):
+    """The noise regime of each pair at `index`, or None for data without regimes (the course files)."""
+    return split.meta["regime"][index] if "regime" in split.meta else None
+
+
 def accuracy_by_regime(pred, labels, regimes):
+    """Accuracy over all pairs and per noise regime (only "all" when regimes is None)."""
     correct = (pred == labels).float()
-    return {"all": correct.mean().item(),
-            **{name: correct[regimes == r].mean().item() if (regimes == r).any() else None
-               for r, name in enumerate(REGIMES)}}
+    out = {"all": correct.mean().item()}
+    if regimes is not None:
+        out.update({name: correct[regimes == r].mean().item() if (regimes == r).any() else None
+                    for r, name in enumerate(REGIMES)})
+    return out
 
 
 def probe_rows(train_features, train_labels, train_idx, val_idx, test_features, test_labels, test_regimes,

@@ -133,21 +133,24 @@ def lr_factor(step, warmup_steps, total_steps, schedule):
 
 class LRSchedule:
     """Sets each parameter group's learning rate before every optimizer step (--warmup-epochs,
-    --schedule). The step count is read from the optimizer's own state, so a resumed run, whose
-    optimizer state comes from last.pt, continues the schedule exactly. The default (no warm-up,
-    constant) never touches the learning rate."""
+    --schedule). The step count is read from the optimizer's own state, and the base rate and the
+    schedule's length are kept in its parameter groups, so a resumed run, whose optimizer comes
+    from last.pt, continues the schedule it started exactly (a larger --max-epochs on resume does
+    not stretch it). The default (no warm-up, constant) never touches the learning rate."""
 
     def __init__(self, optimizer, warmup_steps, total_steps, schedule):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
-        self.optimizer, self.warmup_steps, self.total_steps, self.schedule = \
-            optimizer, int(warmup_steps), int(total_steps), schedule
+        self.optimizer, self.schedule = optimizer, schedule
+        self.active = int(warmup_steps) > 0 or schedule != "constant"
+        self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
+        if not self.active:  # the default: the optimizer is left exactly as it was
+            return
+        first = optimizer.param_groups[0]
+        self.warmup_steps = int(first.setdefault("warmup_steps", self.warmup_steps))  # a resumed run's own
+        self.total_steps = int(first.setdefault("total_steps", self.total_steps))
         for group in optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])  # a resumed optimizer brings its own from last.pt
-
-    @property
-    def active(self):
-        return self.warmup_steps > 0 or self.schedule != "constant"
 
     def steps_done(self):
         for group in self.optimizer.param_groups:

@@ -51,3 +51,20 @@ def test_init_from_loads_the_featurizer(labelled_course, tmp_path):
     bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--init-from", str(tmp_path / "nope.pt"),
                           "--name", "x")
     assert bad.returncode == 1 and "no checkpoint at" in bad.stderr
+
+
+def test_the_mlp_bn_projection_head_normalises_and_the_mlp_head_is_unchanged():
+    from common.contrastive import InBatchNTXent
+    from common.multimodal import ContrastiveModel, projection_head
+    head = projection_head("mlp-bn", 64)
+    assert [type(m).__name__ for m in head] == ["Linear", "BatchNorm1d", "ReLU", "Linear", "L2Normalize"]
+    out = head(torch.randn(8, 128) * 50)
+    assert out.shape == (8, 64) and torch.allclose(out.norm(dim=1), torch.ones(8), atol=1e-5)
+    head.eval()
+    assert torch.allclose(head(torch.randn(3, 128)).norm(dim=1), torch.ones(3), atol=1e-5)
+    # the first recipe's head keeps its layers and state-dict keys, so its kept runs load as before
+    mlp = ContrastiveModel(InBatchNTXent(), 64)
+    assert [k for k in mlp.state_dict() if k.startswith("image_proj.")] == [
+        "image_proj.0.weight", "image_proj.0.bias", "image_proj.2.weight", "image_proj.2.bias"]
+    with pytest.raises(ValueError, match="unknown projection head"):
+        projection_head("mlp-ln", 64)

@@ -1,0 +1,69 @@
+"""common/augment.py: view augmentation keeps shapes and dtypes, is the identity at level 0, draws from
+torch's global generator (so --seed and last.pt govern it), and changes each pair independently."""
+import torch
+
+from common.augment import OFF, ViewAugment, build_augment
+
+
+def views(batch=16):
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(batch, 1, 28, 28, generator=g) > 0.8).float()
+    audio = torch.randn(batch, 1, 8000, generator=g)
+    return image, (audio - audio.mean(-1, keepdim=True)) / audio.std(-1, keepdim=True, correction=0)
+
+
+def test_level_zero_leaves_both_views_unchanged():
+    image, audio = views()
+    for dtype in (torch.float32, torch.bfloat16):
+        assert torch.equal(OFF.images(image.to(dtype)), image.to(dtype))
+        assert torch.equal(OFF.audio(audio.to(dtype)), audio.to(dtype))
+
+
+def test_shapes_and_dtypes_are_kept_and_audio_stays_standardised():
+    image, audio = views()
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(1)
+        out_image, out_audio = ViewAugment().images(image.to(dtype)), ViewAugment().audio(audio.to(dtype))
+        assert out_image.shape == image.shape and out_image.dtype == dtype
+        assert out_audio.shape == audio.shape and out_audio.dtype == dtype
+    torch.manual_seed(1)
+    out = ViewAugment().audio(audio)
+    assert torch.allclose(out.mean(-1), torch.zeros(16, 1), atol=1e-5)
+    assert torch.allclose(out.pow(2).mean(-1), torch.ones(16, 1), atol=1e-4)
+    torch.manual_seed(1)
+    out = ViewAugment().images(image)
+    assert set(out.unique().tolist()) <= {0.0, 0.5, 1.0}  # the recipe's replacement values, nothing else
+
+
+def test_the_draws_come_from_the_global_generator_and_differ_per_pair():
+    image, audio = views()
+    aug = ViewAugment(noise_prob=1.0)
+    torch.manual_seed(3)
+    a = aug.images(image), aug.audio(audio)
+    torch.manual_seed(3)
+    b = aug.images(image), aug.audio(audio)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # same seed, same augmentation
+    torch.manual_seed(4)
+    c = aug.images(image)
+    assert not torch.equal(a[0], c)
+    # the same image in every row of a batch comes out differently in each row
+    same = image[:1].expand(8, -1, -1, -1).contiguous()
+    torch.manual_seed(5)
+    out = aug.images(same)
+    assert len({tuple(row.flatten().tolist()) for row in out}) == 8
+
+
+def test_shift_only_moves_pixels_and_samples_around():
+    image, audio = views(4)
+    torch.manual_seed(0)
+    shifted = ViewAugment(noise_prob=0.0, image_shift=2, audio_shift=800).images(image)
+    for a, b in zip(image, shifted):  # a circular shift keeps every value
+        assert torch.equal(a.flatten().sort().values, b.flatten().sort().values)
+    torch.manual_seed(0)
+    moved = ViewAugment(noise_prob=0.0, image_shift=0, audio_shift=800).audio(audio)
+    for a, b in zip(audio, moved):
+        assert torch.equal(a.sort().values, b.sort().values)
+
+
+def test_build_augment_names():
+    assert build_augment("none") is None and isinstance(build_augment("views"), ViewAugment)

@@ -1,0 +1,199 @@
+"""common/training.py's optimizer, schedule and clipping pieces (--optimizer, --warmup-epochs, --schedule,
+--clip-grad), and what every train script does with them: the defaults change nothing, a resume continues
+the schedule exactly, a bad value is one line."""
+import json
+import math
+import signal
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from common.training import LRSchedule, clip_gradients, lr_factor, make_optimizer, parameter_groups
+from conftest import ROOT, run_script, write_course
+from test_training import assert_same_training_state
+
+
+class WithTemperature(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.norm = nn.BatchNorm1d(3)
+        self.loss = nn.Module()
+        self.loss.bias = nn.Parameter(torch.tensor(-2.0))
+
+
+def args(**kw):
+    return SimpleNamespace(**{"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.1, **kw})
+
+
+def test_weight_matrices_decay_and_the_named_parameters_get_their_own_lr():
+    model = WithTemperature()
+    groups = {g["name"]: g for g in parameter_groups(model, 1e-3, 0.1, own_lr=1e-2, own_names=("loss.bias",))}
+    assert [p.shape for p in groups["decay"]["params"]] == [model.fc.weight.shape]
+    assert groups["decay"]["weight_decay"] == 0.1
+    # the linear bias and both BatchNorm parameters: no decay
+    assert {id(p) for p in groups["no_decay"]["params"]} == {id(model.fc.bias), id(model.norm.weight),
+                                                             id(model.norm.bias)}
+    assert groups["no_decay"]["weight_decay"] == 0.0
+    assert groups["own_lr"]["params"] == [model.loss.bias] and groups["own_lr"]["lr"] == 1e-2
+    assert groups["own_lr"]["weight_decay"] == 0.0
+    optimizer = make_optimizer(model, args(), own_names=("loss.bias",), own_lr=1e-2)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert sorted(g["lr"] for g in optimizer.param_groups) == [1e-3, 1e-3, 1e-2]
+    # a weight decay step shrinks the matrix, leaves the bias term and the norm alone when their gradient is 0
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer.step()
+    after = dict(model.named_parameters())
+    assert torch.allclose(after["fc.weight"], before["fc.weight"] * (1 - 1e-3 * 0.1))
+    for name in ("fc.bias", "norm.weight", "norm.bias", "loss.bias"):
+        assert torch.equal(after[name], before[name]), name
+
+
+def test_the_default_optimizer_is_the_exams_adam_over_one_group():
+    model = WithTemperature()
+    optimizer = make_optimizer(model, args(optimizer="adam", weight_decay=0.0))
+    assert type(optimizer) is torch.optim.Adam and len(optimizer.param_groups) == 1
+    assert optimizer.param_groups[0]["weight_decay"] == 0 and optimizer.param_groups[0]["lr"] == 1e-3
+
+
+def test_warm_up_then_cosine_at_known_steps():
+    # 4 warm-up steps, 12 in all: 1/4, 2/4, 3/4, 1, then cosine over the 8 remaining steps down to 0
+    assert [lr_factor(s, 4, 12, "cosine") for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 4, 12, "cosine") == 1.0
+    assert lr_factor(8, 4, 12, "cosine") == pytest.approx(0.5)  # half way: cos(pi/2)
+    assert lr_factor(6, 4, 12, "cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_factor(12, 4, 12, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(50, 4, 12, "cosine") == pytest.approx(0.0, abs=1e-12)  # past the end: stays at 0
+    assert lr_factor(0, 0, 10, "cosine") == 1.0
+    assert [lr_factor(s, 2, 10, "constant") for s in range(4)] == [0.5, 1.0, 1.0, 1.0]
+
+
+def test_the_schedule_reads_the_step_from_the_optimizer_state():
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    schedule = LRSchedule(optimizer, warmup_steps=2, total_steps=6, schedule="cosine")
+    seen = []
+    for _ in range(6):
+        model(torch.ones(1, 3)).sum().backward()
+        schedule.step()
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+    cosine = [0.1 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3)]  # 4 steps after the warm-up
+    assert seen == pytest.approx([0.05, 0.1, 0.1] + cosine)
+    # a fresh optimizer loaded from this one's state continues where it stopped, on the schedule it started
+    # (a longer one asked for now does not stretch it): step 6 of 6 is the end of the cosine
+    again = torch.optim.AdamW(nn.Linear(3, 2).parameters(), lr=0.1)
+    again.load_state_dict(optimizer.state_dict())
+    resumed = LRSchedule(again, warmup_steps=3, total_steps=8, schedule="cosine")
+    assert (resumed.steps_done(), resumed.warmup_steps, resumed.total_steps) == (6, 2, 6)
+    resumed.step()
+    assert again.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        LRSchedule(optimizer, 0, 1, "linear")
+
+
+def test_the_default_schedule_never_touches_the_learning_rate():
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    schedule = LRSchedule(optimizer, warmup_steps=0, total_steps=5, schedule="constant")
+    optimizer.param_groups[0]["lr"] = 0.3  # set by hand: the inactive schedule leaves it
+    assert schedule.step() == 1.0 and optimizer.param_groups[0]["lr"] == 0.3
+
+
+def test_clipping_bounds_the_global_norm_and_is_off_at_zero():
+    model = nn.Linear(3, 2)
+    (100 * model(torch.ones(4, 3))).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    assert clip_gradients(model, 0) is None
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters()))
+    norm = clip_gradients(model, 1.0)
+    assert norm == pytest.approx(float(torch.cat([g.flatten() for g in grads]).norm()))
+    assert float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm()) == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def course_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("course")
+    write_course(root, n_train=100, n_test=30, test_labels=True)
+    return root
+
+
+def train(script, course_root, runs_dir, *extra, name="run"):
+    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
+                       "--name", name, "--batch-size", "32", "--num-threads", "1", *extra])
+
+
+RECIPE = ["--optimizer", "adamw", "--weight-decay", "0.01", "--warmup-epochs", "0.5", "--schedule", "cosine",
+          "--clip-grad", "1.0"]
+
+
+@pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py"])
+def test_the_flags_train_and_resume_exactly(script, course_root, tmp_path):
+    """Stopped by Ctrl-C after epoch 1 of 3 and resumed: the warm-up and the cosine go on where they were."""
+    common = ["--data", "course", "--data-root", str(course_root), "--runs-dir", str(tmp_path), "--batch-size", "8",
+              "--num-threads", "1", "--max-epochs", "3", *RECIPE]
+    assert run_script([script, *common, "--name", "straight"]).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-u", script, *common, "--name", "cut"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch   1"):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    out = run_script([script, "--runs-dir", str(tmp_path), "--name", "cut", "--resume"])
+    assert out.returncode == 0, out.stderr
+    assert_same_training_state(tmp_path / "straight/checkpoints/last.pt", tmp_path / "cut/checkpoints/last.pt")
+    last = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)
+    groups = last["optimizer"]["param_groups"]
+    assert {g["name"] for g in groups} == {"decay", "no_decay"}
+    assert groups[0]["lr"] < groups[0]["base_lr"] * 0.1  # the cosine is near its end after the last step
+    config = json.loads((tmp_path / "straight/config.json").read_text())["args"]
+    assert (config["optimizer"], config["weight_decay"], config["schedule"]) == ("adamw", 0.01, "cosine")
+
+
+def test_a_resume_with_more_epochs_keeps_the_schedule_it_started(course_root, tmp_path):
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1", *RECIPE).returncode == 0
+    first = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["optimizer"]["param_groups"][0]
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "2", "--resume").returncode == 0
+    group = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["optimizer"]["param_groups"][0]
+    assert group["total_steps"] == first["total_steps"] == 3  # 75 training pairs in batches of 32, one epoch
+    assert group["lr"] == 0.0  # past the end of its cosine: the second epoch trains at lr 0
+
+
+@pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py", "train_contrastive.py"])
+def test_bad_optimizer_flags_stop_with_one_line(script, course_root, tmp_path):
+    for flags, message in [(["--weight-decay", "-1"], "must be a non-negative finite number"),
+                           (["--warmup-epochs", "nan"], "must be a non-negative finite number"),
+                           (["--clip-grad", "x"], "not a number"),
+                           (["--schedule", "linear"], "invalid choice"),
+                           (["--weight-decay", "0.1"], "--weight-decay needs --optimizer adamw")]:
+        out = train(script, course_root, tmp_path, "--max-epochs", "1", *flags)
+        assert out.returncode == 2, (flags, out.stderr)
+        assert message in out.stderr and "Traceback" not in out.stderr
+        assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_changed_recipe_flag(course_root, tmp_path):
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1").returncode == 0
+    out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2", "--schedule", "cosine")
+    assert out.returncode == 2 and "--schedule cosine differs from the run's saved constant" in out.stderr
+
+
+def test_resume_refuses_a_flag_the_run_predates(course_root, tmp_path):
+    """A run saved before --warmup-epochs existed trained without warm-up; asking for one on resume is refused."""
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1").returncode == 0
+    config_path = tmp_path / "run/config.json"
+    config = json.loads(config_path.read_text())
+    del config["args"]["warmup_epochs"]
+    config_path.write_text(json.dumps(config))
+    out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2", "--warmup-epochs", "1")
+    assert out.returncode == 2 and "before --warmup-epochs existed" in out.stderr
+    out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2")  # without it: fine
+    assert out.returncode == 0, out.stderr
