@@ -19,8 +19,13 @@ Examples:
   python evaluate_contrastive.py runs/contrastive2/contrastive-nt_xent-s0
   python evaluate_contrastive.py raw --out results/contrastive2/floor-raw/probes.json
   python evaluate_contrastive.py random --data avdigits --out results/contrastive2/floor-random/probes.json
+
+--finetune adds linear-probe-then-fine-tune (F = 0.01 and 0.1 by default): the probe on both frozen
+featurizers starts a short fine-tuning of everything (common/label_efficiency.py); on `random` it
+is the from-scratch baseline with the same budget and selection.
 """
 import argparse
+import copy
 import json
 import os
 from types import SimpleNamespace
@@ -33,7 +38,9 @@ from common.data import REGIMES
 from common.data.batching import train_val_split
 from common.data.sources import add_data_flags, dataset_from_args
 from common.io import output_file_problem, save_json
-from common.label_efficiency import FRACTIONS, LABEL_SEEDS, WEIGHT_DECAYS, floor_features, probe_rows, regimes_of
+from common.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_STEPS, FRACTIONS, LABEL_SEEDS,
+                                     WEIGHT_DECAYS, finetune_rows, floor_features, probe_rows, regimes_of)
+from common.models import AudioFeaturizer, ImageFeaturizer
 from common.multimodal import ContrastiveModel
 from common.run import RunFolder
 from common.training import TrainingError, load_checkpoint, pick_device, resolve_precision, saved_precision
@@ -103,9 +110,17 @@ def measure_run(run_dir, args, device):
     rows = probe_rows(train_features, train.label[:len(every_train)], idx["train"], idx["val"],
                       {"image": test_codes["feat_image"], "audio": test_codes["feat_audio"]}, labels, regimes,
                       fractions=args.fractions, seeds=args.label_seeds)
+    finetune = None
+    if args.finetune:
+        def featurizers(seed):  # fresh copies of the pre-trained ones for every fine-tuning
+            return copy.deepcopy(model.image_featurizer), copy.deepcopy(model.audio_featurizer)
+        finetune = finetune_rows(featurizers, train, idx["train"], idx["val"], test, idx["test"], device, precision,
+                                 seeds=args.label_seeds, fractions=args.finetune_fractions)
     out = {"source": os.path.basename(os.path.normpath(run_dir)), "kind": "pretrained", "loss": saved["loss"],
            "seed": saved["seed"], **dataset_fields(dataset), "limit": saved.get("limit"), "retrieval_test": retrieval,
            **protocol(args, "the run's own training / validation indices"), "probes": rows}
+    if finetune is not None:
+        out["finetune"] = finetune
     return out, args.out or folder.probes
 
 
@@ -136,6 +151,13 @@ def measure_floor(kind, args, device):
     out = {"source": f"floor-{kind}", "kind": kind, **dataset_fields(dataset), "limit": None,
            **protocol(args, f"train/val split of seed {FLOOR_SPLIT_SEED} (val fraction {FLOOR_VAL_FRACTION})"),
            "probes": rows}
+    if kind == "random" and args.finetune:  # the tuned from-scratch baseline: the same budget and selection
+        def featurizers(seed):
+            torch.manual_seed(seed)
+            return ImageFeaturizer(), AudioFeaturizer()
+        out["finetune"] = finetune_rows(featurizers, train, train_idx, val_idx, test, test_idx, device,
+                                        resolve_precision("auto", device), seeds=args.label_seeds,
+                                        fractions=args.finetune_fractions)
     return out, args.out
 
 
@@ -155,15 +177,23 @@ def main():
     p.add_argument("--out", default=None, help="where to write probes.json (needed for raw / random; "
                                                "default for a run: RUN_DIR/probes.json)")
     p.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS), metavar="F",
-                   help="shares of the labelled training pairs")
+                   help="shares of the labelled training pairs (frozen probes)")
     p.add_argument("--label-seeds", type=int, nargs="+", default=list(LABEL_SEEDS), metavar="K",
                    help="seeds of the labelled subsets (and of the random-init featurizers)")
+    p.add_argument("--finetune", action="store_true",
+                   help="also linear-probe-then-fine-tune both featurizers (runs and random, not raw): "
+                        f"{FINETUNE_STEPS} steps, featurizer lr from {', '.join(map(str, FINETUNE_LRS))} and the step "
+                        "chosen on the budget validation subset")
+    p.add_argument("--finetune-fractions", type=float, nargs="+", default=list(FINETUNE_FRACTIONS), metavar="F",
+                   help="the label shares fine-tuned (with --finetune)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to encode")
     p.add_argument("--num-threads", type=int, default=None, help="CPU threads for PyTorch (None: PyTorch's choice)")
     add_data_flags(p)  # raw / random only: a run rebuilds the data it was trained on
     args = p.parse_args()
-    if any(not 0.0 < f <= 1.0 for f in args.fractions):
-        raise UsageError("--fractions must lie in (0, 1]")
+    if any(not 0.0 < f <= 1.0 for f in args.fractions + args.finetune_fractions):
+        raise UsageError("--fractions and --finetune-fractions must lie in (0, 1]")
+    if args.finetune and "raw" in args.sources:
+        raise UsageError("--finetune: the raw floor has no featurizer to fine-tune")
     if any(k < 0 for k in args.label_seeds):
         raise UsageError("--label-seeds must be non-negative")
     if args.num_threads is not None and args.num_threads < 1:
@@ -195,6 +225,12 @@ def summary_line(result):
         accs = [r["test_acc"] for r in result["probes"] if r["fraction"] == fraction and r["features"] == "both"]
         parts.append(f"F={fraction:g}: {100 * sum(accs) / len(accs):.2f}%")
     text = f"{result['source']}: frozen probe on both, test acc " + ", ".join(parts)
+    if result.get("finetune"):
+        tuned = []
+        for fraction in sorted({r["fraction"] for r in result["finetune"]}):
+            accs = [r["test_acc"] for r in result["finetune"] if r["fraction"] == fraction]
+            tuned.append(f"F={fraction:g}: {100 * sum(accs) / len(accs):.2f}%")
+        text += "; probe then fine-tune " + ", ".join(tuned)
     if "retrieval_test" in result:
         r = result["retrieval_test"]["all"]
         text += f"; test digit@1 img->aud {100 * r['digit@1_img2aud']:.2f}%, aud->img {100 * r['digit@1_aud2img']:.2f}%"

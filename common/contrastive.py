@@ -574,7 +574,8 @@ def fit_linear_probe(x, y, steps, weight_decay=PROBE_WEIGHT_DECAY):
 
     The features are standardised with the training mean and std (dead ReLU
     units, std 0, stay 0). Zero initialisation and full batches make the fit
-    deterministic without any random numbers. Returns a function features -> logits.
+    deterministic without any random numbers. Returns a function features -> logits, which
+    carries the standardisation (.mean, .std) and the fitted nn.Linear (.linear).
     """
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     x = (x - mean) / std
@@ -591,7 +592,11 @@ def fit_linear_probe(x, y, steps, weight_decay=PROBE_WEIGHT_DECAY):
         return loss
 
     optimizer.step(closure)
-    return lambda z: probe((z - mean) / std).detach()
+
+    def predict(z):
+        return probe((z - mean) / std).detach()
+    predict.mean, predict.std, predict.linear = mean, std, probe  # for a fine-tuning that starts from the probe
+    return predict
 
 
 def probe_accuracies(train_codes, train_labels, eval_sets, steps):

@@ -258,9 +258,10 @@ def _stat_cell(stat):
     return f"{100 * mean:.1f} ± {'–' if std is None else f'{100 * std:.1f}'}"
 
 
-def probe_stats(group, fraction, features, field="test_acc"):
-    """Mean ± std over every (run seed, label seed) probe of a group at one share and feature set."""
-    return _mean_std([row[field] for probes in group for row in probes.get("probes", [])
+def probe_stats(group, fraction, features, field="test_acc", method="probes"):
+    """Mean ± std over every (run seed, label seed) row of a group at one share and feature set;
+    method "probes" (frozen) or "finetune" (linear probe, then fine-tuning)."""
+    return _mean_std([row[field] for probes in group for row in probes.get(method) or []
                       if row.get("fraction") == fraction and row.get("features") == features])
 
 
@@ -287,6 +288,16 @@ def probe_markdown(groups, dataset_heading):
         for features in ("image", "audio", "both"):
             cells = [_stat_cell(probe_stats(group, f, features)) for f in fractions]
             lines.append(f"| {label} | {names[features]} | {len(group)} × {count} | " + " | ".join(cells) + " |")
+        if any(p.get("finetune") for p in group):
+            tuned = len({row.get("label_seed") for p in group for row in p.get("finetune") or []})
+            cells = [_stat_cell(probe_stats(group, f, "both", method="finetune")) for f in fractions]
+            lines.append(f"| {label} | {names['both']}: probe, then fine-tuned | {len(group)} × {tuned} | "
+                         + " | ".join(cells) + " |")
+    if any(p.get("finetune") for g in groups.values() for p in g):
+        lines += ["", "Probe, then fine-tuned: the probe on both frozen featurizers starts "
+                  "a short fine-tuning of the whole classifier (evaluate_contrastive.py --finetune: AdamW, head lr "
+                  "1e-3, featurizer lr and step chosen on the same budget validation subset); on the random-init "
+                  "featurizers this is the from-scratch baseline with the same budget."]
     return lines
 
 

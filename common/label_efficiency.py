@@ -17,13 +17,24 @@ The floors (`floor_features`): the raw noisy pixels (784 values), a fixed audio 
 log-mel map of common/mel.py averaged over time, with its standard deviation over time: 128
 values, blind to where the word sits in its second), and both concatenated. The random-init
 floor: the exam's two featurizers as built at seed k, never trained.
+
+Fine-tuning (`finetune_rows`) is linear-probe-then-fine-tune: the probe on both frozen featurizers
+starts a short fine-tuning of everything, with a small learning rate for the featurizers, selected
+on the same budget validation subset; a random initialisation gets the same budget and selection,
+which makes it the tuned from-scratch baseline.
 """
+import copy
+
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .contrastive import fit_linear_probe
 from .data import REGIMES
-from .data.batching import class_balanced_subset
+from .data.batching import class_balanced_subset, epoch_order
 from .mel import LogMel
+from .models import Dropout
+from .training import autocast, evaluate
 
 FRACTIONS = (0.01, 0.1, 1.0)
 LABEL_SEEDS = (0, 1, 2)
@@ -103,3 +114,111 @@ def probe_rows(train_features, train_labels, train_idx, val_idx, test_features, 
                              "n_val": len(val), "weight_decay": wd, "val_acc": val_acc, "test_acc": test["all"],
                              "test_acc_by_regime": {k: v for k, v in test.items() if k != "all"}})
     return rows
+
+
+# ---------------------------------------------------------------- linear probe, then fine-tuning
+
+FINETUNE_FRACTIONS = (0.01, 0.1)
+FINETUNE_LRS = (1e-4, 1e-3)  # the featurizers' learning rate, chosen on the budget validation subset
+FINETUNE_STEPS = 200
+FINETUNE_BATCH = 64
+FINETUNE_DROPOUT = 0.1
+EVAL_EVERY = 50
+
+
+class ProbedClassifier(nn.Module):
+    """Both featurizers, the probe's standardisation and its linear layer: the classifier that
+    linear-probe-then-fine-tune starts from (its logits equal the probe's at step 0)."""
+
+    def __init__(self, image_featurizer, audio_featurizer, probe):
+        super().__init__()
+        self.image_featurizer, self.audio_featurizer = image_featurizer, audio_featurizer
+        self.register_buffer("mean", probe.mean.clone())
+        self.register_buffer("std", probe.std.clone())
+        self.linear = copy.deepcopy(probe.linear)
+
+    def forward(self, image, audio):
+        features = torch.cat([self.image_featurizer(image), self.audio_featurizer(audio)], dim=1)
+        return self.linear((features.float() - self.mean) / self.std)
+
+
+def _accuracy(model, split, index, device, precision):
+    return evaluate(model, split, index, ("image", "audio"), 512, device, precision)
+
+
+def finetune_rows(featurizers, train_split, train_idx, val_idx, test_split, test_idx, device, precision,
+                  fractions=FINETUNE_FRACTIONS, seeds=LABEL_SEEDS, lrs=FINETUNE_LRS, steps=FINETUNE_STEPS,
+                  probe_steps=PROBE_STEPS):
+    """Linear probe, then fine-tune: one row per (fraction, label seed).
+
+    featurizers(seed) -> (image_featurizer, audio_featurizer), fresh copies (pre-trained weights,
+    or a random initialisation at that seed). For each share F and label seed: the probe on both
+    frozen featurizers (its L2 penalty chosen on the budget validation subset, as in probe_rows),
+    then `steps` AdamW steps of batch 64 on the labelled share (featurizer dropout 0.1), the
+    featurizers at each lr of `lrs` and the head at 1e-3; the budget validation subset scores the
+    start and every EVAL_EVERY steps and picks both the lr and the step. Test accuracy of the pick."""
+    rows = []
+    labels = train_split.label
+    test_regimes = regimes_of(test_split, test_idx)
+    for fraction in fractions:
+        for seed in seeds:
+            train, val = budget_subsets(train_idx, val_idx, labels, fraction, seed)
+            best = None  # (val acc, -lr, -step): the first of equal scores wins
+            for lr in lrs:
+                image_f, audio_f = featurizers(seed)
+                model = _probed(image_f, audio_f, train_split, train, val, labels, device, precision, probe_steps)
+                for module in model.modules():
+                    if isinstance(module, Dropout):
+                        module.p = FINETUNE_DROPOUT
+                optimizer = torch.optim.AdamW([
+                    {"params": [*model.image_featurizer.parameters(), *model.audio_featurizer.parameters()],
+                     "lr": lr}, {"params": model.linear.parameters(), "lr": 1e-3}], weight_decay=1e-4)
+                order = epoch_order(train, torch.Generator().manual_seed(seed), steps * FINETUNE_BATCH)
+                torch.manual_seed(seed)  # dropout's draws
+                for step in range(steps + 1):
+                    if step % EVAL_EVERY == 0:
+                        acc = _accuracy(model, train_split, val, device, precision)["acc"]
+                        if best is None or acc > best[0]:
+                            test = _accuracy(model, test_split, test_idx, device, precision)
+                            best = (acc, lr, step, test)
+                    if step == steps:
+                        break
+                    model.train()
+                    index = order[step * FINETUNE_BATCH:(step + 1) * FINETUNE_BATCH]
+                    image, audio = train_split.image[index].to(device), train_split.audio[index].to(device)
+                    with autocast(precision, device):
+                        logits = model(image, audio)
+                    loss = F.cross_entropy(logits.float(), labels[index].to(device))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            val_acc, lr, step, test = best
+            by_regime = accuracy_by_regime(test["logits"].argmax(1), test_split.label[test_idx], test_regimes)
+            rows.append({"fraction": fraction, "label_seed": seed, "features": "both", "method": "lp-ft",
+                         "n_train": len(train), "n_val": len(val), "lr": lr, "step": step, "val_acc": val_acc,
+                         "test_acc": by_regime["all"],
+                         "test_acc_by_regime": {k: v for k, v in by_regime.items() if k != "all"}})
+    return rows
+
+
+def _probed(image_f, audio_f, split, train, val, labels, device, precision, probe_steps):
+    """The probe on both frozen featurizers, its L2 penalty chosen on `val`, as a ProbedClassifier."""
+    holder = nn.Module()
+    holder.image_featurizer, holder.audio_featurizer = image_f, audio_f
+    holder = holder.to(device).eval()
+    with torch.inference_mode():
+        feats = {}
+        for name, index in (("train", train), ("val", val)):
+            parts = []
+            for idx in index.split(512):
+                with autocast(precision, device):
+                    parts.append(torch.cat([image_f(split.image[idx].to(device)),
+                                            audio_f(split.audio[idx].to(device))], 1).float().cpu())
+            feats[name] = torch.cat(parts)
+    best = None
+    for wd in WEIGHT_DECAYS:
+        predict = fit_linear_probe(feats["train"], labels[train], probe_steps, weight_decay=wd)
+        acc = (predict(feats["val"]).argmax(1) == labels[val]).float().mean().item()
+        if best is None or acc > best[0]:
+            best = (acc, predict)
+    return ProbedClassifier(image_f, audio_f, best[1]).to(device)

@@ -134,7 +134,7 @@ def test_evaluate_contrastive_floors_and_refusals(v2_run, tmp_path):
     raw = json.loads((tmp_path / "raw.json").read_text())
     assert raw["kind"] == "raw" and len(raw["probes"]) == 3
     for args, message in [(["raw"], "need --out"), ([str(tmp_path / "nowhere")], "is not a run folder"),
-                          ([str(run), "--fractions", "0"], "--fractions must lie in (0, 1]"),
+                          ([str(run), "--fractions", "0"], "must lie in (0, 1]"), (["raw", "--finetune", "--out", "y.json"], "no featurizer to fine-tune"),
                           ([str(run), "raw", "--out", str(tmp_path / "x.json")], "--out names one file")]:
         out = run_script(["evaluate_contrastive.py", *args])
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
@@ -156,3 +156,31 @@ def test_new_contrastive_flags_are_checked_and_kept_on_resume(v2_run, tmp_path):
     out = run_script(["train_contrastive.py", "--runs-dir", str(run.parent), "--name", "v2", "--resume",
                       "--max-epochs", "3", "--augment", "none"])
     assert out.returncode == 2 and "--augment none differs from the run's saved views" in out.stderr
+
+
+def test_the_fine_tuned_classifier_starts_as_the_probe():
+    from common.contrastive import fit_linear_probe
+    from common.label_efficiency import ProbedClassifier
+    from common.models import AudioFeaturizer, ImageFeaturizer
+    torch.manual_seed(0)
+    image_f, audio_f = ImageFeaturizer().eval(), AudioFeaturizer().eval()
+    image, audio, labels = torch.rand(40, 1, 28, 28), torch.randn(40, 1, 8000), torch.arange(40) % 10
+    with torch.no_grad():
+        feats = torch.cat([image_f(image), audio_f(audio)], 1)
+    probe = fit_linear_probe(feats, labels, 20)
+    model = ProbedClassifier(image_f, audio_f, probe).eval()
+    with torch.no_grad():
+        assert torch.allclose(model(image, audio), probe(feats), atol=1e-5)
+    assert model.linear is not probe.linear  # fine-tuning moves its own copy
+
+
+def test_probe_then_fine_tune_rows(v2_run, tmp_path):
+    run, _ = v2_run
+    out = run_script(["evaluate_contrastive.py", str(run), "--num-threads", "1", "--fractions", "0.1",
+                      "--label-seeds", "0", "--finetune", "--finetune-fractions", "0.1", "--out",
+                      str(tmp_path / "ft.json")])
+    assert out.returncode == 0, out.stderr
+    [row] = json.loads((tmp_path / "ft.json").read_text())["finetune"]
+    assert row["method"] == "lp-ft" and row["lr"] in (1e-4, 1e-3) and row["step"] % 50 == 0
+    assert row["n_val"] <= row["n_train"] and 0 <= row["test_acc"] <= 1
+    assert "probe then fine-tune F=0.1" in out.stdout
