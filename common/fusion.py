@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .facts import FUSION_NAMES
+
 DEFAULT_WIDTHS = {"fused_dim": 128, "hidden_dim": 256, "heads": 4}
 
 
@@ -336,6 +338,7 @@ class AttentionTokensFusion(Fusion):
 FUSIONS = {cls.name: cls for cls in (
     ConcatFusion, AddFusion, MulFusion, MaxFusion, AttentionFusion, GatedFusion,
     BilinearFusion, FactorizedBilinearFusion, AttentionTokensFusion)}
+assert tuple(FUSIONS) == FUSION_NAMES, "common/facts.py's FUSION_NAMES must list this registry, in its order"
 
 
 def build_fusion(name, n_img, n_aud, **widths):

@@ -8,8 +8,6 @@ import os
 import tempfile
 from contextlib import contextmanager
 
-import torch
-
 try:
     import fcntl  # POSIX advisory locks; without them (Windows) runs are simply not locked
 except ImportError:  # pragma: no cover
@@ -76,6 +74,7 @@ def save_text(text, path):
 
 
 def save_torch(obj, path):
+    import torch  # here, so that the reading side (report.py) never loads it
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

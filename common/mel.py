@@ -31,7 +31,7 @@ WIN_LENGTH = 200  # 25 ms at 8 kHz
 HOP_LENGTH = 80  # 10 ms
 N_FFT = 512
 LOG_FLOOR = 1e-6
-DEFAULT_CHANNELS = (32, 64)  # the exam's Conv2Net widths
+from .facts import MEL_CHANNELS as DEFAULT_CHANNELS  # the exam's Conv2Net widths
 
 
 def hz_to_mel(f):

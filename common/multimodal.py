@@ -17,12 +17,12 @@ into any of these networks: they all name them ``image_featurizer`` /
 import torch
 from torch import nn
 
+from .facts import FUSION_CHOICES  # noqa: F401  (list(FUSIONS) + late, defined without torch)
 from .fusion import FUSIONS, build_fusion
 from .mel import DEFAULT_CHANNELS as MEL_CHANNELS
 from .mel import MelAudioFeaturizer
 from .models import FEATURE_DIM, NUM_CLASSES, AudioFeaturizer, Conv2Net, ImageFeaturizer, UnimodalNet
 
-FUSION_CHOICES = list(FUSIONS) + ["late"]
 HEAD_HIDDEN = 64
 MODALITIES = ("image", "audio")
 AUDIO_FRONTENDS = ("raw", "mel")  # raw: the exam's Conv1Net on the waveform; mel: common/mel.py

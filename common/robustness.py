@@ -20,9 +20,7 @@ from .data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, 
 from .reporting import classification_metrics
 from .training import autocast, evaluate
 
-IMAGE_P_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # pixel replacement probability
-AUDIO_SNR_LEVELS = (30.0, 20.0, 10.0, 0.0, -5.0, -10.0, -15.0, -20.0, -30.0)  # dB against the utterance
-MILD_P, MILD_SNR_DB = 0.1, 20.0  # the other view while one is swept or missing
+from .facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, area_under  # noqa: F401  (the levels)
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
 SWEEPS = ("fresh", "image", "audio", "missing")
 _STREAMS = {"image": 1, "audio": 2, "mild": 3, "clean": 4}  # noise streams, apart from the recipe's own
@@ -243,14 +241,6 @@ def robustness(model, views, raw, test_size, test_index, data_seed, train_split,
                 missing[f"{gone}_surviving_head"] = score(SurvivingHead(both_fixed, kept), **inputs)
         result["missing"] = missing
     return result
-
-
-def area_under(levels, accs):
-    """Mean accuracy over a sweep, by the trapezoid rule over the level axis, normalised by its span."""
-    x, y = np.asarray(levels, float), np.asarray(accs, float)
-    order = np.argsort(x)
-    x, y = x[order], y[order]
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
 
 
 def summary_line(name, result):

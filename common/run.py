@@ -4,7 +4,7 @@ Each train_*.py keeps its own loop: batches, forward, loss, backward, step,
 validation, early stopping, the best checkpoint. What every loop needs around
 that lives here, once:
 
-- RunFolder: where a run's files are;
+- RunFolder (common/records.py): where a run's files are, and their readers;
 - start_run(): the run folder (new, or resumed with its saved flags), threads,
   device, precision and the dataset (checked against the run's fingerprint);
 - Progress: config.json or the state of last.pt, the batch order of the epoch in
@@ -31,6 +31,7 @@ from .cli import UsageError, explicit_flags
 from .data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
 from .data.sources import dataset_from_args
 from .io import hold_lock, is_locked, output_dir_problem, save_json
+from .records import RunFolder  # noqa: F401  (the layout; re-exported for the scripts)
 from .training import (TrainingError, load_checkpoint, pick_device, resolve_precision, restore_training,
                        save_checkpoint, saved_precision, training_checkpoint)
 
@@ -38,27 +39,6 @@ from .training import (TrainingError, load_checkpoint, pick_device, resolve_prec
 # (the data itself is checked by fingerprint in load_run_data).
 RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "retest", "runs_dir", "name",
                  "data_root")
-
-
-class RunFolder:
-    """The layout of one run's folder."""
-
-    def __init__(self, path):
-        self.path = path
-        self.config = os.path.join(path, "config.json")
-        self.metrics = os.path.join(path, "metrics.json")
-        self.split_indices = os.path.join(path, "split_indices.json")
-        self.predictions = os.path.join(path, "predictions_test.csv")
-        self.robustness = os.path.join(path, "robustness.json")
-        self.probes = os.path.join(path, "probes.json")  # evaluate_contrastive.py's measures of a contrastive run
-        self.last = os.path.join(path, "checkpoints", "last.pt")
-        self.best = os.path.join(path, "checkpoints", "best.pt")
-
-    def figure(self, name):
-        return os.path.join(self.path, "figures", f"{name}.png")
-
-    def __str__(self):
-        return self.path
 
 
 @dataclass

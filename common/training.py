@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .facts import saved_precision  # noqa: F401  (read by the run bookkeeping)
 from .io import save_torch
 
 CHECKPOINT_FORMAT = 1
@@ -53,13 +54,6 @@ def resolve_precision(name, device):
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
-
-
-def saved_precision(config):
-    """The precision a run's config.json says it used (fp32 or bf16); None when it says nothing.
-    Configs written before --precision existed say "float32"."""
-    used = config.get("precision")
-    return {"float32": "fp32"}.get(used, used)
 
 
 def autocast(precision, device):

@@ -1,0 +1,55 @@
+"""The study's facts that both the training side and the reading side need, without torch.
+
+report.py (and anything else that only reads run folders) imports these instead of the modules
+that define the models and the data, so reading results never loads the model stack. The modules
+that train re-export them from here: one definition each.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+REGIMES = ("image_noisy", "audio_noisy", "both_mild")  # the recipe's noise regime of a pair, by index
+# the fusions of common/fusion.py, in its registry's order (fusion.py checks the two agree), and late fusion
+FUSION_NAMES = ("concat", "add", "mul", "max", "attention", "gated", "bilinear", "factorized", "attention-tokens")
+FUSION_CHOICES = list(FUSION_NAMES) + ["late"]
+MEL_CHANNELS = (32, 64)  # the mel front-end's default conv widths (the exam's Conv2Net widths)
+
+IMAGE_P_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # pixel replacement probability
+AUDIO_SNR_LEVELS = (30.0, 20.0, 10.0, 0.0, -5.0, -10.0, -15.0, -20.0, -30.0)  # dB against the utterance
+MILD_P, MILD_SNR_DB = 0.1, 20.0  # the other view while one is swept or missing
+
+
+@dataclass(frozen=True)
+class NoiseSweep:
+    """One noise sweep of evaluate.py: the key of its list in robustness.json, the view it corrupts,
+    the key of each row's level, the levels, and how the held view is described."""
+    key: str
+    view: str
+    level_key: str
+    levels: tuple
+    level_name: str   # the swept quantity, as a table names it
+    axis_label: str   # ... and as a figure's axis does
+    held: str         # the other view, held mild, in words
+
+
+NOISE_SWEEPS = (
+    NoiseSweep("image_sweep", "image", "p", IMAGE_P_LEVELS, "pixel replacement p", "pixel replacement probability p",
+               f"audio at {MILD_SNR_DB:g} dB"),
+    NoiseSweep("audio_sweep", "audio", "snr_db", AUDIO_SNR_LEVELS, "audio SNR (dB)", "audio SNR, dB",
+               f"image at p = {MILD_P:g}"),
+)
+
+
+def area_under(levels, accs):
+    """Mean accuracy over a sweep, by the trapezoid rule over the level axis, normalised by its span."""
+    x, y = np.asarray(levels, float), np.asarray(accs, float)
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
+
+
+def saved_precision(config):
+    """The precision a run's config.json says it used (fp32 or bf16); None when it says nothing.
+    Configs written before --precision existed say "float32"."""
+    used = config.get("precision")
+    return {"float32": "fp32"}.get(used, used)

@@ -1,0 +1,125 @@
+"""One run folder as a record to read: its layout, its JSON and CSV files, and the defaults of runs
+made before a flag existed. No torch, no TensorBoard: report.py and the shell scripts' helpers
+read runs through this module alone.
+
+A run folder holds config.json (flags, data, versions), metrics.json (written last: a run is
+finished when it is there), split_indices.json, predictions_test.csv, robustness.json
+(evaluate.py), probes.json (evaluate_contrastive.py), checkpoints/{last,best}.pt and figures/.
+"""
+import csv
+import json
+import os
+import re
+
+from .facts import MEL_CHANNELS, saved_precision
+
+# What runs made before a flag existed did: their config.json lacks the flag, and they trained with
+# this value. The one table of such defaults; readers ask `run_args` instead of spelling them.
+OLD_RUN_DEFAULTS = {"label_fraction": 1.0, "epoch_pairs": 0, "modality_dropout": 0.0, "modality_dropout_fill": "zeros",
+                    "audio_frontend": "raw", "mel_channels": list(MEL_CHANNELS),
+                    "optimizer": "adam", "weight_decay": 0.0, "warmup_epochs": 0.0, "schedule": "constant",
+                    "clip_grad": 0.0}
+
+
+class RecordError(Exception):
+    """A run file that is missing or cannot be read, in one line."""
+
+
+class RunFolder:
+    """The layout of one run's folder, and readers for its files."""
+
+    def __init__(self, path):
+        self.path = path
+        self.config = os.path.join(path, "config.json")
+        self.metrics = os.path.join(path, "metrics.json")
+        self.split_indices = os.path.join(path, "split_indices.json")
+        self.predictions = os.path.join(path, "predictions_test.csv")
+        self.robustness = os.path.join(path, "robustness.json")
+        self.probes = os.path.join(path, "probes.json")  # evaluate_contrastive.py's measures of a contrastive run
+        self.last = os.path.join(path, "checkpoints", "last.pt")
+        self.best = os.path.join(path, "checkpoints", "best.pt")
+
+    def figure(self, name):
+        return os.path.join(self.path, "figures", f"{name}.png")
+
+    def __str__(self):
+        return self.path
+
+    @property
+    def name(self):
+        return os.path.basename(os.path.normpath(self.path))
+
+    def read_config(self):
+        """config.json as a dict; RecordError when missing, unreadable or not an object."""
+        return read_json_object(self.config)
+
+    def read_metrics(self):
+        return read_json_object(self.metrics)
+
+    def read_robustness(self):
+        """robustness.json, or None when there is none; RecordError when it is unreadable."""
+        return read_json_object(self.robustness) if os.path.exists(self.robustness) else None
+
+    def read_probes(self):
+        return read_json_object(self.probes) if os.path.exists(self.probes) else None
+
+    def read_indices(self):
+        """{"train", "val", "test": [row, ...]} of split_indices.json."""
+        saved = read_json_object(self.split_indices)
+        try:
+            return {k: [int(i) for i in saved[k]] for k in ("train", "val", "test") if k in saved}
+        except (TypeError, ValueError):
+            raise RecordError(f"{self.split_indices}: the indices are not integers") from None
+
+    def read_predictions(self):
+        """{test row id: correct?} from predictions_test.csv, or None when absent, unlabelled or unreadable."""
+        try:
+            with open(self.predictions, newline="") as f:
+                rows = list(csv.DictReader(f))
+            return {int(r["id"]): int(r["digit"]) == int(r["label"]) for r in rows}
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
+
+
+def read_json_object(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise RecordError(f"{path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise RecordError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path} is not a JSON object")
+    return data
+
+
+def run_args(config):
+    """A run's flags as config.json saved them, with two facts of the run itself beside them:
+    `precision`, the one it used (config.json's top level, not the flag, since --precision auto
+    resolves per machine), and `device_used` (cpu, cuda, ...: where it trained)."""
+    args = config.get("args", {})
+    if not isinstance(args, dict):
+        return {}
+    used = saved_precision(config)
+    args = {**args, "precision": used} if used else dict(args)
+    if isinstance(config.get("device"), str):
+        args["device_used"] = config["device"].split(":")[0]
+    return args
+
+
+def init_source(paths):
+    """Which runs pre-loaded the featurizers, seeds dropped: runs/X-s3/checkpoints/best.pt -> "X".
+
+    Runs initialised from different pre-training (say NT-Xent vs NT-Log) stay in
+    different rows, while the seeds of one pre-training aggregate.
+    """
+    if not paths:
+        return None
+    if isinstance(paths, str):
+        paths = [paths]
+    names = []
+    for p in paths:
+        folder = os.path.dirname(os.path.dirname(os.path.normpath(p))) or p
+        names.append(re.sub(r"-s\d+$", "", os.path.basename(folder)))
+    return "+".join(sorted(names))

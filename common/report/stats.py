@@ -1,0 +1,126 @@
+"""The statistics of the report, on numbers already read (no file is opened here): means and
+standard deviations over seeds, t intervals, McNemar's exact test and Holm's correction, the
+seed-by-seed paired comparison, and the area under each robustness sweep."""
+import math
+import statistics
+
+from ..facts import NOISE_SWEEPS, area_under
+
+ALPHA = 0.05
+# t(0.975, df), from the standard table; more seeds than the table holds is refused, never guessed
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 25: 2.060, 30: 2.042}
+SWEEP_AXES = {s.key: (s.level_key, s.levels) for s in NOISE_SWEEPS}
+
+
+def is_number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def mean_std(values):
+    """(mean, sample std, count) of the numbers in values; std is None for fewer than two."""
+    xs = [float(v) for v in values if is_number(v)]
+    if not xs:
+        return None, None, 0
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
+
+
+def mcnemar_exact(b, c):
+    """Two-sided exact McNemar p-value from the discordant counts: b pairs only the first model got
+    right, c only the second. Under no difference each discordant pair goes either way with
+    probability 1/2: p = 2 P(X <= min(b, c)), X ~ Binomial(b + c, 1/2), capped at 1."""
+    return min(1.0, 2 * mcnemar_one_sided(max(b, c), min(b, c)))
+
+
+def mcnemar_one_sided(b, c):
+    """Exact one-sided McNemar p-value that the first model is the better one: P(X <= c),
+    X ~ Binomial(b + c, 1/2), the chance of c or fewer discordant pairs going the baseline's way."""
+    n = b + c
+    return sum(math.comb(n, k) for k in range(c + 1)) / 2 ** n if n else 1.0
+
+
+def holm(pvalues):
+    """Holm's step-down adjustment: adjusted p-values in the input order."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def mean_ci(values):
+    """(mean, half-width of the 95% t interval) of a few numbers; half-width None for fewer than two."""
+    values = list(values)
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    df = len(values) - 1
+    if df not in T_975:
+        raise ValueError(f"no t quantile for {df} degrees of freedom in T_975; add it from a t table")
+    return mean, T_975[df] * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def paired_comparisons(groups, baseline):
+    """Every model against `baseline` (a group), seed by seed on the same test pairs (each group's
+    `predictions`, read with its runs: {test row: correct?} per run, None where a run has none).
+
+    For each other group with predictions for seeds the baseline also has: the accuracy
+    difference per seed, its mean with a 95% t interval over seeds, and McNemar's exact test per
+    seed. The seeds share their test pairs, so their tests are not independent and their counts
+    are not pooled: a model differs from the baseline only if it does at every seed and in the same
+    direction. That (intersection-union) test takes, for each direction, the largest per-seed
+    one-sided p; p is twice the smaller of the two (capped at 1), and "direction" says which one
+    it was (+1: this model better). When every seed points the same way this is the largest
+    per-seed two-sided p. Holm's correction then runs over the models compared with this baseline.
+    """
+    base_preds = {}
+    for seed, preds in zip(baseline["seeds"], baseline["predictions"]):
+        base_preds.setdefault(seed, preds)  # a repeated seed: its first run
+    rows = []
+    for g in groups:
+        if g is baseline:
+            continue
+        diffs, per_seed, better, worse, discordant, used = [], [], [], [], [], set()
+        for seed, mine in zip(g["seeds"], g["predictions"]):
+            base = base_preds.get(seed)
+            if seed in used or not mine or not base or set(mine) != set(base):
+                continue
+            used.add(seed)
+            b = sum(mine[i] and not base[i] for i in mine)
+            c = sum(base[i] and not mine[i] for i in mine)
+            diffs.append(100.0 * (b - c) / len(mine))
+            per_seed.append(mcnemar_exact(b, c))
+            better.append(mcnemar_one_sided(b, c))
+            worse.append(mcnemar_one_sided(c, b))
+            discordant.append(f"{b}/{c}")
+        if diffs:
+            p_better, p_worse = max(better), max(worse)
+            rows.append({"group": g, "n": len(diffs), "diff": mean_ci(diffs), "p_seeds": per_seed,
+                         "p": min(1.0, 2 * min(p_better, p_worse)), "direction": 1 if p_better < p_worse else -1,
+                         "discordant": discordant})
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = adjusted
+    return rows
+
+
+def sweep_curve(result, sweep):
+    """{level: accuracy %} of one run's sweep, or None when the run lacks it or its levels differ."""
+    level_key, levels = SWEEP_AXES[sweep]
+    rows = result.get(sweep)
+    if not isinstance(rows, list):
+        return None
+    curve = {row.get(level_key): 100.0 * row["acc"] for row in rows if is_number(row.get("acc"))}
+    return curve if sorted(curve) == sorted(levels) else None
+
+
+def sweep_stats(group, sweep):
+    """Per level (mean, std, n) of accuracy %, and the area under the curve (mean, std, n) over seeds."""
+    curves = [c for c in (sweep_curve(r, sweep) for r in group["robustness"]) if c]
+    if not curves:
+        return None
+    levels = SWEEP_AXES[sweep][1]
+    per_level = {lv: mean_std(c[lv] for c in curves) for lv in levels}
+    auc = mean_std(area_under(levels, [c[lv] for lv in levels]) for c in curves)
+    return {"levels": per_level, "auc": auc}
