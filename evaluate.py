@@ -26,7 +26,6 @@ Examples:
   python evaluate.py runs/study/* --sweeps image audio
 """
 import argparse
-import json
 import os
 from types import SimpleNamespace
 
@@ -39,7 +38,7 @@ from common.malloc import keep_freed_memory
 from common.multimodal import build_from_config
 from common.plots import robustness_figure
 from common.robustness import SWEEPS, robustness, summary_line
-from common.run import RunFolder
+from common.records import RecordError, RunFolder
 from common.training import (PRECISIONS, TrainingError, load_checkpoint, pick_device, resolve_precision,
                              saved_precision)
 
@@ -50,15 +49,13 @@ VIEWS = {"image": ("image",), "audio": ("audio",), "multimodal": ("image", "audi
 def read_run(run_dir):
     """config.json and the checks that need no data: a classifier run with a best.pt."""
     folder = RunFolder(run_dir)
-    config_path = folder.config
     if not os.path.isdir(run_dir):
         raise UsageError(f"{run_dir} is not a run folder")
     try:
-        with open(config_path) as f:
-            config = json.load(f)
+        config = folder.read_config()
         if "data" not in config["args"]:  # not a config of this project
             raise KeyError("data")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (RecordError, KeyError, TypeError):
         raise UsageError(f"{run_dir}: config.json is missing or unreadable; is it a run folder?") from None
     if config.get("model") not in CLASSIFIERS:
         raise UsageError(f"{run_dir} is a {config.get('model')!r} run; evaluate.py measures classifiers "
@@ -67,15 +64,20 @@ def read_run(run_dir):
     if not os.path.exists(best):
         raise UsageError(f"{run_dir} has no checkpoints/best.pt (it never finished an epoch, or its "
                          "checkpoints were deleted); nothing to evaluate")
-    return config, best
+    test_acc = None  # the run's own test accuracy, beside the fresh draw; read now, before any work
+    if os.path.exists(folder.metrics):
+        try:
+            test_acc = (folder.read_metrics().get("test") or {}).get("acc")
+        except RecordError as e:
+            raise UsageError(f"{run_dir}: {e}") from None
+    return config, best, test_acc
 
 
 def read_indices(run_dir):
     try:
-        with open(RunFolder(run_dir).split_indices) as f:
-            saved = json.load(f)
+        saved = RunFolder(run_dir).read_indices()
         return torch.tensor(saved["train"], dtype=torch.long), torch.tensor(saved["test"], dtype=torch.long)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (RecordError, KeyError):
         raise UsageError(f"{run_dir}: split_indices.json is missing or unreadable") from None
 
 
@@ -100,7 +102,7 @@ def main():
 
     runs = [(run_dir, *read_run(run_dir)) for run_dir in args.run_dirs]  # every check before any work
     sources = {}  # one dataset and raw pool per data configuration, shared by runs that used it
-    for run_dir, config, best_path in runs:
+    for run_dir, config, best_path, test_acc in runs:
         saved = config["args"]
         data_args = SimpleNamespace(data=config["dataset"]["name"],
                                     data_root=args.data_root or saved.get("data_root"),
@@ -134,11 +136,6 @@ def main():
                             fresh_seed=args.data_seed)
         name = os.path.basename(os.path.normpath(run_dir))
         folder = RunFolder(run_dir)
-        metrics_path = folder.metrics
-        test_acc = None
-        if os.path.exists(metrics_path):
-            with open(metrics_path) as f:
-                test_acc = json.load(f).get("test", {}).get("acc")
         result = {"run": name, "model": config["model"], "fusion": saved.get("fusion") if config["model"] ==
                   "multimodal" else None, "seed": saved.get("seed"), "dataset": dataset.name,
                   "synthetic": dataset.is_synthetic, "fingerprint": dataset.fingerprint,

@@ -38,6 +38,7 @@ class RunFolder:
         self.probes = os.path.join(path, "probes.json")  # evaluate_contrastive.py's measures of a contrastive run
         self.last = os.path.join(path, "checkpoints", "last.pt")
         self.best = os.path.join(path, "checkpoints", "best.pt")
+        self.started = None  # a resumed run's config.json, once read
 
     def figure(self, name):
         return os.path.join(self.path, "figures", f"{name}.png")

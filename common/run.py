@@ -31,7 +31,7 @@ from .cli import UsageError, explicit_flags
 from .data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
 from .data.sources import dataset_from_args
 from .io import hold_lock, is_locked, output_dir_problem, save_json
-from .records import RunFolder  # noqa: F401  (the layout; re-exported for the scripts)
+from .records import RecordError, RunFolder
 from .training import (TrainingError, load_checkpoint, pick_device, resolve_precision, restore_training,
                        save_checkpoint, saved_precision, training_checkpoint)
 
@@ -119,11 +119,12 @@ def prepare_run_dir(args, kind, default_name, parser):
         if _held_by_a_live_run(run_dir):
             raise UsageError(f"--resume: {run_dir} is being trained by another process right now")
         try:
-            with open(folder.config) as f:
-                config = json.load(f)
+            config = folder.read_config()
             saved = config["args"]
-        except (OSError, ValueError, KeyError, TypeError):
+            config["dataset"]["fingerprint"]
+        except (RecordError, KeyError, TypeError):
             raise UsageError(f"--resume: {folder.config} is missing or unreadable") from None
+        folder.started = config  # read once: the data check and the precision below use it too
         if config.get("model") != kind:
             script = f"train_{config.get('model')}.py" if config.get("model") else "the script that made it"
             raise UsageError(f"--resume: {run_dir} is a {config.get('model')!r} run, not {kind!r}; "
@@ -170,8 +171,7 @@ def load_run_data(args, folder):
     dataset = dataset_from_args(args)
     print(dataset.describe())
     if args.resume:
-        with open(folder.config) as f:
-            started_on = json.load(f)["dataset"]["fingerprint"]
+        started_on = folder.started["dataset"]["fingerprint"]
         if started_on != dataset.fingerprint:
             raise UsageError(f"--resume: {folder} was trained on data with fingerprint {started_on[:12]}, "
                              f"but --data/--data-root now give {dataset.fingerprint[:12]}")
@@ -187,8 +187,7 @@ def start_run(args, parser, kind, default_name):
     device = pick_device(args.device)
     precision = resolve_precision(args.precision, device)
     if args.resume:  # the precision the run started with, not --precision auto resolved again here
-        with open(folder.config) as f:
-            precision = saved_precision(json.load(f)) or precision
+        precision = saved_precision(folder.started) or precision
     dataset = load_run_data(args, folder)
     return RunSetup(args=args, kind=kind, folder=folder, device=device, precision=precision, dataset=dataset)
 

@@ -121,11 +121,6 @@ def test_other_seed_differs(small, other_seed):
     assert a.shape != b.shape or not np.array_equal(a, b)
 
 
-def test_small_build_is_fast(small_again):
-    _, seconds = small_again
-    assert seconds < 2.0
-
-
 def test_write_wav_roundtrip(tmp_path, small):
     rec = small.test.recordings[0]
     path = tmp_path / "sub" / "0_spk0_0.wav"
