@@ -17,6 +17,7 @@ from common.data.batching import steps_per_epoch
 from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
 from common.multimodal import FUSION_CHOICES, build_multimodal, draw_present_views, fill_missing, init_featurizers
+from common.records import source_label
 from common.reporting import finish_run, log_text_summary
 from common.robustness import STAND_INS, missing_view_stand_in
 from common.run import Progress, prepare_splits, start_run
@@ -80,7 +81,11 @@ def main():
         if args.modality_dropout and args.fusion != "late" else None
     optimizer = make_optimizer(model, args)  # the exam's Adam unless --optimizer adamw
     early = EarlyStopping(args.patience)
-    run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion)
+    # which pre-training the featurizers came from, recorded once (report.py groups rows by it)
+    source = "+".join(sorted({source_label(p) for p in args.init_from})) if args.init_from and not args.resume \
+        else None
+    run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion,
+                   **({"init_from_source": source} if source else {}))
     schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
 
     with GracefulStop() as stop:

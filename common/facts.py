@@ -6,8 +6,6 @@ that train re-export them from here: one definition each.
 """
 from dataclasses import dataclass
 
-import numpy as np
-
 REGIMES = ("image_noisy", "audio_noisy", "both_mild")  # the recipe's noise regime of a pair, by index
 # the fusions of common/fusion.py, in its registry's order (fusion.py checks the two agree), and late fusion
 FUSION_NAMES = ("concat", "add", "mul", "max", "attention", "gated", "bilinear", "factorized", "attention-tokens")
@@ -29,19 +27,30 @@ class NoiseSweep:
     levels: tuple
     level_name: str   # the swept quantity, as a table names it
     axis_label: str   # ... and as a figure's axis does
-    held: str         # the other view, held mild, in words
+    held_view: str    # the other view, held at its mild level
+    held_level: str   # that level, in words
+    span: str         # the range of levels in words: str.format(first=, last=)
+    summary: str      # evaluate.py's summary of the first and last level: str.format(first=, last=)
+    invert: bool      # the levels get worse downwards (SNR): figures turn the axis so worse is to the right
+
+    @property
+    def held(self):
+        return f"{self.held_view} at {self.held_level}"
 
 
 NOISE_SWEEPS = (
     NoiseSweep("image_sweep", "image", "p", IMAGE_P_LEVELS, "pixel replacement p", "pixel replacement probability p",
-               f"audio at {MILD_SNR_DB:g} dB"),
+               "audio", f"{MILD_SNR_DB:g} dB", "p from {first:g} to {last:g}", "image p {first:g}->{last:g}",
+               invert=False),
     NoiseSweep("audio_sweep", "audio", "snr_db", AUDIO_SNR_LEVELS, "audio SNR (dB)", "audio SNR, dB",
-               f"image at p = {MILD_P:g}"),
+               "image", f"p = {MILD_P:g}", "SNR from {first:+g} to {last:+g} dB", "audio {first:+g}->{last:+g} dB",
+               invert=True),
 )
 
 
 def area_under(levels, accs):
     """Mean accuracy over a sweep, by the trapezoid rule over the level axis, normalised by its span."""
+    import numpy as np  # here, so that reading a run's files needs nothing beyond the standard library
     x, y = np.asarray(levels, float), np.asarray(accs, float)
     order = np.argsort(x)
     x, y = x[order], y[order]

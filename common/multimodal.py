@@ -22,6 +22,7 @@ from .fusion import FUSIONS, build_fusion
 from .mel import DEFAULT_CHANNELS as MEL_CHANNELS
 from .mel import MelAudioFeaturizer
 from .models import FEATURE_DIM, NUM_CLASSES, AudioFeaturizer, Conv2Net, ImageFeaturizer, UnimodalNet
+from .records import RecordError, checkpoint_run
 
 HEAD_HIDDEN = 64
 MODALITIES = ("image", "audio")
@@ -337,18 +338,14 @@ def init_featurizers(model, paths, load_checkpoint):
     last.pt the config.json of its run folder tells. Each featurizer may come from one
     checkpoint only. Returns {featurizer: path}; raises ValueError with a one-line reason.
     """
-    import json
-    import os
     loaded_from = {}
     for path in paths:
         ckpt = load_checkpoint(path)
         kind = ckpt.get("kind")
         if kind is None:
-            config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "config.json")
             try:
-                with open(config) as f:
-                    kind = json.load(f).get("model")
-            except (OSError, ValueError, AttributeError):
+                kind = checkpoint_run(path).read_config().get("model")
+            except RecordError:
                 kind = None
         try:
             loaded = load_featurizer_weights(model, ckpt["model"], kind if kind in MODALITIES else None)

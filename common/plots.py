@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # no screen needed; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .data.dataset import REGIMES  # noqa: E402
+from .facts import NOISE_SWEEPS, REGIMES  # noqa: E402
 
 
 def _regime(split, i):
@@ -115,19 +115,16 @@ def samples_with_logits(split, indices, logits, views, title):
 def robustness_figure(result, title):
     """Test accuracy vs pixel replacement p (image sweep) and vs SNR (audio sweep) of one run,
     with the fresh draw's accuracy as a reference line."""
-    panels = [k for k in ("image_sweep", "audio_sweep") if k in result]
+    panels = [sweep for sweep in NOISE_SWEEPS if sweep.key in result]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], panels):
-        level = "p" if key == "image_sweep" else "snr_db"
-        xs = [row[level] for row in result[key]]
-        ax.plot(xs, [100 * row["acc"] for row in result[key]], marker="o", ms=4)
+    for ax, sweep in zip(axes[0], panels):
+        xs = [row[sweep.level_key] for row in result[sweep.key]]
+        ax.plot(xs, [100 * row["acc"] for row in result[sweep.key]], marker="o", ms=4)
         if "fresh" in result:
             ax.axhline(100 * result["fresh"]["acc"], color="grey", ls="--", lw=0.8, label="fresh draw (recipe mix)")
             ax.legend(fontsize=8)
-        if key == "image_sweep":
-            ax.set_xlabel(f"pixel replacement probability p (audio at {result['mild']['audio_snr_db']:g} dB)")
-        else:
-            ax.set_xlabel(f"audio SNR, dB (image at p = {result['mild']['image_p']:g})")
+        ax.set_xlabel(f"{sweep.axis_label} ({sweep.held})")
+        if sweep.invert:
             ax.invert_xaxis()  # worse to the right, as for p
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)

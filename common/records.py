@@ -106,15 +106,36 @@ def run_args(config):
     args = {**args, "precision": used} if used else dict(args)
     if isinstance(config.get("device"), str):
         args["device_used"] = config["device"].split(":")[0]
+    if config.get("init_from_source"):
+        args["init_from_source"] = config["init_from_source"]
     return args
 
 
-def init_source(paths):
+def checkpoint_run(path):
+    """The RunFolder a checkpoint belongs to: runs/X/checkpoints/best.pt -> runs/X."""
+    return RunFolder(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+
+
+def source_label(path):
+    """The pre-training a checkpoint stands for, its seed dropped, so that the seeds of one
+    pre-training share a row and different ones (NT-Xent, NT-Log) do not: the run folder's name
+    without its "-s<seed>" ending, the seed read from the run's config.json where there is one."""
+    run = checkpoint_run(path)
+    try:
+        seed = run.read_config()["args"]["seed"]
+        return run.name[:-len(f"-s{seed}")] if run.name.endswith(f"-s{seed}") else run.name
+    except (RecordError, KeyError, TypeError):
+        return re.sub(r"-s\d+$", "", run.name)
+
+
+def init_source(paths, recorded=None):
     """Which runs pre-loaded the featurizers, seeds dropped: runs/X-s3/checkpoints/best.pt -> "X".
 
-    Runs initialised from different pre-training (say NT-Xent vs NT-Log) stay in
-    different rows, while the seeds of one pre-training aggregate.
+    recorded: what train_multimodal.py wrote in config.json when the run started (init_from_source);
+    runs from before it did so are read from the checkpoint paths' folder names, once, here.
     """
+    if recorded:
+        return recorded
     if not paths:
         return None
     if isinstance(paths, str):

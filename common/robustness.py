@@ -20,7 +20,7 @@ from .data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, 
 from .reporting import classification_metrics
 from .training import autocast, evaluate
 
-from .facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, area_under  # noqa: F401  (the levels)
+from .facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, NOISE_SWEEPS, area_under  # noqa: F401
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
 SWEEPS = ("fresh", "image", "audio", "missing")
 _STREAMS = {"image": 1, "audio": 2, "mild": 3, "clean": 4}  # noise streams, apart from the recipe's own
@@ -248,13 +248,11 @@ def summary_line(name, result):
     parts = [name]
     if "fresh" in result:
         parts.append(f"fresh draw {100 * result['fresh']['acc']:.2f}%")
-    if "image_sweep" in result:
-        s = result["image_sweep"]
-        parts.append(f"image p {s[0]['p']:g}->{s[-1]['p']:g}: {100 * s[0]['acc']:.1f}%->{100 * s[-1]['acc']:.1f}%")
-    if "audio_sweep" in result:
-        s = result["audio_sweep"]
-        parts.append(f"audio {s[0]['snr_db']:+g}->{s[-1]['snr_db']:+g} dB: "
-                     f"{100 * s[0]['acc']:.1f}%->{100 * s[-1]['acc']:.1f}%")
+    for sweep in NOISE_SWEEPS:
+        if sweep.key in result:
+            s = result[sweep.key]
+            parts.append(sweep.summary.format(first=s[0][sweep.level_key], last=s[-1][sweep.level_key])
+                         + f": {100 * s[0]['acc']:.1f}%->{100 * s[-1]['acc']:.1f}%")
     if "missing" in result:
         m = result["missing"]
         parts.append(f"no image {100 * m['image_zeros']['acc']:.1f}%, no audio {100 * m['audio_zeros']['acc']:.1f}% "

@@ -149,17 +149,7 @@ if [[ ${#LIST[@]} -gt 0 && $SWEEP_LEFT -gt 0 ]]; then
 fi
 
 # the sweep's best run, by validation probe accuracy on both featurizers
-best=$("$PY" - "$RESULTS" <<'PY'
-import glob, json, os, sys
-scores = {}
-for path in glob.glob(os.path.join(sys.argv[1], "contrastive-*-s0", "metrics.json")):
-    with open(path) as f:
-        scores[os.path.basename(os.path.dirname(path))] = json.load(f)["val"]["probe"]["both"]
-if not scores:
-    sys.exit("error: no finished contrastive run in " + sys.argv[1])
-print(max(sorted(scores), key=scores.get))
-PY
-)
+best=$("$PY" "$ROOT/scripts/runs.py" best "$RESULTS" 'contrastive-*-s0' val.probe.both)
 line="== best contrastive run (validation probe accuracy, both featurizers): $best"
 if [[ ${#LIST[@]} -gt 0 ]]; then echo "$line" >&2; else echo "$line"; fi  # --list: stdout holds commands only
 checkpoint="$RUNS_DIR/$best/checkpoints/best.pt"
@@ -185,11 +175,7 @@ if [[ ! -f "$checkpoint" ]] && pre_trained_left; then
     echo "== $checkpoint is gone (checkpoints are never kept): training $best again"
     tag="${best#contrastive-}"
     tag="${tag%-s0}"
-    saved=$("$PY" -c 'import json, sys
-a = json.load(open(sys.argv[1]))["args"]
-print("--loss"); print(a["loss"]); print("--tau"); print(a["tau"])
-for flag in ("learn_tau", "learn_bias"):
-    if a.get(flag): print("--" + flag.replace("_", "-"))' "$RESULTS/$best/config.json")
+    saved=$("$PY" "$ROOT/scripts/runs.py" flags "$RESULTS/$best" loss tau learn_tau learn_bias)
     flags=()
     while IFS= read -r line; do flags+=("$line"); done <<< "$saved"
     "$REPRODUCE" --seeds 0 --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --no-report -- \

@@ -133,3 +133,17 @@ def test_init_from_a_contrastive_checkpoint_changes_the_featurizers_and_nothing_
         else:  # the fusion and the classifier: as from scratch
             assert torch.equal(value, scratch[key]), key
     assert changed and all(changed)
+
+
+def test_a_pre_trained_run_records_its_source_and_the_report_groups_by_it(xent_run, course_root, tmp_path):
+    """The source run has a custom name ("straight", no -s<seed>): the name is recorded as it is."""
+    from conftest import run_script
+    run, _ = xent_run
+    out = run_script(["train_multimodal.py", "--data", "course", "--data-root", str(course_root), "--runs-dir",
+                      str(tmp_path), "--name", "pre-s0", "--batch-size", "16", "--num-threads", "1", "--max-epochs",
+                      "1", "--init-from", str(run / "checkpoints/best.pt")])
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "pre-s0/config.json").read_text())["init_from_source"] == "straight"
+    import report
+    [row] = report.read_runs(str(tmp_path))[0]
+    assert dict(row["config"])["init_from"] == "straight"

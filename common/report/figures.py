@@ -45,7 +45,8 @@ def robustness_figures(groups, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     figures = {}
-    for sweep, xlabel in ((s.key, f"{s.axis_label} ({s.held})") for s in NOISE_SWEEPS):
+    for spec in NOISE_SWEEPS:
+        sweep, xlabel = spec.key, f"{spec.axis_label} ({spec.held})"
         rows = [(g, sweep_stats(g, sweep)) for g in groups if g["robustness"]]
         rows = [(g, st) for g, st in rows if st]
         if not rows:
@@ -60,14 +61,14 @@ def robustness_figures(groups, title):
                             ls="--" if reference else "-", label=f"{row_name(g)} (n={st['auc'][2]})")
             ax.fill_between(levels, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                             color=line.get_color(), alpha=0.12)
-        if sweep == "audio_sweep":
+        if spec.invert:
             ax.invert_xaxis()  # worse to the right, as for p
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%), mean ± std over seeds")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-        ax.set_title(f"{title}: {'image' if sweep == 'image_sweep' else 'audio'} sweep", fontsize=10)
+        ax.set_title(f"{title}: {spec.view} sweep", fontsize=10)
         fig.tight_layout()
         figures[sweep] = fig
     return figures
@@ -104,7 +105,7 @@ def write_figures(tables, sweeps, folder, probes=()):
             save_figure(label_efficiency_figure(sets, "label efficiency: " + describe_dataset(dkey)), path)
             written.append(path)
         for sweep, fig in robustness_figures(groups, describe_dataset(dkey)).items():
-            path = os.path.join(folder, f"robustness-{sweep.split('_')[0]}{suffix}.png")
+            path = os.path.join(folder, f"robustness-{sweep.split('_')[0]}{suffix}.png")  # robustness-image.png
             save_figure(fig, path)
             written.append(path)
     return written

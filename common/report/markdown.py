@@ -103,6 +103,12 @@ def comparisons_markdown(groups, dataset_name):
     return lines
 
 
+def sweep_range(sweep):
+    """'image: p from 0 to 0.95, audio held at 20 dB': a sweep's span in words."""
+    span = sweep.span.format(first=sweep.levels[0], last=sweep.levels[-1])
+    return f"{sweep.view}: {span}, {sweep.held_view} held at {sweep.held_level}"
+
+
 def robustness_markdown(groups, dataset_name):
     """The robustness section of one table; empty when no run there has a robustness.json."""
     with_rob = [g for g in groups if g["robustness"]]
@@ -131,21 +137,21 @@ def robustness_markdown(groups, dataset_name):
 
     lines = ["", f"### Robustness ({dataset_name}, from robustness.json; evaluate.py)", "",
              "Area under the accuracy-vs-noise curve: the mean accuracy (%) over the sweep's range, by the "
-             "trapezoid rule (image: p from 0 to 0.95, audio held at 20 dB; audio: SNR from +30 to -30 dB, "
-             "image held at p = 0.1). Δ late: this model's mean area minus late fusion's (the late row trained "
+             "trapezoid rule (" + "; ".join(sweep_range(s) for s in NOISE_SWEEPS) + "). Δ late: this model's "
+             "mean area minus late fusion's (the late row trained "
              "the same way, else the one trained as the exam did). Fresh draw: the "
              "test split drawn again at another data seed; it should match the test accuracy within seed noise.",
              "",
-             "| model | n | test accuracy (%) | fresh draw (%) | image-sweep area | Δ late | audio-sweep area "
-             "| Δ late |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | n | test accuracy (%) | fresh draw (%) | "
+             + " | ".join(f"{s.view}-sweep area | Δ late" for s in NOISE_SWEEPS) + " |",
+             "|---|---:|---:|---:|" + "---:|---:|" * len(NOISE_SWEEPS)]
     for g in with_rob:
         fresh = mean_std(100.0 * r["fresh"]["acc"] for r in g["robustness"]
                          if isinstance(r.get("fresh"), dict) and is_number(r["fresh"].get("acc")))
         st = stats[id(g)]
-        cells = [row_name(g), str(len(g["robustness"])), fmt_stat(g["test_acc"], 2), fmt_stat(fresh, 2),
-                 fmt_stat(st["image_sweep"]["auc"], 2) if st["image_sweep"] else "–", delta(g, "image_sweep"),
-                 fmt_stat(st["audio_sweep"]["auc"], 2) if st["audio_sweep"] else "–", delta(g, "audio_sweep")]
+        cells = [row_name(g), str(len(g["robustness"])), fmt_stat(g["test_acc"], 2), fmt_stat(fresh, 2)]
+        for s in NOISE_SWEEPS:
+            cells += [fmt_stat(st[s.key]["auc"], 2) if st[s.key] else "–", delta(g, s.key)]
         lines.append("| " + " | ".join(cells) + " |")
     for sweep, title in ((s.key, f"Test accuracy (%) vs {s.level_name}, {s.held}") for s in NOISE_SWEEPS):
         rows = [g for g in with_rob if stats[id(g)][sweep]]

@@ -40,7 +40,7 @@ def config_key(args):
     for name in CONFIG_KEYS:
         value = args.get(name, KEY_DEFAULTS.get(name))
         if name == "init_from":
-            value = init_source(value)
+            value = init_source(value, args.get("init_from_source"))
         elif isinstance(value, list):
             value = tuple(value)
         key.append((name, value))
