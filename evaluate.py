@@ -31,14 +31,15 @@ from types import SimpleNamespace
 
 import torch
 
+from common.argtypes import non_negative_int, positive_int
 from common.cli import UsageError, run_main
 from common.data.sources import dataset_from_args, load_raw_sources
-from common.io import save_figure, save_json
+from common.io import output_file_problem, save_figure, save_json
 from common.malloc import keep_freed_memory
 from common.multimodal import build_from_config
 from common.plots import robustness_figure
+from common.records import RecordError, RunFolder, file_sha256
 from common.robustness import SWEEPS, robustness, summary_line
-from common.records import RecordError, RunFolder
 from common.training import (PRECISIONS, TrainingError, load_checkpoint, pick_device, resolve_precision,
                              saved_precision)
 
@@ -70,7 +71,33 @@ def read_run(run_dir):
             test_acc = (folder.read_metrics().get("test") or {}).get("acc")
         except RecordError as e:
             raise UsageError(f"{run_dir}: {e}") from None
+    for path in (folder.robustness, folder.figure("robustness")):  # what the work will write, checked first
+        problem = output_file_problem(path)
+        if problem:
+            raise UsageError(f"{run_dir}: cannot write {os.path.relpath(path, run_dir)}: {problem}")
     return config, best, test_acc
+
+
+def with_earlier_measures(folder, result):
+    """A partial evaluation (--sweeps fresh, say) of the same best.pt keeps what an earlier one of it
+    measured; an earlier file of other weights is replaced whole."""
+    try:
+        previous = folder.read_robustness()
+    except RecordError:
+        previous = None
+    if not previous or previous.get("best_sha256") != result["best_sha256"]:
+        return result
+    merged = {**previous, **result}
+    merged["sweeps"] = [s for s in SWEEPS if s in set(previous.get("sweeps", [])) | set(result["sweeps"])]
+    return merged
+
+
+def check_indices(run_dir, indices, n_train, n_test):
+    """split_indices.json must name rows of the splits it indexes: no negative or out-of-range row."""
+    for name, index, size in (("train", indices[0], n_train), ("test", indices[1], n_test)):
+        if len(index) and (int(index.min()) < 0 or int(index.max()) >= size):
+            raise UsageError(f"{run_dir}: split_indices.json names {name} rows outside 0..{size - 1} "
+                             f"(from {int(index.min())} to {int(index.max())}); it does not belong to this data")
 
 
 def read_indices(run_dir):
@@ -86,14 +113,15 @@ def main():
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders to evaluate")
     p.add_argument("--sweeps", nargs="+", default=list(SWEEPS), choices=SWEEPS, metavar="SWEEP",
                    help=f"what to measure, any of: {', '.join(SWEEPS)} (default: all)")
-    p.add_argument("--data-seed", type=int, default=None,
-                   help="data seed of the fresh draw (default: the run's data seed + 1000)")
+    p.add_argument("--data-seed", type=non_negative_int, default=None,
+                   help="data seed of the fresh draw (default: the run's data seed + 1000); never the run's own")
     p.add_argument("--data-root", default=None,
                    help="where the run's raw data lives now (default: as saved in the run, else $AVDIGITS_DATA)")
     p.add_argument("--precision", default="run", choices=("run",) + PRECISIONS,
                    help="forward-pass precision; run = the precision the run trained at")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to evaluate")
-    p.add_argument("--num-threads", type=int, default=None, help="CPU threads for PyTorch (None: PyTorch's choice)")
+    p.add_argument("--num-threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch (None: PyTorch's choice)")
     args = p.parse_args()
     keep_freed_memory()  # thousands of same-sized activations: reuse their pages instead of faulting new ones in
     if args.num_threads:
@@ -101,6 +129,10 @@ def main():
     device = pick_device(args.device)
 
     runs = [(run_dir, *read_run(run_dir)) for run_dir in args.run_dirs]  # every check before any work
+    for run_dir, config, _, _ in runs:
+        if args.data_seed is not None and args.data_seed == config["args"].get("data_seed", 0):
+            raise UsageError(f"--data-seed {args.data_seed} is {run_dir}'s own data seed: that draw is its test "
+                             "split, not a fresh one; give another")
     sources = {}  # one dataset and raw pool per data configuration, shared by runs that used it
     for run_dir, config, best_path, test_acc in runs:
         saved = config["args"]
@@ -122,9 +154,12 @@ def main():
             raise UsageError(f"{run_dir} was trained on data with fingerprint {config['dataset']['fingerprint'][:12]}, "
                              f"but its data now builds to {dataset.fingerprint[:12]}")
         train_index, test_index = read_indices(run_dir)
+        check_indices(run_dir, (train_index, test_index), len(dataset.train), len(dataset.test))
         model = build_from_config(config)
+        ckpt = load_checkpoint(best_path)
+        measured = {"best_epoch": ckpt.get("epoch"), "best_sha256": file_sha256(best_path)}  # which weights
         try:
-            model.load_state_dict(load_checkpoint(best_path)["model"])
+            model.load_state_dict(ckpt["model"])
         except (RuntimeError, KeyError) as e:
             raise TrainingError(f"{best_path} does not fit the run's model: {str(e).splitlines()[0]}") from None
         model = model.to(device)
@@ -139,7 +174,8 @@ def main():
         result = {"run": name, "model": config["model"], "fusion": saved.get("fusion") if config["model"] ==
                   "multimodal" else None, "seed": saved.get("seed"), "dataset": dataset.name,
                   "synthetic": dataset.is_synthetic, "fingerprint": dataset.fingerprint,
-                  "data_seed": data_args.data_seed, "test_acc": test_acc, "sweeps": args.sweeps, **result}
+                  "data_seed": data_args.data_seed, "test_acc": test_acc, **measured, "sweeps": args.sweeps, **result}
+        result = with_earlier_measures(folder, result)
         save_json(result, folder.robustness)
         if "image_sweep" in result or "audio_sweep" in result:
             save_figure(robustness_figure(result, f"{name} [{dataset.name}]: robustness"), folder.figure("robustness"))

@@ -98,7 +98,11 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.out:
-        save_text(text, args.out)
+        try:
+            save_text(text, args.out)
+        except OSError as e:
+            print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
+            return 2
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -67,6 +67,17 @@ def run_name(text):
     return text
 
 
+def bounded_int(low, high):
+    """An integer type for argparse within [low, high]: a size beyond `high` would only end in the
+    allocator's traceback minutes later."""
+    def parse(text):
+        value = _number(text, int)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer from {low:,} to {high:,}, got {text}")
+        return value
+    return parse
+
+
 def non_negative_float(text):
     value = _number(text, float)
     if not (value >= 0.0 and math.isfinite(value)):  # refuses nan, inf and anything < 0

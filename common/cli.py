@@ -4,12 +4,16 @@ import copy
 import sys
 import traceback
 
-from .argtypes import fraction, non_negative_float, non_negative_int, positive_float, positive_int, run_name, share
+from .argtypes import bounded_int, fraction, non_negative_float, positive_float, positive_int, run_name, share
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
 from .multimodal import AUDIO_FRONTENDS, MEL_CHANNELS
 from .training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingError
+
+
+MAX_EPOCH_PAIRS = 10_000_000  # pairs between two validations: 700 passes over the full training split
+MAX_MEL_CHANNELS = 1024  # conv widths of the mel CNN: at 1024 x 1024 its conv has 9.4 M weights, its fc 52 M
 
 
 class UsageError(Exception):
@@ -29,7 +33,7 @@ def training_parser(description, default_lr=1e-3):
                         "validation and test stay whole")
     p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size")
     p.add_argument("--lr", type=positive_float, default=default_lr, help="Adam learning rate")
-    p.add_argument("--epoch-pairs", type=non_negative_int, default=0, metavar="N",
+    p.add_argument("--epoch-pairs", type=bounded_int(0, MAX_EPOCH_PAIRS), default=0, metavar="N",
                    help="an epoch trains on at least N pairs: a smaller training set (e.g. under --label-fraction) "
                         "is passed over several times, each pass in a fresh seeded order, between validations, so "
                         "that early stopping counts comparable numbers of steps; 0 = one pass per epoch")
@@ -78,7 +82,8 @@ def add_audio_frontend_flags(p):
     p.add_argument("--audio-frontend", default="raw", choices=AUDIO_FRONTENDS,
                    help="raw: the exam's 1-D CNN on the waveform; mel: log-mel features (64 bands, 25 ms windows, "
                         "10 ms hop) computed by the model from the same waveform, then a small 2-D CNN")
-    p.add_argument("--mel-channels", type=positive_int, nargs=2, default=list(MEL_CHANNELS), metavar=("C1", "C2"),
+    p.add_argument("--mel-channels", type=bounded_int(1, MAX_MEL_CHANNELS), nargs=2, default=list(MEL_CHANNELS),
+                   metavar=("C1", "C2"),
                    help="channels of the two conv layers of the mel front-end's CNN")
 
 

@@ -36,16 +36,34 @@ def output_dir_problem(folder):
     return None
 
 
+class OutputError(OSError):
+    """An output path this project will not write: a symlink or a special file (a device, a pipe)."""
+
+
+def replace_problem(path):
+    """Why an atomic write must not replace what is at `path`, or None: a rename would turn a symlink
+    into a plain file (leaving its target stale) and a device node into a file."""
+    if os.path.islink(path):
+        return f"{path} is a symbolic link; give its target ({os.path.realpath(path)}) or another path"
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        return f"{path} is not a regular file (a device, a pipe or a socket)"
+    return None
+
+
 def output_file_problem(path):
     """Why a file cannot be written at `path`, or None (its folder as output_dir_problem sees it)."""
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.islink(path):
         return f"{path} is a folder, not a file"
-    return output_dir_problem(os.path.dirname(os.path.abspath(path)))
+    return replace_problem(path) or output_dir_problem(os.path.dirname(os.path.abspath(path)))
 
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temp path in the target's folder; rename it to `path` if the block succeeds."""
+    """Yield a temp path in the target's folder; rename it to `path` if the block succeeds. Refuses
+    (OutputError) to replace a symlink or a special file."""
+    problem = replace_problem(path)
+    if problem:
+        raise OutputError(problem)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1]  # keep the extension: savefig picks its format from it

@@ -7,6 +7,7 @@ finished when it is there), split_indices.json, predictions_test.csv, robustness
 (evaluate.py), probes.json (evaluate_contrastive.py), checkpoints/{last,best}.pt and figures/.
 """
 import csv
+import hashlib
 import json
 import os
 import re
@@ -80,6 +81,39 @@ class RunFolder:
             return {int(r["id"]): int(r["digit"]) == int(r["label"]) for r in rows}
         except (OSError, KeyError, ValueError, TypeError):
             return None
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes (a checkpoint's identity: robustness.json records the one it measured)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def robustness_problem(folder, metrics=None):
+    """Why a run's robustness.json does not describe its current best weights, or None: it records
+    the best epoch and the best.pt it measured (evaluate.py since that was added; older files record
+    neither and cannot be checked)."""
+    try:
+        result = folder.read_robustness()
+    except RecordError as e:
+        return str(e)
+    if result is None:
+        return f"{folder.robustness} is missing"
+    if metrics is None and os.path.exists(folder.metrics):
+        try:
+            metrics = folder.read_metrics()
+        except RecordError:
+            metrics = None
+    measured = result.get("best_epoch")
+    if measured is not None and metrics is not None and metrics.get("best_epoch") not in (None, measured):
+        return (f"{folder.robustness} measured the weights of epoch {measured}, but the run's best epoch is now "
+                f"{metrics['best_epoch']} (it was trained on after the evaluation)")
+    if result.get("best_sha256") and os.path.exists(folder.best) and file_sha256(folder.best) != result["best_sha256"]:
+        return f"{folder.robustness} measured another checkpoint than today's {folder.best}"
+    return None
 
 
 def read_json_object(path):

@@ -12,6 +12,7 @@ that lives here, once:
   the TensorBoard writer, best.pt and last.pt, the epoch line, and the
   save-and-exit on Ctrl-C or SIGTERM.
 """
+import hashlib
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -70,6 +72,24 @@ def check_limit(args):
                          f"each split needs at least 10 and training at least one batch ({args.batch_size})")
 
 
+CLAIMS_DIR = os.path.join(tempfile.gettempdir(), "avdigits-run-claims")
+
+
+def claim_run_name(runs_dir, name):
+    """Take the run folder runs_dir/name for this process, before anything is checked or written:
+    an exclusive lock, held until the command ends, on a file named by the folder's absolute path
+    in the system's temp folder (so the runs folder itself gets nothing before the run writes).
+    Two starts (or resumes) of one run at once: the second gets False at once, so nothing of its
+    own reaches the folder. Claim files stay, empty (removing a lock file that others may hold is
+    itself a race)."""
+    os.makedirs(CLAIMS_DIR, exist_ok=True)
+    key = hashlib.sha256(os.path.abspath(os.path.join(runs_dir, name)).encode()).hexdigest()[:32]
+    path = os.path.join(CLAIMS_DIR, f"{key}.lock")
+    with open(path, "a"):
+        pass
+    return hold_lock(path)
+
+
 def _failed_start(run_dir):
     """True when run_dir holds only what a run writes before its first checkpoint, and no live
     process holds it: config.json, split_indices.json, TensorBoard event files, an empty checkpoints/."""
@@ -113,6 +133,8 @@ def prepare_run_dir(args, kind, default_name, parser):
     check_output_dir(args.runs_dir, "--runs-dir")
     folder = RunFolder(os.path.join(args.runs_dir, args.name))
     run_dir = folder.path
+    if not claim_run_name(args.runs_dir, args.name):
+        raise UsageError(f"run folder {run_dir} is being started or trained by another process right now")
     if args.resume:
         if not os.path.exists(folder.last):
             raise UsageError(f"--resume: no checkpoints/last.pt in {run_dir}")

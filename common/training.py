@@ -259,6 +259,9 @@ def load_checkpoint(path):
     try:
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # corrupt file, foreign pickle, ...
+        if "weights_only" in str(e):  # torch's message goes on to suggest the unsafe load: not ours to repeat
+            raise TrainingError(f"refused checkpoint {path}: it holds objects other than tensors and plain types, "
+                                "and loading those could run code; this project never loads such a file") from None
         reason = (str(e).splitlines() or [""])[0]
         raise TrainingError(f"cannot load checkpoint {path}: {type(e).__name__}: {reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:

@@ -51,6 +51,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+[[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
+
 REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
 variant() {  # variant SEED MODELS TAG FLAGS...: one variant at one seed
     local seed="$1" models="$2" tag="$3"

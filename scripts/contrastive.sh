@@ -68,6 +68,7 @@ done
 PY="${PYTHON:-python}"
 REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$ROOT/scripts/lib.sh"
 
 if [[ $STUDY == v2 ]]; then
     RUNS_DIR="${RUNS_DIR:-runs/contrastive2}"
@@ -89,10 +90,8 @@ if [[ $STUDY == v2 ]]; then
         out="$RESULTS/floor-$floor/probes.json"
         cmd=("$PY" "$ROOT/evaluate_contrastive.py" "$floor" --out "$out" ${floor_data[@]+"${floor_data[@]}"})
         if [[ ${#LIST[@]} -gt 0 ]]; then
-            if [[ ! -f "$out" ]]; then
-                printf 'mkdir -p %q && ' "$(dirname "$out")"
-                printf '%q ' "${cmd[@]}" | sed 's/ $//'
-                echo
+            if [[ ! -f "$out" ]]; then  # one line: the floor's folder, then the floor
+                echo "$(sh_words mkdir -p "$(dirname "$out")") && $(list_line "${cmd[@]}")"
             fi
         elif [[ -f "$out" ]]; then
             echo "== skip floor-$floor: $out exists"

@@ -91,6 +91,7 @@ done
 
 PY="${PYTHON:-python}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # scripts are called by path; user paths stay relative to here
+. "$ROOT/scripts/lib.sh"
 
 if [[ $LIST == 1 ]]; then  # one line per run: this script for that one run, without the final report
     for seed in $SEEDS; do
@@ -100,8 +101,7 @@ if [[ $LIST == 1 ]]; then  # one line per run: this script for that one run, wit
             [[ -n "$RESULTS" ]] && line+=(--results "$RESULTS")
             line+=(--no-report)
             [[ ${#EXTRA[@]} -gt 0 ]] && line+=(-- "${EXTRA[@]}")
-            printf '%q ' "${line[@]}" | sed 's/ $//'
-            echo
+            list_line "${line[@]}"
         done
     done
     exit 0
@@ -110,8 +110,11 @@ fi
 KEPT_FILES="config.json metrics.json predictions_test.csv robustness.json probes.json figures/curves.png figures/similarity_test.png"
 
 # kept NAME: true when the results folder already holds this run (so nothing is trained or evaluated)
-kept() {
-    [[ -n "$RESULTS" && -f "$RESULTS/$1/metrics.json" ]]
+kept() {  # every file of the kept set is there and readable: a classifier's robustness.json too
+    [[ -n "$RESULTS" && -f "$RESULTS/$1/metrics.json" ]] || return 1
+    local files=(metrics.json config.json)
+    [[ $1 == contrastive* ]] || files+=(robustness.json)
+    "$PY" "$ROOT/scripts/runs.py" kept "$RESULTS/$1" "${files[@]}"
 }
 
 # keep NAME: copy a finished, evaluated run's kept files to RESULTS/NAME (metrics.json last: it marks "done");
@@ -176,7 +179,7 @@ evaluate() {
         fi
         return 0
     fi
-    if [[ -f "$dir/robustness.json" ]]; then
+    if [[ -f "$dir/robustness.json" ]] && "$PY" "$ROOT/scripts/runs.py" current "$dir"; then
         echo "== skip evaluating $name: $dir/robustness.json exists"
     elif [[ -f "$dir/checkpoints/best.pt" ]]; then
         echo "== evaluate $name"

@@ -5,13 +5,17 @@
                                                   is highest; ties go to the first name
   python scripts/runs.py flags RUN_DIR KEY...     the run's saved flags KEY as command-line flags,
                                                   one word per line (true booleans as bare flags)
+  python scripts/runs.py current RUN_DIR           exit 0 when RUN_DIR's robustness.json measured its
+                                                  current best weights, else 1 with the reason
+  python scripts/runs.py kept RUN_DIR FILE...      exit 0 when each FILE (a JSON file of the run) is
+                                                  there and readable, else 1 with a note on stderr
 """
 import fnmatch
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.records import RecordError, RunFolder  # noqa: E402
+from common.records import RecordError, RunFolder, robustness_problem  # noqa: E402
 
 
 def best(folder, pattern, field):
@@ -42,11 +46,33 @@ def flags(run_dir, keys):
     return words
 
 
+def kept(run_dir, names):
+    """True when every named JSON file of the run is present and readable."""
+    for name in names:
+        path = os.path.join(run_dir, name)
+        if not os.path.exists(path):
+            return False
+        try:
+            from common.records import read_json_object
+            read_json_object(path)
+        except RecordError as e:
+            print(f"warning: {e}: not counted as kept", file=sys.stderr)
+            return False
+    return True
+
+
 def main(argv):
     if len(argv) >= 4 and argv[0] == "best":
         print(best(argv[1], argv[2], argv[3]))
     elif len(argv) >= 2 and argv[0] == "flags":
         print("\n".join(flags(argv[1], argv[2:])))
+    elif len(argv) == 2 and argv[0] == "current":
+        problem = robustness_problem(RunFolder(argv[1]))
+        if problem:
+            print(f"note: {problem}", file=sys.stderr)
+        return 1 if problem else 0
+    elif len(argv) >= 3 and argv[0] == "kept":
+        return 0 if kept(argv[1], argv[2:]) else 1
     else:
         print(__doc__, file=sys.stderr)
         return 2

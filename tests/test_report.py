@@ -399,15 +399,28 @@ def test_no_figures_flag_and_bad_figure_folder(tmp_path, capsys):
 def test_reproduce_list_prints_one_self_contained_command_per_run():
     out = subprocess.run(["bash", REPRODUCE, "--list", "--seeds", "0 1", "--models", "image concat",
                           "--results", "results/study", "--", "--data", "avdigits", "--data-root", "../shared data"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHON"})  # $PYTHON would lead each line
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 4
     assert lines[0] == (f"{REPRODUCE} --seeds 0 --models image --runs-dir runs/study --results results/study "
-                        "--no-report -- --data avdigits --data-root ../shared\\ data")
+                        "--no-report -- --data avdigits --data-root '../shared data'")
     assert [line.split()[2:5] for line in lines] == [["0", "--models", "image"], ["0", "--models", "concat"],
                                                      ["1", "--models", "image"], ["1", "--models", "concat"]]
 
+
+
+def test_list_lines_are_read_back_by_posix_sh_word_for_word(tmp_path):
+    """A tab, a quote and a space in a path: bash's printf %q would write $'\\t', which sh cannot read."""
+    odd = "runs/a\tb c'd"
+    out = subprocess.run(["bash", REPRODUCE, "--list", "--models", "image", "--runs-dir", odd],
+                         capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items()
+                                                                         if k != "PYTHON"})
+    [line] = out.stdout.splitlines()
+    words = subprocess.run(["sh", "-c", f"set -- {line}; printf '%s\\n' \"$@\""], capture_output=True, text=True,
+                           timeout=60).stdout.splitlines()
+    assert words[words.index("--runs-dir") + 1] == odd
 
 
 def test_mcnemar_exact_on_known_tables():
@@ -701,7 +714,9 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
     # the checkpoint is there now, so every run is listed: the sweep, then label efficiency, one per line
     r, lines = listed()
     assert r.returncode == 0, r.stderr
-    assert all(c[0].endswith("reproduce.sh") and c[c.index("--seeds") + 1] in "012" for c in lines)
+    # $PYTHON (the stub) travels with each line, so a line run elsewhere uses the same interpreter
+    assert all(c[:2] == ["env", f"PYTHON={stub}"] and c[2].endswith("reproduce.sh") and c[c.index("--seeds") + 1]
+               in "012" for c in lines)
     def run_name(c):
         model, tag, seed = (c[c.index(flag) + 1] for flag in ("--models", "--tag", "--seeds"))
         return f"{'contrastive' if model == 'contrastive' else 'multimodal-' + model}-{tag}-s{seed}"

@@ -5,7 +5,7 @@ import os
 import sys
 
 from ..facts import REGIMES
-from ..records import RecordError, RunFolder, read_json_object, run_args
+from ..records import RecordError, RunFolder, read_json_object, robustness_problem, run_args
 from .columns import COLUMNS
 from .contrastive import contrastive_row
 from .settings import MODELS, config_key
@@ -47,13 +47,20 @@ def load_config_args(run_dir):
         return {}
 
 
-def read_robustness(run_dir):
-    """robustness.json beside metrics.json, or None when absent or unreadable."""
+def read_robustness(run_dir, metrics=None):
+    """robustness.json beside metrics.json, or None when absent, unreadable or measured on other
+    weights than the run's best (a run trained on after its evaluation)."""
+    folder = RunFolder(run_dir)
     try:
-        return RunFolder(run_dir).read_robustness()
+        result = folder.read_robustness()
     except RecordError as e:
         warn(f"ignoring unreadable {e}")
         return None
+    stale = result is not None and robustness_problem(folder, metrics)
+    if stale:
+        warn(f"ignoring stale robustness: {stale}; run evaluate.py on it again")
+        return None
+    return result
 
 
 def read_runs(runs_dir):
@@ -99,7 +106,7 @@ def read_runs(runs_dir):
             "device": args.get("device_used", "unknown"),
             "regime_acc": {r: 100.0 * regime_acc[r] if is_number(regime_acc.get(r)) else None for r in REGIMES},
             "regime_n": test.get("per_regime_n") or {},
-            "robustness": read_robustness(run_dir),
+            "robustness": read_robustness(run_dir, m),
             "predictions": RunFolder(run_dir).read_predictions(),
         })
     return runs, contrastive, skipped
