@@ -7,6 +7,7 @@ top to bottom; this module holds only the pieces they would otherwise copy.
 import math
 import os
 import random
+import shutil
 import signal
 
 import numpy as np
@@ -241,8 +242,19 @@ def restore_rng_state(state, shuffle_generator):
 
 
 def save_checkpoint(path, **fields):
-    """Atomically save a dict of tensors and plain types (loadable with weights_only=True)."""
-    save_torch({"format": CHECKPOINT_FORMAT, **fields}, path)
+    """Atomically save a dict of tensors and plain types (loadable with weights_only=True).
+
+    A failed write (a full disk: torch reports it as "unexpected pos ...") leaves the previous
+    checkpoint as it was, since the new one goes to a temp file first, and ends the run in one line
+    that says what the folder can still do."""
+    try:
+        save_torch({"format": CHECKPOINT_FORMAT, **fields}, path)
+    except (OSError, RuntimeError) as e:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+        reason = "no space left on the device" if free < 64 << 20 else (str(e).splitlines() or [""])[0]
+        kept = "the previous one is intact: --resume continues from it" if os.path.exists(path) else \
+            "the run has no checkpoint yet: starting it again (same command) replaces the folder"
+        raise TrainingError(f"cannot write {path}: {reason} ({free >> 20} MiB free); {kept}") from None
 
 
 def load_checkpoint(path):

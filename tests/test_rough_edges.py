@@ -215,3 +215,207 @@ def test_only_what_a_run_writes_counts_as_a_failed_start(course_root, tmp_path):
 def test_contrastive_pre_training_refuses_a_label_fraction(course_root, tmp_path):
     out = train("train_contrastive.py", course_root, tmp_path, "c", "--label-fraction", "0.5")
     assert "uses no labels" in one_line_error(out) and not (tmp_path / "c").exists()
+
+
+# ---------------------------------------------------------------- the fifteen defects of the second probe
+
+SYNTH_TRAIN = [*SMALL_SYNTHETIC, "--max-epochs", "1", *FAST]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A finished image run on the small synthetic set, with a robustness.json of its fresh draw."""
+    runs = tmp_path_factory.mktemp("evaluated")
+    assert run_script(["train_image.py", *SYNTH_TRAIN, "--runs-dir", str(runs), "--name", "img-s0"]).returncode == 0
+    out = run_script(["evaluate.py", str(runs / "img-s0"), "--sweeps", "fresh", "--num-threads", "1"])
+    assert out.returncode == 0, out.stderr
+    return runs / "img-s0"
+
+
+def copy_run(run, tmp_path):
+    target = tmp_path / run.name
+    shutil.copytree(run, target)
+    return target
+
+
+def test_1_two_starts_of_one_name_do_not_share_its_folder(course_root, tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    common = [sys.executable, "train_multimodal.py", "--data", "course", "--data-root", str(course_root),
+              "--runs-dir", str(tmp_path), "--name", "race", "--max-epochs", "2", *FAST]
+    first = subprocess.Popen([*common, "--fusion", "concat"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen([*common, "--fusion", "late", "--seed", "7"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in (first, second)]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    [refusal] = [err for code, err in results if code == 2]
+    assert "Traceback" not in refusal and refusal.strip().splitlines()[-1].startswith("error: run folder")
+    config = json.loads((tmp_path / "race/config.json").read_text())
+    metrics = json.loads((tmp_path / "race/metrics.json").read_text())
+    assert (config["args"]["fusion"], config["args"]["seed"]) == (metrics["fusion"], metrics["seed"])
+    assert len(list((tmp_path / "race").glob("events.out.tfevents.*"))) == 1
+
+
+def test_2_a_robustness_json_of_other_weights_is_named_and_left_out(evaluated, tmp_path, capsys):
+    import report
+    run = copy_run(evaluated, tmp_path)
+    robustness = json.loads((run / "robustness.json").read_text())
+    assert robustness["best_epoch"] == 1 and len(robustness["best_sha256"]) == 64
+    robustness["best_epoch"] = 7  # as if the run had trained on after the evaluation
+    (run / "robustness.json").write_text(json.dumps(robustness))
+    runs, _, _ = report.read_runs(str(tmp_path))
+    assert runs[0]["robustness"] is None and "ignoring stale robustness" in capsys.readouterr().err
+    out = run_cli(["scripts/runs.py", "current", str(run)])
+    assert out.returncode == 1 and "measured the weights of epoch 7" in out.stderr
+
+
+def test_2_a_partial_evaluation_of_the_same_weights_keeps_the_earlier_sweeps(evaluated, tmp_path):
+    run = copy_run(evaluated, tmp_path)
+    assert run_script(["evaluate.py", str(run), "--sweeps", "image", "--num-threads", "1"]).returncode == 0
+    robustness = json.loads((run / "robustness.json").read_text())
+    assert robustness["sweeps"] == ["fresh", "image"] and "fresh" in robustness and "image_sweep" in robustness
+
+
+def test_3_atomic_writes_refuse_symlinks_and_special_files(evaluated, tmp_path):
+    target = tmp_path / "target.md"
+    target.write_text("mine")
+    link = tmp_path / "link.md"
+    link.symlink_to(target)
+    for out_path, message in ((str(link), "is a symbolic link"), ("/dev/full", "not a regular file")):
+        out = run_cli(["report.py", str(evaluated.parent), "--out", out_path, "--no-figures"])
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert link.is_symlink() and target.read_text() == "mine" and os.path.exists("/dev/full")
+    from common.io import OutputError, save_text
+    with pytest.raises(OutputError):
+        save_text("x", str(link))
+
+
+def test_5_kept_means_every_kept_file_readable(tmp_path):
+    kept = tmp_path / "kept" / "image-s0"
+    kept.mkdir(parents=True)
+    (kept / "metrics.json").write_text("{}")
+    (kept / "config.json").write_text("{}")
+    assert run_cli(["scripts/runs.py", "kept", str(kept), "metrics.json", "config.json"]).returncode == 0
+    assert run_cli(["scripts/runs.py", "kept", str(kept), "metrics.json", "robustness.json"]).returncode == 1
+    (kept / "metrics.json").write_text("{trunc")
+    out = run_cli(["scripts/runs.py", "kept", str(kept), "metrics.json"])
+    assert out.returncode == 1 and "not valid JSON" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_6_evaluate_checks_what_it_reads_and_writes_before_the_work(evaluated, tmp_path):
+    run = copy_run(evaluated, tmp_path)
+    (run / "metrics.json").write_text("{broken")
+    out = run_script(["evaluate.py", str(run), "--num-threads", "1"])
+    assert "not valid JSON" in one_line_error(out) and "building" not in out.stderr + out.stdout
+    run = copy_run(evaluated, tmp_path / "second")
+    (run / "robustness.json").unlink()
+    (run / "robustness.json").symlink_to(tmp_path / "elsewhere.json")
+    assert "is a symbolic link" in one_line_error(run_script(["evaluate.py", str(run)]))
+
+
+@pytest.mark.parametrize("bad", [10 ** 7, -3])
+def test_7_split_indices_outside_the_splits_are_refused(bad, evaluated, tmp_path):
+    run = copy_run(evaluated, tmp_path)
+    indices = json.loads((run / "split_indices.json").read_text())
+    indices["test"][0] = bad
+    (run / "split_indices.json").write_text(json.dumps(indices))
+    assert "names test rows outside" in one_line_error(run_script(["evaluate.py", str(run), "--num-threads", "1"]))
+
+
+def test_8_the_fresh_draw_is_never_the_test_split_and_bad_numbers_are_one_line(evaluated):
+    assert "its test split, not a fresh one" in one_line_error(run_script(["evaluate.py", str(evaluated),
+                                                                           "--data-seed", "0"]))
+    for flags in (["--data-seed", "-1"], ["--num-threads", "-2"]):
+        out = run_script(["evaluate.py", str(evaluated), *flags])
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_9_delta_late_only_against_a_late_row_trained_the_same_way(tmp_path, capsys):
+    import report
+    from test_report import write_robustness, write_run
+    for name, fusion, extra in (("multimodal-late-mdrop0.3-s0", "late", {"modality_dropout": 0.3}),
+                                ("multimodal-concat-mel-s0", "concat", {"audio_frontend": "mel"})):
+        write_robustness(write_run(tmp_path, name, model="multimodal", fusion=fusion, **extra), lambda p: 0.5,
+                         lambda snr: 0.9)
+    assert report.main([str(tmp_path), "--no-figures"]) == 0
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if line.startswith("| multimodal-concat (audio_frontend=mel) | 1 |")
+             and "–" in line and line.count("|") == 9]
+    assert row.split("|")[6].strip() == "–"  # no late row trained like it, none trained as the exam did
+
+
+def test_10_damaged_side_files_are_named(tmp_path, capsys):
+    from pathlib import Path
+
+    import report
+    from test_report import write_robustness, write_run
+    runs = [Path(write_run(tmp_path, f"multimodal-{f}-s0", model="multimodal", fusion=f)) for f in ("concat", "gated")]
+    for run in runs:
+        ids = range(20)
+        (run / "predictions_test.csv").write_text("id,digit,label\n" + "".join(f"{i},{i % 10},{i % 10}\n" for i in ids))
+    truncated = runs[1] / "predictions_test.csv"
+    truncated.write_text("\n".join(truncated.read_text().splitlines()[:8]) + "\n")
+    write_robustness(str(runs[0]), lambda p: float("nan"), lambda snr: 0.9)
+    assert report.main([str(tmp_path), "--no-figures"]) == 0
+    captured = capsys.readouterr()
+    assert "Left out of these tests: multimodal-gated seed 0" in captured.out
+    assert "image_sweep does not hold a number for each of the levels" in captured.err
+
+
+def test_11_an_unsafe_checkpoint_is_refused_in_our_words(tmp_path):
+    import pickle
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": 1, "x": shutil.rmtree}, f)  # a callable: weights_only refuses it
+    with pytest.raises(TrainingError) as e:
+        load_checkpoint(str(path))
+    assert "refused checkpoint" in str(e.value) and "weights_only" not in str(e.value)
+    assert "False" not in str(e.value)
+
+
+def test_12_sizes_beyond_reason_are_refused_at_once(course_root, tmp_path):
+    out = train("train_audio.py", course_root, tmp_path, "r", "--audio-frontend", "mel", "--mel-channels", "100000",
+                "100000")
+    assert out.returncode == 2 and "from 1 to 1,024" in out.stderr
+    out = train("train_image.py", course_root, tmp_path, "r", "--epoch-pairs", "1000000000000")
+    assert out.returncode == 2 and "from 0 to 10,000,000" in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_14_wrong_figure_format_and_unmakeable_out_are_one_line(finished, tmp_path):
+    out = run_cli(["-m", "common.data", "show", *SMALL_SYNTHETIC, "--out", str(tmp_path / "x.txt")])
+    assert out.returncode == 2 and "needs one of the extensions" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli(["report.py", str(finished), "--out", "/proc/nope/x.md", "--no-figures"])
+    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stderr.strip().startswith("error: --out")
+
+
+def test_15_beyond_with_no_seeds_says_so():
+    import subprocess
+    from conftest import ROOT
+    out = subprocess.run(["bash", "scripts/beyond.sh", "--seeds", "", "--list"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "--seeds is empty" in out.stderr
+
+
+def test_4_a_full_disk_while_saving_a_checkpoint_is_one_line_that_says_what_to_do(tmp_path, monkeypatch):
+    import torch as real_torch
+
+    from common.training import save_checkpoint
+    save_checkpoint(str(tmp_path / "last.pt"), epoch=1)
+
+    def full_disk(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"PK")  # a torn write, as torch leaves it
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed; unexpected pos 64 vs 0")
+    monkeypatch.setattr(real_torch, "save", full_disk)
+    with pytest.raises(TrainingError) as e:
+        save_checkpoint(str(tmp_path / "last.pt"), epoch=2)
+    assert "cannot write" in str(e.value) and "--resume continues from it" in str(e.value)
+    assert load_checkpoint(str(tmp_path / "last.pt"))["epoch"] == 1  # the previous checkpoint, intact
+    assert not list(tmp_path.glob(".tmp-*"))  # no torn temp file left
+    with pytest.raises(TrainingError, match="no checkpoint yet: starting it again"):
+        save_checkpoint(str(tmp_path / "first.pt"), epoch=1)

@@ -53,10 +53,15 @@ def check_out(path, is_file):
         raise DataError(f"--out {path}: {problem}")
 
 
+FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")  # what matplotlib writes; picked by the extension
+
+
 def cmd_show(args):
     from ..io import save_figure
     from ..plots import pairs_grid
     check_out(args.out, is_file=True)
+    if os.path.splitext(args.out)[1].lower() not in FIGURE_FORMATS:
+        raise DataError(f"--out {args.out}: a figure file needs one of the extensions {', '.join(FIGURE_FORMATS)}")
     ds = dataset_from_args(args)
     split = getattr(ds, args.split)
     title = f"{ds.describe()} | {args.split} split, random pairs (seed {args.seed})"

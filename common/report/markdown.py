@@ -79,8 +79,8 @@ def comparisons_markdown(groups, dataset_name):
     lines = []
     for base_label in ("multimodal-concat", "multimodal-late"):
         for baseline in baselines(groups, base_label):
-            rows = paired_comparisons(groups, baseline)
-            if not rows:
+            rows, dropped = paired_comparisons(groups, baseline)
+            if not rows and not dropped:
                 continue
             lines += ["", f"### Paired against {row_name(baseline)} ({dataset_name})", "",
                       "Seed by seed on the same test pairs. Δ acc: this model's accuracy minus "
@@ -100,6 +100,10 @@ def comparisons_markdown(groups, dataset_name):
                 lines.append(f"| {row_name(r['group'])} | {r['n']} | {diff} | {', '.join(r['discordant'])} | "
                              f"{r['p']:.2g} | {r['p_holm']:.2g} | {significant} | "
                              f"{', '.join(f'{p:.2g}' for p in r['p_seeds'])} |")
+            if dropped:
+                lines += ["", "Left out of these tests: " + "; ".join(
+                    f"{row_name(g)} seed {seed}" for g, seed in dropped) + " (its predictions_test.csv covers other "
+                    "test pairs than the baseline's: a damaged file, or another split)."]
     return lines
 
 
@@ -117,9 +121,7 @@ def robustness_markdown(groups, dataset_name):
     stats = {id(g): {s: sweep_stats(g, s) for s in SWEEP_AXES} for g in with_rob}
     lates = [g for g in with_rob if g["model"] == "multimodal" and g["fusion"] == "late"]
 
-    def late_for(g):  # the only late-fusion row; else the one trained like g; else the exam-setup one
-        if len(lates) == 1:
-            return lates[0]
+    def late_for(g):  # the late row trained like g; else the exam-setup one; else none (the caption's rule)
         mine = training_setup(g)
         same = [late for late in lates if training_setup(late) == mine]
         if len(same) == 1:

@@ -4,12 +4,12 @@ that grouping and statistics open no file. Files are read through common/records
 import os
 import sys
 
-from ..facts import REGIMES
+from ..facts import NOISE_SWEEPS, REGIMES
 from ..records import RecordError, RunFolder, read_json_object, robustness_problem, run_args
 from .columns import COLUMNS
 from .contrastive import contrastive_row
 from .settings import MODELS, config_key
-from .stats import is_number
+from .stats import is_number, sweep_curve
 
 
 class ReportError(Exception):
@@ -60,6 +60,11 @@ def read_robustness(run_dir, metrics=None):
     if stale:
         warn(f"ignoring stale robustness: {stale}; run evaluate.py on it again")
         return None
+    for sweep in NOISE_SWEEPS:
+        rows = (result or {}).get(sweep.key)
+        if rows is not None and sweep_curve(result, sweep.key) is None:
+            warn(f"{folder.robustness}: its {sweep.key} does not hold a number for each of the levels "
+                 f"{', '.join(f'{lv:g}' for lv in sweep.levels)}; left out of the robustness tables")
     return result
 
 

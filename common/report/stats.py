@@ -74,18 +74,23 @@ def paired_comparisons(groups, baseline):
     one-sided p; p is twice the smaller of the two (capped at 1), and "direction" says which one
     it was (+1: this model better). When every seed points the same way this is the largest
     per-seed two-sided p. Holm's correction then runs over the models compared with this baseline.
+    Returns the rows and the (group, seed) pairs left out because their predictions cover other
+    test pairs than the baseline's (a damaged file, or another split).
     """
     base_preds = {}
     for seed, preds in zip(baseline["seeds"], baseline["predictions"]):
         base_preds.setdefault(seed, preds)  # a repeated seed: its first run
-    rows = []
+    rows, dropped_seeds = [], []
     for g in groups:
         if g is baseline:
             continue
-        diffs, per_seed, better, worse, discordant, used = [], [], [], [], [], set()
+        diffs, per_seed, better, worse, discordant, used, dropped = [], [], [], [], [], set(), []
         for seed, mine in zip(g["seeds"], g["predictions"]):
             base = base_preds.get(seed)
-            if seed in used or not mine or not base or set(mine) != set(base):
+            if seed in used or not mine or not base:
+                continue
+            if set(mine) != set(base):  # a damaged or foreign predictions file: said, not silently skipped
+                dropped.append(seed)
                 continue
             used.add(seed)
             b = sum(mine[i] and not base[i] for i in mine)
@@ -100,9 +105,10 @@ def paired_comparisons(groups, baseline):
             rows.append({"group": g, "n": len(diffs), "diff": mean_ci(diffs), "p_seeds": per_seed,
                          "p": min(1.0, 2 * min(p_better, p_worse)), "direction": 1 if p_better < p_worse else -1,
                          "discordant": discordant})
+        dropped_seeds += [(g, seed) for seed in dropped]
     for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = adjusted
-    return rows
+    return rows, dropped_seeds
 
 
 def sweep_curve(result, sweep):
