@@ -94,7 +94,7 @@ def main():
     add_audio_frontend_flags(parser)
     args = parser.parse_args()
     check_audio_frontend_flags(args)
-    check_optimizer_flags(args)
+    check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
     if args.own_lr is not None and args.optimizer != "adamw":
         raise UsageError("--own-lr needs --optimizer adamw")
     if args.bias_init is not None and args.loss != "nt_log":

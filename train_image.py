@@ -8,9 +8,10 @@ train_audio.py runs this same loop on the waveforms with Conv1Net (Problem 1b).
 """
 import torch.nn.functional as F
 
-from common.cli import (add_audio_frontend_flags, check_audio_frontend_flags, check_optimizer_flags, run_main,
-                        training_parser)
+from common.cli import (add_audio_frontend_flags, add_diagnostics_flag, check_audio_frontend_flags,
+                        check_optimizer_flags, run_main, training_parser)
 from common.data.batching import steps_per_epoch
+from common.diagnostics import Diagnostics, diagnostic_batch
 from common.models import Conv2Net, count_parameters
 from common.multimodal import audio_classifier
 from common.reporting import finish_run, log_text_summary
@@ -31,12 +32,13 @@ def build_network(view, args):
 
 def main(view="image", description=__doc__):
     parser = training_parser(description)
+    add_diagnostics_flag(parser)
     if view == "audio":
         add_audio_frontend_flags(parser)
     args = parser.parse_args()
     if view == "audio":
         check_audio_frontend_flags(args)
-    check_optimizer_flags(args)
+    check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
     setup = start_run(args, parser, view, default_name=f"{view}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     set_seed(args.seed)
@@ -47,6 +49,7 @@ def main(view="image", description=__doc__):
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model))
     schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
+    diagnostics = Diagnostics(model, args.log_diagnostics)  # off by default, and then it does nothing
 
     with GracefulStop() as stop:
         for epoch in run.epochs():
@@ -59,6 +62,7 @@ def main(view="image", description=__doc__):
                 check_finite(loss, epoch, run.batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                diagnostics.after_backward()
                 clip_gradients(model, args.clip_grad)  # --clip-grad (off by default)
                 schedule.step()  # this step's learning rate (untouched by default)
                 optimizer.step()
@@ -70,6 +74,8 @@ def main(view="image", description=__doc__):
             val = evaluate(model, train, val_idx, (view,), EVAL_BATCH, device, precision)
             if early.step(val["loss"], epoch):  # a strictly lower validation loss (NaN never is)
                 run.save_best()
+            if args.log_diagnostics:
+                diagnostics.end_epoch(run.writer, epoch, diagnostic_batch(train, val_idx, (view,), device))
             run.end_epoch(val["loss"], val_acc=val["acc"])
 
     # Only now, with the best validation weights back in place, is the test split used.

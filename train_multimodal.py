@@ -11,9 +11,10 @@ opt-in: the defaults are the exam's network and training).
 import torch.nn.functional as F
 
 from common.argtypes import positive_int, probability
-from common.cli import (UsageError, add_audio_frontend_flags, check_audio_frontend_flags, check_optimizer_flags,
-                        run_main, training_parser)
+from common.cli import (UsageError, add_audio_frontend_flags, add_diagnostics_flag, check_audio_frontend_flags,
+                        check_optimizer_flags, run_main, training_parser)
 from common.data.batching import steps_per_epoch
+from common.diagnostics import Diagnostics, diagnostic_batch
 from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
 from common.multimodal import FUSION_CHOICES, build_multimodal, draw_present_views, fill_missing, init_featurizers
@@ -54,9 +55,10 @@ def main():
                         help="what a view lost to --modality-dropout becomes (evaluate.py's two stand-ins for a "
                              "missing view)")
     add_audio_frontend_flags(parser)
+    add_diagnostics_flag(parser)
     args = parser.parse_args()
     check_audio_frontend_flags(args)
-    check_optimizer_flags(args)
+    check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
     if args.modality_dropout_fill != "zeros" and (not args.modality_dropout or args.fusion == "late"):
         raise UsageError("--modality-dropout-fill needs --modality-dropout above 0 and a fusion other than late "
                          "(late fusion leaves the lost view's head out instead of filling the view)")
@@ -87,6 +89,7 @@ def main():
     run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion,
                    **({"init_from_source": source} if source else {}))
     schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
+    diagnostics = Diagnostics(model, args.log_diagnostics)  # off by default, and then it does nothing
 
     with GracefulStop() as stop:
         for epoch in run.epochs():
@@ -107,6 +110,7 @@ def main():
                 check_finite(loss, epoch, run.batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                diagnostics.after_backward()
                 clip_gradients(model, args.clip_grad)  # --clip-grad (off by default)
                 schedule.step()  # this step's learning rate (untouched by default)
                 optimizer.step()
@@ -118,6 +122,8 @@ def main():
             val = evaluate(model, train, val_idx, VIEWS, EVAL_BATCH, device, precision)
             if early.step(val["loss"], epoch):  # a strictly lower validation loss (NaN never is)
                 run.save_best()
+            if args.log_diagnostics:
+                diagnostics.end_epoch(run.writer, epoch, diagnostic_batch(train, val_idx, VIEWS, device))
             run.end_epoch(val["loss"], val_acc=val["acc"])
 
     # Only now, with the best validation weights back in place, is the test split used.

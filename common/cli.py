@@ -48,6 +48,10 @@ def training_parser(description, default_lr=1e-3):
                         "run started with (a resume keeps that schedule)")
     p.add_argument("--clip-grad", type=non_negative_float, default=0.0, metavar="NORM",
                    help="clip the global gradient norm to NORM before each step; 0 = off")
+    p.add_argument("--recipe", default="exam", choices=tuple(RECIPES),
+                   help="exam: the flags above as given (the exam's Adam at a constant rate by default); stable: "
+                        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in RECIPES["stable"].items())
+                        + ", each unless given explicitly")
     p.add_argument("--max-epochs", type=positive_int, default=100, help="upper bound on epochs")
     p.add_argument("--patience", type=positive_int, default=5,
                    help="stop after this many epochs without a lower validation loss")
@@ -71,8 +75,32 @@ def training_parser(description, default_lr=1e-3):
     return p
 
 
-def check_optimizer_flags(args):
-    """The optimizer flags that cannot work together (argparse has checked each value)."""
+# Named bundles of the optimizer flags: a recipe sets the flags it names that were not given explicitly.
+RECIPES = {"exam": {},
+           "stable": {"optimizer": "adamw", "weight_decay": 1e-4, "warmup_epochs": 1.0, "schedule": "cosine",
+                      "clip_grad": 1.0}}
+
+
+def apply_recipe(args, parser, argv=None):
+    """Fill in --recipe's flags (those not given on the command line); the resolved values are what
+    config.json records. A resumed run keeps its saved flags: run.py puts them back afterwards."""
+    given = explicit_flags(parser, argv)
+    for key, value in RECIPES[args.recipe].items():
+        if key not in given:
+            setattr(args, key, value)
+    return args
+
+
+def add_diagnostics_flag(p):
+    p.add_argument("--log-diagnostics", action="store_true",
+                   help="log per-module gradient norms, the share of dead ReLU units and the attention entropy "
+                        "to TensorBoard every epoch (diag/...; common/diagnostics.py); changes no number of the run")
+
+
+def check_optimizer_flags(args, parser):
+    """--recipe's flags filled in, then the optimizer flags that cannot work together (argparse has
+    checked each value)."""
+    apply_recipe(args, parser)
     if args.weight_decay and args.optimizer != "adamw":
         raise UsageError("--weight-decay needs --optimizer adamw (the exam's Adam has none)")
 

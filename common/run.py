@@ -34,8 +34,8 @@ from .data import Dataset, batch_indices, class_balanced_subset, epoch_order, tr
 from .data.sources import dataset_from_args
 from .io import hold_lock, is_locked, output_dir_problem, save_json
 from .records import RecordError, RunFolder
-from .training import (TrainingError, load_checkpoint, pick_device, resolve_precision, restore_training,
-                       save_checkpoint, saved_precision, training_checkpoint)
+from .training import (TrainingError, load_checkpoint, pick_device, request_determinism, resolve_precision,
+                       restore_training, save_checkpoint, saved_precision, training_checkpoint)
 
 # Flags a resumed run may change: how long and where it trains, and where its data lives
 # (the data itself is checked by fingerprint in load_run_data).
@@ -52,6 +52,7 @@ class RunSetup:
     device: torch.device
     precision: str     # fp32 or bf16, as used (--precision auto resolved)
     dataset: Dataset
+    determinism: dict = None  # what request_determinism() asked of the device
 
 
 def check_output_dir(path, what):
@@ -207,11 +208,13 @@ def start_run(args, parser, kind, default_name):
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
+    determinism = request_determinism(device)  # before any CUDA work
     precision = resolve_precision(args.precision, device)
     if args.resume:  # the precision the run started with, not --precision auto resolved again here
         precision = saved_precision(folder.started) or precision
     dataset = load_run_data(args, folder)
-    return RunSetup(args=args, kind=kind, folder=folder, device=device, precision=precision, dataset=dataset)
+    return RunSetup(args=args, kind=kind, folder=folder, device=device, precision=precision, dataset=dataset,
+                    determinism=determinism)
 
 
 def prepare_splits(setup):
@@ -258,6 +261,7 @@ def run_config(setup, extra=None):
         "git_commit": git_commit(),
         "device": str(setup.device),
         "precision": setup.precision,  # as used: --precision auto resolved on this machine
+        **(setup.determinism or {}),
         **(extra or {}),
     }
 

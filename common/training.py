@@ -39,6 +39,19 @@ def pick_device(name):
     return torch.device(name)
 
 
+def request_determinism(device):
+    """On a GPU, ask for deterministic kernels: torch.use_deterministic_algorithms (an op without a
+    deterministic kernel warns, naming itself, instead of stopping the run) and the cuBLAS workspace
+    setting it needs, before the first CUDA call. The CPU kernels used here repeat already (fp32 runs
+    repeat bit for bit). Returns what config.json records."""
+    if device.type != "cuda":
+        return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    return {"deterministic_algorithms": True, "cublas_workspace_config": os.environ["CUBLAS_WORKSPACE_CONFIG"]}
+
+
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

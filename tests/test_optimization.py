@@ -3,6 +3,7 @@
 the schedule exactly, a bad value is one line."""
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -197,3 +198,58 @@ def test_resume_refuses_a_flag_the_run_predates(course_root, tmp_path):
     assert out.returncode == 2 and "before --warmup-epochs existed" in out.stderr
     out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2")  # without it: fine
     assert out.returncode == 0, out.stderr
+
+
+def test_the_stable_recipe_sets_its_flags_unless_given(course_root, tmp_path):
+    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1", "--recipe", "stable",
+                 "--clip-grad", "5").returncode == 0
+    config = json.loads((tmp_path / "run/config.json").read_text())["args"]
+    assert (config["recipe"], config["optimizer"], config["weight_decay"], config["warmup_epochs"],
+            config["schedule"], config["clip_grad"]) == ("stable", "adamw", 1e-4, 1.0, "cosine", 5.0)
+    out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "exam")
+    assert out.returncode == 2 and "--recipe exam differs from the run's saved stable" in out.stderr
+    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "1", "--recipe", "fast", name="bad")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+@pytest.mark.parametrize("script, fusion", [("train_image.py", None), ("train_multimodal.py", "attention-tokens"),
+                                            ("train_multimodal.py", "concat")])
+def test_diagnostics_are_logged_and_change_no_number(script, fusion, course_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    extra = ["--max-epochs", "2"] + (["--fusion", fusion] if fusion else [])
+    assert train(script, course_root, tmp_path, *extra, name="plain").returncode == 0
+    out = train(script, course_root, tmp_path, *extra, "--log-diagnostics", name="diag")
+    assert out.returncode == 0, out.stderr
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("plain", "diag"))
+    for key in ("best_epoch", "epochs_run", "val", "test"):
+        assert a[key] == b[key], key
+    la, lb = (torch.load(tmp_path / n / "checkpoints/last.pt", weights_only=True) for n in ("plain", "diag"))
+    assert all(torch.equal(la["model"][k], lb["model"][k]) for k in la["model"])
+    assert torch.equal(la["rng"]["torch"], lb["rng"]["torch"])  # no random number drawn by the diagnostics
+    events = EventAccumulator(str(tmp_path / "diag"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert any(t.startswith("diag/grad_norm/") for t in tags) and any(t.startswith("diag/dead_relu/") for t in tags)
+    assert all(0 <= e.value <= 1 for t in tags if t.startswith("diag/dead_relu/") for e in events.Scalars(t))
+    if fusion == "attention-tokens":
+        entropies = [t for t in tags if t.startswith("diag/attention_entropy/")]
+        assert entropies
+        for tag in entropies:  # each attention layer's entropy lies between 0 and ln(keys)
+            ceiling = tag.replace("attention_entropy/", "attention_entropy_max/")
+            assert 0 <= events.Scalars(tag)[-1].value <= events.Scalars(ceiling)[-1].value + 1e-6
+    plain = EventAccumulator(str(tmp_path / "plain"))
+    plain.Reload()
+    assert not any(t.startswith("diag/") for t in plain.Tags()["scalars"])
+
+
+def test_a_gpu_run_asks_for_deterministic_kernels(monkeypatch):
+    from common.training import request_determinism
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    assert request_determinism(torch.device("cpu")) == {"deterministic_algorithms": False}
+    try:
+        recorded = request_determinism(torch.device("cuda"))  # sets flags only: no CUDA call is made
+        assert recorded == {"deterministic_algorithms": True, "cublas_workspace_config": ":4096:8"}
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
