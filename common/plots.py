@@ -155,3 +155,14 @@ def similarity_figure(emb_image, emb_audio, labels, similarity, title):
     fig.colorbar(im, ax=ax, fraction=0.046, label=f"{similarity} similarity")
     fig.tight_layout()
     return fig
+
+
+def digit_figure(image, title):
+    """A 28x28 image as a model is fed it (predict.py --show)."""
+    fig, ax = plt.subplots(figsize=(2.6, 2.9))
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=7)
+    fig.tight_layout()
+    return fig

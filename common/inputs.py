@@ -1,0 +1,128 @@
+"""A person's own inputs, made into what the models were trained on (predict.py).
+
+Images (any size and mode, PNG/JPEG/...): greyscale in [0, 1]; a light background is inverted to
+MNIST's white-on-black; cropped to the ink; scaled so its longer side is 20 pixels; placed in a
+28x28 frame with its centre of mass at the centre. That is MNIST's own preprocessing (a 20x20 box,
+centred by mass in 28x28), so a photo of a digit on paper looks like a test digit.
+
+Audio (WAV of any sample rate, bit depth and channel count): mixed to mono, resampled to 8 kHz
+with scipy's polyphase resampler, silence trimmed at both ends (frames of 10 ms below 5% of the
+loudest frame's RMS), centred in one second of zeros (centre-cropped if longer), then
+standardised to zero mean and unit variance, as the recipe leaves every waveform.
+"""
+import math
+import os
+import struct
+
+import numpy as np
+
+from .data.errors import DataError
+
+IMAGE_SIZE, BOX = 28, 20
+SAMPLE_RATE, AUDIO_LENGTH = 8000, 8000
+SILENCE_FRAME, SILENCE_SHARE = 80, 0.05  # 10 ms frames; quieter than 5% of the loudest frame's RMS is silence
+INK = 0.1  # a pixel darker than this (after inversion: lighter) is background
+
+
+def load_image(path):
+    """A 28x28 float32 array in [0, 1], white digit on black, centred like MNIST; DataError if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            img.load()
+            grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise DataError(f"no image file {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+    return mnist_like(grey, path)
+
+
+def mnist_like(grey, name="image"):
+    """MNIST's preprocessing of a greyscale array in [0, 1] (see the module docstring)."""
+    from PIL import Image
+    if grey.size == 0:
+        raise DataError(f"{name} is empty")
+    if np.median(grey) > 0.5:  # dark ink on light paper: MNIST's digits are light on dark
+        grey = 1.0 - grey
+    grey = np.clip(grey - np.median(grey), 0.0, None)  # the background (the median) goes to 0
+    ink = grey > INK * max(float(grey.max()), 1e-8)
+    if not ink.any() or grey.max() <= 0:
+        raise DataError(f"{name} has no ink: a blank image")
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    crop = grey[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = crop / crop.max()
+    scale = BOX / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))  # PIL: (width, height)
+    box = np.asarray(Image.fromarray((crop * 255).astype(np.uint8)).resize(size, Image.LANCZOS),
+                     dtype=np.float32) / 255.0
+    out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    top, left = (IMAGE_SIZE - box.shape[0]) // 2, (IMAGE_SIZE - box.shape[1]) // 2
+    out[top:top + box.shape[0], left:left + box.shape[1]] = box
+    mass = out.sum()
+    cy = (out.sum(1) * np.arange(IMAGE_SIZE)).sum() / mass
+    cx = (out.sum(0) * np.arange(IMAGE_SIZE)).sum() / mass
+    dy, dx = round((IMAGE_SIZE - 1) / 2 - cy), round((IMAGE_SIZE - 1) / 2 - cx)
+    shifted = np.zeros_like(out)
+    src = out[max(0, -dy):IMAGE_SIZE - max(0, dy), max(0, -dx):IMAGE_SIZE - max(0, dx)]
+    shifted[max(0, dy):max(0, dy) + src.shape[0], max(0, dx):max(0, dx) + src.shape[1]] = src
+    return np.clip(shifted, 0.0, 1.0)
+
+
+def load_audio(path):
+    """One second of 8 kHz float32 audio, standardised, the utterance centred; DataError if unusable."""
+    from scipy.io import wavfile
+    try:
+        rate, data = wavfile.read(path)
+    except FileNotFoundError:
+        raise DataError(f"no audio file {path}") from None
+    except (ValueError, OSError, EOFError, struct.error) as e:
+        raise DataError(f"cannot read WAV file {path}: {e or 'the file ends too early'}") from None
+    return speech_like(data, rate, path)
+
+
+def _to_float(data):
+    if data.dtype.kind == "f":
+        return data.astype(np.float64)
+    if data.dtype == np.uint8:  # 8-bit WAV is unsigned
+        return (data.astype(np.float64) - 128.0) / 128.0
+    return data.astype(np.float64) / float(np.iinfo(data.dtype).max)
+
+
+def speech_like(data, rate, name="audio"):
+    """The recipe's view of a recording (see the module docstring): [8000] float32."""
+    from scipy.signal import resample_poly
+    x = _to_float(np.asarray(data))
+    if x.ndim == 2:
+        x = x.mean(axis=1)  # channels mixed to mono
+    if x.size == 0:
+        raise DataError(f"{name} holds no samples")
+    if rate != SAMPLE_RATE:
+        g = math.gcd(int(rate), SAMPLE_RATE)
+        x = resample_poly(x, SAMPLE_RATE // g, int(rate) // g)
+    x = x - x.mean()
+    frames = x[:len(x) // SILENCE_FRAME * SILENCE_FRAME].reshape(-1, SILENCE_FRAME) if len(x) >= SILENCE_FRAME \
+        else x.reshape(1, -1)
+    rms = np.sqrt((frames ** 2).mean(axis=1))
+    if rms.max() <= 1e-6:
+        raise DataError(f"{name} is silent: no sound above the noise floor")
+    loud = np.flatnonzero(rms >= SILENCE_SHARE * rms.max())
+    x = x[loud[0] * SILENCE_FRAME:(loud[-1] + 1) * SILENCE_FRAME]
+    if len(x) > AUDIO_LENGTH:  # centre-cropped, as the recipe does
+        cut = (len(x) - AUDIO_LENGTH) // 2
+        x = x[cut:cut + AUDIO_LENGTH]
+    out = np.zeros(AUDIO_LENGTH, dtype=np.float64)
+    start = (AUDIO_LENGTH - len(x)) // 2
+    out[start:start + len(x)] = x
+    out -= out.mean()
+    return (out / (out.std() + 1e-8)).astype(np.float32)
+
+
+def kind_of(path):
+    """'image' or 'audio' by the file's extension, else None."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in (".wav", ".wave"):
+        return "audio"
+    if ext in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"):
+        return "image"
+    return None

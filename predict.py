@@ -1,0 +1,161 @@
+"""What digit is this? A finished run's best.pt on your own handwriting and your own voice.
+
+  python predict.py RUN_DIR --image my_seven.png
+  python predict.py RUN_DIR --audio me_saying_seven.wav
+  python predict.py RUN_DIR --image a.png b.png --audio a.wav b.wav   # pairs, in order
+  python predict.py RUN_DIR --image *.png --out predictions.csv       # several: one CSV
+  python predict.py RUN_DIR --image my_seven.png --json --show seen/  # a JSON line; the 28x28 it fed
+
+RUN_DIR is an image, audio or multimodal run (train_image.py, train_audio.py, train_multimodal.py).
+Images and recordings are made into what the models trained on (common/inputs.py: MNIST's own
+centring of an image, a recording resampled to 8 kHz, trimmed, centred in one second and
+standardised). A multimodal run given one view only fills the other with the stand-in it was
+trained for (zeros, or the training mean under --modality-dropout-fill train_mean) and says so;
+a run that never trained without a view still answers, with that warning. Prints the digit and
+its three most likely digits; bad input ends with one line and exit 2.
+
+Your inputs are clean: no noise, unlike every view the models trained on. docs/RESULTS.md has how
+each model does on clean views (the audio_clean row of evaluate.py).
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+from common.cli import UsageError, run_main
+from common.data.errors import DataError
+from common.inputs import load_audio, load_image
+from common.io import output_dir_problem, output_file_problem, save_figure, save_text
+from common.multimodal import build_from_config
+from common.records import RecordError, RunFolder
+from common.training import autocast, load_checkpoint, pick_device, saved_precision
+
+KINDS = ("image", "audio", "multimodal")
+VIEWS = {"image": ("image",), "audio": ("audio",), "multimodal": ("image", "audio")}
+
+
+def read_run(run_dir):
+    folder = RunFolder(run_dir)
+    try:
+        config = folder.read_config()
+    except RecordError as e:
+        raise UsageError(f"{run_dir} is not a run folder: {e}") from None
+    kind = config.get("model")
+    if kind not in KINDS:
+        raise UsageError(f"{run_dir} is a {kind!r} run: predict.py takes image, audio or multimodal runs "
+                         "(a contrastive run has no classifier; fine-tune one with train_multimodal.py --init-from)")
+    if not os.path.exists(folder.best):
+        raise UsageError(f"{run_dir} has no checkpoints/best.pt: it never finished an epoch, or the checkpoints "
+                         "were not kept (results/ keeps none); train it, then ask again")
+    return folder, config
+
+
+def stand_in(folder, config, view):
+    """What a missing view becomes for this run, and a note on how it was trained for it."""
+    args = config["args"]
+    fill = args.get("modality_dropout_fill", "zeros")
+    trained = args.get("modality_dropout", 0.0) > 0
+    note = (f"no {view} given: filled with {fill.replace('_', ' ')}, as this run was trained for "
+            f"(--modality-dropout {args.get('modality_dropout')})" if trained else
+            f"no {view} given: filled with zeros; this run never trained without its {view} "
+            "(no --modality-dropout), so expect little")
+    if fill == "train_mean" and trained:
+        from types import SimpleNamespace
+
+        from common.data.sources import dataset_from_args
+        from common.robustness import missing_view_stand_in
+        data = SimpleNamespace(data=config["dataset"]["name"], data_root=args.get("data_root"),
+                               data_seed=args.get("data_seed", 0), synthetic_size=args.get("synthetic_size"),
+                               clean_views=False)
+        train = dataset_from_args(data).train
+        index = torch.tensor(folder.read_indices()["train"])
+        return missing_view_stand_in(train, index, view, "train_mean")[0], note
+    shape = (1, 28, 28) if view == "image" else (1, 8000)
+    return torch.zeros(shape), note
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished image, audio or multimodal run folder")
+    p.add_argument("--image", nargs="+", default=[], metavar="FILE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--audio", nargs="+", default=[], metavar="FILE", help="WAV files, any rate, depth and channels")
+    p.add_argument("--json", action="store_true", help="one JSON line per prediction instead of text")
+    p.add_argument("--out", metavar="FILE", help="write the predictions as CSV to FILE (the default for several)")
+    p.add_argument("--show", metavar="DIR", help="write each 28x28 image as fed to the model to DIR/NAME.png")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
+    args = p.parse_args()
+    folder, config = read_run(args.run_dir)
+    kind, views = config["model"], VIEWS[config["model"]]
+    given = [v for v in ("image", "audio") if getattr(args, v)]
+    if not given:
+        raise UsageError("give --image FILE..., --audio FILE... or both")
+    if kind != "multimodal" and given != [kind]:
+        raise UsageError(f"{args.run_dir} is an {kind}-only run: give --{kind} files only")
+    if len(given) == 2 and len(args.image) != len(args.audio):
+        raise UsageError(f"pairs: {len(args.image)} image(s) but {len(args.audio)} recording(s); give as many of each")
+    for path, is_dir in ((args.out, False), (args.show, True)):
+        problem = path and (output_dir_problem(path) if is_dir else output_file_problem(path))
+        if problem:
+            raise UsageError(f"{path}: {problem}")
+
+    n = max(len(args.image), len(args.audio))
+    inputs = {"image": [load_image(f) for f in args.image], "audio": [load_audio(f) for f in args.audio]}
+    device = pick_device(args.device)
+    model = build_from_config(config)
+    model.load_state_dict(load_checkpoint(folder.best)["model"])
+    model = model.to(device).eval()
+    precision = saved_precision(config) or "fp32"
+    batch = {}
+    for view in views:
+        if inputs[view]:
+            shape = (n, 1, 28, 28) if view == "image" else (n, 1, 8000)
+            batch[view] = torch.from_numpy(np.stack(inputs[view])).reshape(shape)
+        else:
+            filler, note = stand_in(folder, config, view)
+            print(f"note: {note}", file=sys.stderr)
+            batch[view] = filler.unsqueeze(0).expand(n, *filler.shape)
+    with torch.inference_mode(), autocast(precision, device):
+        logits = model(*(batch[v].to(device) for v in views)).float().cpu()
+    probs = torch.softmax(logits, dim=1)
+    rows = []
+    for i in range(n):
+        top = torch.topk(probs[i], 3)
+        rows.append({"image": args.image[i] if args.image else None, "audio": args.audio[i] if args.audio else None,
+                     "digit": int(top.indices[0]),
+                     "top3": [[int(d), round(float(q), 4)] for d, q in zip(top.indices, top.values)]})
+    if args.show:
+        from common.plots import digit_figure
+        os.makedirs(args.show, exist_ok=True)
+        for path, image in zip(args.image, inputs["image"]):
+            name = os.path.splitext(os.path.basename(path))[0]
+            save_figure(digit_figure(image, f"{name}: as fed to the model"), os.path.join(args.show, f"{name}.png"))
+    if args.out or (n > 1 and not args.json):
+        save_text(csv_text(rows), args.out or "predictions.csv")
+        print(f"wrote {args.out or 'predictions.csv'} ({n} predictions)")
+    for row in rows:
+        if args.json:
+            print(json.dumps(row))
+        elif n == 1:
+            what = " + ".join(f for f in (row["image"], row["audio"]) if f)
+            shares = ", ".join(f"{d}: {100 * q:.1f}%" for d, q in row["top3"])
+            print(f"{what}: {row['digit']}  (top 3: {shares})")
+    return 0
+
+
+def csv_text(rows):
+    import io
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "audio", "digit", "top3"])
+    for r in rows:
+        w.writerow([r["image"] or "", r["audio"] or "", r["digit"],
+                    " ".join(f"{d}:{q:.4f}" for d, q in r["top3"])])
+    return buf.getvalue()
+
+
+if __name__ == "__main__":
+    run_main(main)
