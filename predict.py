@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from common.cli import UsageError, run_main
-from common.data.errors import DataError
 from common.inputs import load_audio, load_image
 from common.io import output_dir_problem, output_file_problem, save_figure, save_text
 from common.multimodal import build_from_config

@@ -34,7 +34,6 @@ Examples:
   python report.py runs/study --format csv --out results.csv
 """
 import argparse
-import os
 import sys
 
 from common.io import output_file_problem, save_text

@@ -20,7 +20,7 @@ from .data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, 
 from .reporting import classification_metrics
 from .training import autocast, evaluate
 
-from .facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, NOISE_SWEEPS, area_under  # noqa: F401
+from .facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, NOISE_SWEEPS
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
 SWEEPS = ("fresh", "image", "audio", "missing")
 _STREAMS = {"image": 1, "audio": 2, "mild": 3, "clean": 4}  # noise streams, apart from the recipe's own

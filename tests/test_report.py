@@ -1,25 +1,19 @@
-"""report.py (results table from metrics.json files) and scripts/reproduce.sh (the study loop).
-
-All inputs are hand-written metrics.json / config.json files in temp folders;
-nothing is trained. reproduce.sh runs with a stub interpreter (PYTHON=stub)
-that records its arguments and writes a metrics.json for each run.
-"""
+"""report.py: the results table and its sections from metrics.json files (the shell scripts that make
+them are tests/test_scripts.py's). All inputs are hand-written files in temp folders; nothing is trained."""
 import csv
 import io
 import json
 import os
-import re
-import shutil
-import stat
-import subprocess
 
 import pytest
 
 import report
-from common.multimodal import FUSION_CHOICES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 REPRODUCE = os.path.join(ROOT, "scripts", "reproduce.sh")
+
 
 DEFAULT_ARGS = {"seed": 0, "data_seed": 0, "val_fraction": 0.2, "batch_size": 64, "lr": 0.001,
                 "max_epochs": 100, "patience": 5, "limit": None}
@@ -232,109 +226,6 @@ def test_nothing_usable_exits_2(tmp_path, capsys, case):
 
 # ---------------------------------------------------------------- scripts/reproduce.sh
 
-def test_reproduce_syntax_and_help():
-    assert subprocess.run(["bash", "-n", REPRODUCE]).returncode == 0
-    for flag in ("--help", "-h"):
-        r = subprocess.run(["bash", REPRODUCE, flag], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0
-        assert r.stdout.startswith("usage: scripts/reproduce.sh") and "--seeds" in r.stdout
-    r = subprocess.run(["bash", REPRODUCE, "--bogus"], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 2 and "error:" in r.stderr
-
-
-STUB = r"""#!/usr/bin/env bash
-# Stand-in interpreter: records its arguments, then acts like the script it was asked to run.
-printf '%s\n' "$*" >> "$STUB_LOG"
-script=$(basename "$1"); shift
-runs=""; name=""; fusion=""; seed=0; out=""; prev=""
-for a in "$@"; do
-    case "$prev" in
-        --runs-dir) runs=$a ;; --name) name=$a ;; --fusion) fusion=$a ;; --seed) seed=$a ;; --out) out=$a ;;
-    esac
-    prev=$a
-done
-if [[ $script == report.py ]]; then echo "# stub report" > "$out"; exit 0; fi
-model=${script#train_}; model=${model%.py}
-fusion_json=null; [[ -n $fusion ]] && fusion_json="\"$fusion\""
-mkdir -p "$runs/$name"
-cat > "$runs/$name/metrics.json" <<EOF
-{"model": "$model", "fusion": $fusion_json, "dataset": "synthetic", "synthetic": true, "fingerprint": "fp",
- "seed": $seed, "limit": 8, "best_epoch": 1, "epochs_run": 1, "params": 10, "seconds_per_epoch": 0.5,
- "test": {"labeled": true, "n": 8, "loss": 1.5, "acc": 0.5$seed}}
-EOF
-"""
-
-
-def test_reproduce_loop_with_stub_interpreter(tmp_path, capsys):
-    stub = tmp_path / "stub-python"
-    stub.write_text(STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "calls.log"
-    runs = tmp_path / "study"
-    # image-s0 finished before; audio-s1 was interrupted after saving a checkpoint
-    write_run(runs, "image-s0", seed=0, acc=0.50, loss=1.5, dataset="synthetic", synthetic=True,
-              fingerprint="fp", limit=8, params=10, seconds_per_epoch=0.5, best_epoch=1, epochs_run=1,
-              config=False)
-    (runs / "audio-s1" / "checkpoints").mkdir(parents=True)
-    (runs / "audio-s1" / "checkpoints" / "last.pt").write_bytes(b"")
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
-    extra = ["--data", "synthetic", "--limit", "8", "--max-epochs", "1"]
-    r = subprocess.run(["bash", REPRODUCE, "--seeds", "0 1", "--runs-dir", str(runs), "--", *extra],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert "skip image-s0" in r.stdout and "# stub report" in r.stdout
-
-    calls = log.read_text().splitlines()
-    train_calls = [c.split() for c in calls if "report.py" not in c]
-    names = [c[c.index("--name") + 1] for c in train_calls]
-    expected = [n for s in (0, 1) for n in [f"image-s{s}", f"audio-s{s}"]
-                + [f"multimodal-{f}-s{s}" for f in FUSION_CHOICES]]
-    expected.remove("image-s0")
-    assert names == expected  # every model and fusion, every seed, in order; the finished run skipped
-    for c in train_calls:
-        name = c[c.index("--name") + 1]
-        assert c[c.index("--runs-dir") + 1] == str(runs)
-        assert c[c.index("--seed") + 1] == name[-1]
-        assert " ".join(extra) in " ".join(c)
-        assert ("--resume" in c) == (name == "audio-s1")
-        if name.startswith("multimodal-"):
-            assert os.path.basename(c[0]) == "train_multimodal.py"
-            assert c[c.index("--fusion") + 1] == name[len("multimodal-"):-3]
-        else:
-            assert os.path.basename(c[0]) == f"train_{name.split('-')[0]}.py"
-    report_calls = [c.split() for c in calls if "report.py" in c]
-    assert [c[1:] for c in report_calls] == [[str(runs), "--out", str(runs / "results.md")]]
-
-    # the real report over what the loop left: one row per model/fusion, two seeds each
-    code, out, _ = run_report(capsys, runs)
-    assert code == 0
-    rows = [r for rs in table_rows(out).values() for r in rs if len(r) == 10]
-    assert [r[0] for r in rows] == ["image-only", "audio-only"] + [f"multimodal-{f}" for f in FUSION_CHOICES]
-    assert all(r[2] == "2" for r in rows)
-    assert "SYNTHETIC data" in out
-
-    # a second pass trains nothing
-    log.write_text("")
-    r = subprocess.run(["bash", REPRODUCE, "--seeds", "0 1", "--runs-dir", str(runs), "--", *extra],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert [c for c in log.read_text().splitlines() if "report.py" not in c] == []
-    assert len(re.findall(r"== skip ", r.stdout)) == len(expected) + 1
-
-
-def test_reproduce_refuses_half_made_folder(tmp_path):
-    stub = tmp_path / "stub-python"
-    stub.write_text(STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    runs = tmp_path / "study"
-    (runs / "image-s0").mkdir(parents=True)
-    (runs / "image-s0" / "config.json").write_text("{}")
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(tmp_path / "calls.log")}
-    r = subprocess.run(["bash", REPRODUCE, "--seeds", "0", "--runs-dir", str(runs)],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 1
-    assert "image-s0" in r.stderr and "neither metrics.json nor checkpoints/last.pt" in r.stderr
-
 
 def test_init_source_keeps_pretraining_runs_apart_and_seeds_together():
     from report import init_source
@@ -394,33 +285,6 @@ def test_no_figures_flag_and_bad_figure_folder(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     code, _, err = run_report(capsys, tmp_path / "runs", "--figures", tmp_path / "file" / "sub")
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: cannot write figures to")
-
-
-def test_reproduce_list_prints_one_self_contained_command_per_run():
-    out = subprocess.run(["bash", REPRODUCE, "--list", "--seeds", "0 1", "--models", "image concat",
-                          "--results", "results/study", "--", "--data", "avdigits", "--data-root", "../shared data"],
-                         capture_output=True, text=True, timeout=60,
-                         env={k: v for k, v in os.environ.items() if k != "PYTHON"})  # $PYTHON would lead each line
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 4
-    assert lines[0] == (f"{REPRODUCE} --seeds 0 --models image --runs-dir runs/study --results results/study "
-                        "--no-report -- --data avdigits --data-root '../shared data'")
-    assert [line.split()[2:5] for line in lines] == [["0", "--models", "image"], ["0", "--models", "concat"],
-                                                     ["1", "--models", "image"], ["1", "--models", "concat"]]
-
-
-
-def test_list_lines_are_read_back_by_posix_sh_word_for_word(tmp_path):
-    """A tab, a quote and a space in a path: bash's printf %q would write $'\\t', which sh cannot read."""
-    odd = "runs/a\tb c'd"
-    out = subprocess.run(["bash", REPRODUCE, "--list", "--models", "image", "--runs-dir", odd],
-                         capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items()
-                                                                         if k != "PYTHON"})
-    [line] = out.stdout.splitlines()
-    words = subprocess.run(["sh", "-c", f"set -- {line}; printf '%s\\n' \"$@\""], capture_output=True, text=True,
-                           timeout=60).stdout.splitlines()
-    assert words[words.index("--runs-dir") + 1] == odd
 
 
 def test_mcnemar_exact_on_known_tables():
@@ -508,7 +372,6 @@ def test_seeds_that_disagree_in_direction_are_not_a_difference(tmp_path, capsys)
     assert row[4] == "1" and row[6] == "no"
 
 
-
 def write_contrastive_run(root, name, *, loss="nt_xent", tau=0.1, final_tau=None, learn_tau=False, digit1=(0.4, 0.3),
                           digit5=(0.8, 0.7), recall1=(0.002, 0.001), probe=(0.9, 0.6, 0.92), seed=0):
     folder = os.path.join(root, name)
@@ -563,44 +426,6 @@ def test_contrastive_sweep_and_label_efficiency_tables_and_figures(tmp_path, cap
         assert (tmp_path / "figures" / name).stat().st_size > 0, name
 
 
-def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
-    stub = tmp_path / "stub-python"
-    stub.write_text(STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "calls.log"
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "beyond.sh"), "--seeds", "0 1", "--runs-dir",
-                        str(tmp_path / "runs"), "--results", str(tmp_path / "kept"), "--", "--data", "synthetic"],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 0, r.stderr
-    calls = [c.split() for c in log.read_text().splitlines()]
-    names = [c[c.index("--name") + 1] for c in calls]
-    variants = {"multimodal-concat-mdrop0.3": ["--modality-dropout", "0.3"],
-                "multimodal-late-mdrop0.3": ["--modality-dropout", "0.3"],
-                "audio-mel": ["--audio-frontend", "mel"],
-                "multimodal-concat-mel": ["--audio-frontend", "mel"],
-                "multimodal-concat-mel-mdrop0.3": ["--audio-frontend", "mel", "--modality-dropout", "0.3"],
-                "audio-mel-lean": ["--audio-frontend", "mel", "--mel-channels", "8", "16"],
-                "multimodal-concat-mel-lean": ["--audio-frontend", "mel", "--mel-channels", "8", "16"]}
-    assert names == [f"{v}-s{s}" for s in (0, 1) for v in variants]
-    for c, name in zip(calls, names):
-        flags = " ".join(c)
-        assert " ".join(variants[name[:-3]]) + " --data synthetic" in flags, flags
-        assert c[c.index("--seed") + 1] == name[-1]
-        assert ("--modality-dropout" in c) == ("mdrop" in name) and ("--audio-frontend" in c) == ("mel" in name)
-    bad = subprocess.run(["bash", REPRODUCE, "--tag", "-x", "--list"], capture_output=True, text=True, timeout=30)
-    assert bad.returncode == 2 and "--tag -x" in bad.stderr
-    # --list: the same runs as one reproduce.sh command each, in the same order, and nothing trained
-    log.write_text("")
-    listed = subprocess.run(["bash", os.path.join(ROOT, "scripts", "beyond.sh"), "--seeds", "0 1", "--list", "--",
-                             "--data", "synthetic"], capture_output=True, text=True, env=env, timeout=60)
-    assert listed.returncode == 0 and log.read_text() == ""
-    lines = [line.split() for line in listed.stdout.splitlines()]
-    assert [f"{'audio' if c[c.index('--models') + 1] == 'audio' else 'multimodal-' + c[c.index('--models') + 1]}"
-            f"-{c[c.index('--tag') + 1]}-s{c[c.index('--seeds') + 1]}" for c in lines] == names
-    assert all(" ".join(variants[n[:-3]]) + " --data synthetic" in " ".join(c) for c, n in zip(lines, names))
-
-
 def test_two_folders_share_a_table_and_only_the_exam_setup_gets_the_exams_numbers(tmp_path, capsys):
     study, beyond = tmp_path / "study", tmp_path / "beyond"
     for s in (0, 1):
@@ -621,162 +446,6 @@ def test_two_folders_share_a_table_and_only_the_exam_setup_gets_the_exams_number
     # the same folder twice counts each run once
     code, out, _ = run_report(capsys, study, study, "--no-figures")
     assert code == 0 and "2 run(s)" in out
-
-
-RUN_STUB = r"""#!/usr/bin/env bash
-# Stand-in interpreter for scripts/contrastive.sh: records each call; a training script leaves a finished
-# run with a best.pt (a contrastive one scores its validation probe by the length of its name), evaluate.py
-# a robustness.json; any other Python (the script's own helpers) runs for real.
-case "$(basename "${1:-}")" in
-    train_*.py|evaluate.py|evaluate_contrastive.py) ;;
-    *) exec python3 "$@" ;;
-esac
-printf '%s\n' "$*" >> "$STUB_LOG"
-script=$(basename "$1"); shift
-if [[ $script == evaluate.py ]]; then echo '{}' > "$1/robustness.json"; exit 0; fi
-if [[ $script == evaluate_contrastive.py ]]; then
-    out="$1/probes.json"; prev=""
-    for a in "$@"; do [[ $prev == --out ]] && out=$a; prev=$a; done
-    echo '{}' > "$out"; exit 0
-fi
-runs=""; name=""; prev=""
-for a in "$@"; do
-    case "$prev" in --runs-dir) runs=$a ;; --name) name=$a ;; esac
-    prev=$a
-done
-mkdir -p "$runs/$name/checkpoints"
-: > "$runs/$name/checkpoints/best.pt"
-echo '{"model": "stub", "args": {"loss": "nt_log", "tau": 0.1, "learn_tau": true, "learn_bias": true}}' \
-    > "$runs/$name/config.json"
-echo "{\"model\": \"stub\", \"val\": {\"probe\": {\"both\": ${#name}}}}" > "$runs/$name/metrics.json"
-"""
-
-
-def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe(tmp_path):
-    stub = tmp_path / "stub-python"
-    stub.write_text(RUN_STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    log, runs, kept = tmp_path / "calls.log", tmp_path / "runs", tmp_path / "kept"
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
-    script = os.path.join(ROOT, "scripts", "contrastive.sh")
-    r = subprocess.run(["bash", script, "--study", "v1", "--runs-dir", str(runs), "--results", str(kept), "--", "--data",
-                        "synthetic"], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    calls = [c.split() for c in log.read_text().splitlines() if not c.split()[0].endswith("evaluate.py")
-             and not c.split()[0].endswith("evaluate_contrastive.py")]
-    names = [c[c.index("--name") + 1] for c in calls]
-    sweep = [f"contrastive-{loss}-{t}-s0" for loss in ("nt_xent", "nt_log")
-             for t in ("t0.03", "t0.1", "t0.3", "t1", "t3", "learn")] + ["contrastive-nt_log-learn-bias-s0"]
-    efficiency = [f"multimodal-concat-f{f}{pre}-s{s}" for s, f in [(0, "0.01"), (0, "0.1"), (1, "0.01"), (1, "0.1"),
-                                                                  (2, "0.01"), (2, "0.1"), (0, "1")]
-                  for pre in ("", "-pre")]
-    assert names == sweep + efficiency
-    for c, name in zip(calls, names):
-        flags = " ".join(c)
-        assert flags.endswith("--data synthetic")
-        if name.startswith("contrastive-"):
-            assert "--batch-size 128 --max-epochs 10 --patience 10" in flags and "--epoch-pairs" not in c
-            assert ("--learn-tau" in c) == ("learn" in name) and ("--learn-bias" in c) == ("bias" in name)
-        else:
-            assert c[c.index("--label-fraction") + 1] == name.split("-f")[1].split("-")[0]
-            assert c[c.index("--epoch-pairs") + 1] == "1400"  # validation every ~1,400 pairs at every F
-            best = str(runs / "contrastive-nt_log-learn-bias-s0" / "checkpoints" / "best.pt")  # the longest name
-            assert ("--init-from " + best in flags) == name.endswith("-pre-s" + name[-1])
-    assert "best contrastive run (validation probe accuracy, both featurizers): contrastive-nt_log-learn-bias-s0" \
-        in r.stdout
-    assert sorted(os.listdir(kept)) == sorted(sweep + efficiency)
-
-    def fresh_machine():  # runs/ is gone; results/ survives
-        shutil.rmtree(runs, ignore_errors=True)
-        log.write_text("")
-        r = subprocess.run(["bash", script, "--study", "v1", "--runs-dir", str(runs), "--results", str(kept), "--",
-                            "--data", "synthetic"], capture_output=True, text=True, env=env, timeout=120)
-        assert r.returncode == 0, r.stderr
-        return [c.split() for c in log.read_text().splitlines() if not c.split()[0].endswith("evaluate.py")
-                and not c.split()[0].endswith("evaluate_contrastive.py")]
-
-    # everything kept: nothing is trained, not even the best checkpoint (nothing needs it)
-    assert fresh_machine() == []
-    # a pre-trained run still to do: the best checkpoint, never kept, is trained again with its saved flags
-    shutil.rmtree(kept / "multimodal-concat-f0.1-pre-s2")
-    again = fresh_machine()
-    assert [c[c.index("--name") + 1] for c in again] == ["contrastive-nt_log-learn-bias-s0",
-                                                         "multimodal-concat-f0.1-pre-s2"]
-    assert "--loss nt_log --tau 0.1 --learn-tau --learn-bias --data synthetic" in " ".join(again[0])
-
-    def listed(*extra):  # --list: the runs as commands, nothing trained
-        log.write_text("")
-        r = subprocess.run(["bash", script, "--study", "v1", "--runs-dir", str(runs), "--results", str(kept), "--list",
-                            *extra, "--", "--data", "synthetic"], capture_output=True, text=True, env=env, timeout=120)
-        assert log.read_text() == ""
-        return r, [line.split() for line in r.stdout.splitlines()]
-
-    # the checkpoint is there now, so every run is listed: the sweep, then label efficiency, one per line
-    r, lines = listed()
-    assert r.returncode == 0, r.stderr
-    # $PYTHON (the stub) travels with each line, so a line run elsewhere uses the same interpreter
-    assert all(c[:2] == ["env", f"PYTHON={stub}"] and c[2].endswith("reproduce.sh") and c[c.index("--seeds") + 1]
-               in "012" for c in lines)
-    def run_name(c):
-        model, tag, seed = (c[c.index(flag) + 1] for flag in ("--models", "--tag", "--seeds"))
-        return f"{'contrastive' if model == 'contrastive' else 'multimodal-' + model}-{tag}-s{seed}"
-    assert [run_name(c) for c in lines] == sweep + efficiency
-    assert all(("--epoch-pairs" in c) == ("contrastive" not in c) for c in lines)
-    # without the checkpoint, a pre-trained run still to do cannot be listed: an error, after the sweep's lines
-    shutil.rmtree(runs)
-    shutil.rmtree(kept / "multimodal-concat-f0.1-pre-s2")
-    r, lines = listed()
-    assert r.returncode == 1 and "is gone" in r.stderr and len(lines) == 13
-    # with sweep runs still to do, only the sweep is listed
-    shutil.rmtree(kept / "contrastive-nt_xent-t1-s0")
-    r, lines = listed()
-    assert r.returncode == 0 and len(lines) == 13 and "1 sweep runs are not kept" in r.stderr
-
-
-def test_contrastive_study_v2_measures_the_floors_then_trains_and_measures_each_run(tmp_path):
-    stub = tmp_path / "stub-python"
-    stub.write_text(RUN_STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    log, runs, kept = tmp_path / "calls.log", tmp_path / "runs", tmp_path / "kept"
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
-    script = os.path.join(ROOT, "scripts", "contrastive.sh")
-    command = ["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data", "synthetic",
-               "--limit", "64"]
-    r = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    calls = [c.split() for c in log.read_text().splitlines()]
-    floors = [c for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] in ("raw", "random")]
-    assert [c[1] for c in floors] == ["raw", "random"]
-    for c in floors:  # the data flags only: a floor trains nothing, so --limit is not its business
-        assert c[c.index("--out") + 1] == str(kept / f"floor-{c[1]}" / "probes.json") and c[-2:] == ["--data",
-                                                                                                     "synthetic"]
-        assert "--limit" not in c
-    trained = [c for c in calls if c[0].endswith("train_contrastive.py")]
-    names = [c[c.index("--name") + 1] for c in trained]
-    assert names == ["contrastive-nt_xent-s0", "contrastive-nt_log-s0", "contrastive-nt_xent-noaug-s0",
-                     "contrastive-nt_xent-s1", "contrastive-nt_xent-s2", "contrastive-nt_log-s1", "contrastive-nt_log-s2",
-                     "contrastive-nt_log-b-10-s0", "contrastive-nt_xent-t0.05-s0", "contrastive-nt_xent-t0.2-s0",
-                     "contrastive-nt_xent-mel-s0", "contrastive-nt_log-mel-s0", "contrastive-nt_xent-e48-s0"]
-    for c, name in zip(trained, names):
-        flags = " ".join(c)
-        assert "--head mlp-bn --feat-dropout 0.1 --optimizer adamw --weight-decay 1e-4 --warmup-epochs 1" in flags
-        assert "--select val_digit1 --max-epochs 24 --patience 24" in flags
-        assert ("--audio-frontend mel" in flags) == ("mel" in name)
-        assert ("--max-epochs 48 --patience 48" in flags) == ("e48" in name)
-        assert ("--augment views" in flags) == ("noaug" not in name)
-        assert ("--bias-init prior --own-lr 1e-2" in flags) == (name.startswith("contrastive-nt_log-") and "b-10" not in name)
-    measured = [c[1] for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] not in ("raw", "random")]
-    assert measured == [str(runs / n) for n in names]  # each run measured right after its training
-    for name in names:  # kept with its probes.json
-        assert (kept / name / "probes.json").is_file() and (kept / name / "metrics.json").is_file()
-    # a fresh machine: everything is kept, nothing runs again
-    shutil.rmtree(runs)
-    log.write_text("")
-    r = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert log.read_text() == ""
-    r = subprocess.run(["bash", script, "--study", "v3"], capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 2 and "--study must be v1 or v2" in r.stderr
 
 
 def test_delta_late_pairs_each_row_with_the_late_row_trained_the_same_way(tmp_path, capsys):
