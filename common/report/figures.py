@@ -1,11 +1,12 @@
 """Figures: the accuracy of every row, the robustness curves, and the contrastive figures."""
 import os
+import statistics
 
 from ..facts import NOISE_SWEEPS, REGIMES
 from ..io import save_figure
 from .contrastive import label_efficiency_figure, label_efficiency_sets, probe_figure, probe_groups, sweep_figure
 from .format import describe_dataset, row_name
-from .stats import SWEEP_AXES, is_number, sweep_stats
+from .stats import SWEEP_AXES, is_number, sweep_curve, sweep_stats
 
 
 def accuracy_figure(groups, title):
@@ -40,7 +41,9 @@ def accuracy_figure(groups, title):
 
 
 def robustness_figures(groups, title):
-    """{sweep: Figure}: accuracy vs noise level, mean ± std over seeds, one line per model."""
+    """{sweep: Figure}: accuracy vs noise level, one colour per model: its median over seeds as a
+    thick line and each seed as a thin one (a failed seed shows as its own flat curve instead of
+    widening a band to the whole axis); the legend sits beside the axes, not over the data."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -51,23 +54,24 @@ def robustness_figures(groups, title):
         rows = [(g, st) for g, st in rows if st]
         if not rows:
             continue
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig, ax = plt.subplots(figsize=(11, 5.2))
         levels = SWEEP_AXES[sweep][1]
-        for g, st in rows:
-            means = [st["levels"][lv][0] for lv in levels]
-            stds = [st["levels"][lv][1] or 0.0 for lv in levels]
+        for k, (g, st) in enumerate(rows):
+            curves = [c for c in (sweep_curve(r, sweep) for r in g["robustness"]) if c]
+            median = [statistics.median(c[lv] for c in curves) for lv in levels]
             reference = g["model"] != "multimodal" or g["fusion"] == "late"
-            line, = ax.plot(levels, means, marker="o", ms=3, lw=2.2 if reference else 1.2,
-                            ls="--" if reference else "-", label=f"{row_name(g)} (n={st['auc'][2]})")
-            ax.fill_between(levels, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                            color=line.get_color(), alpha=0.12)
+            color = plt.cm.tab20(k % 20)  # twelve and more rows: ten colours would repeat
+            ax.plot(levels, median, marker="o", ms=3, lw=2.2, color=color, ls="--" if reference else "-",
+                    label=f"{row_name(g)} (median of {len(curves)})")
+            for c in curves if len(curves) > 1 else []:
+                ax.plot(levels, [c[lv] for lv in levels], lw=0.7, alpha=0.35, color=color)
         if spec.invert:
             ax.invert_xaxis()  # worse to the right, as for p
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+        ax.set_ylabel("test accuracy (%): median over seeds, thin: each seed")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         ax.set_title(f"{title}: {spec.view} sweep", fontsize=10)
         fig.tight_layout()
         figures[sweep] = fig
