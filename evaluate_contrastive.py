@@ -33,7 +33,8 @@ from types import SimpleNamespace
 import torch
 
 from common.cli import UsageError, run_main
-from common.contrastive import build_contrastive_loss, encode, retrieval_by_group
+from common.contrastive import build_contrastive_loss
+from common.contrastive_eval import encode, retrieval_by_group
 from common.data import REGIMES
 from common.data.batching import train_val_split
 from common.data.sources import add_data_flags, dataset_from_args

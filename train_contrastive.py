@@ -30,7 +30,8 @@ from common.argtypes import finite_float, positive_float, positive_int, probabil
 from common.augment import AUGMENTATIONS, build_augment
 from common.cli import (UsageError, add_audio_frontend_flags, check_audio_frontend_flags, check_optimizer_flags,
                         run_main, training_parser)
-from common.contrastive import SIMILARITIES, build_contrastive_loss, retrieval_by_group, validate
+from common.contrastive import SIMILARITIES, build_contrastive_loss
+from common.contrastive_eval import retrieval_by_group, validate
 from common.data import REGIMES
 from common.data.batching import steps_per_epoch
 from common.models import count_parameters

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from common.contrastive import InBatchNTXent, encode, retrieval_by_group
+from common.contrastive import InBatchNTXent
+from common.contrastive_eval import encode, retrieval_by_group
 from common.data.sources import dataset_from_args
 from common.label_efficiency import budget_subsets, floor_features, probe_rows
 from common.multimodal import ContrastiveModel
@@ -159,7 +160,7 @@ def test_new_contrastive_flags_are_checked_and_kept_on_resume(v2_run, tmp_path):
 
 
 def test_the_fine_tuned_classifier_starts_as_the_probe():
-    from common.contrastive import fit_linear_probe
+    from common.contrastive_eval import fit_linear_probe
     from common.label_efficiency import ProbedClassifier
     from common.models import AudioFeaturizer, ImageFeaturizer
     torch.manual_seed(0)
