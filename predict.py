@@ -66,7 +66,7 @@ def stand_in(folder, config, view):
         from types import SimpleNamespace
 
         from common.data.sources import dataset_from_args
-        from common.robustness import missing_view_stand_in
+        from common.multimodal import missing_view_stand_in
         data = SimpleNamespace(data=config["dataset"]["name"], data_root=args.get("data_root"),
                                data_seed=args.get("data_seed", 0), synthetic_size=args.get("synthetic_size"),
                                clean_views=False)

@@ -17,10 +17,10 @@ from common.data.batching import steps_per_epoch
 from common.diagnostics import Diagnostics, diagnostic_batch
 from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
-from common.multimodal import FUSION_CHOICES, build_multimodal, draw_present_views, fill_missing, init_featurizers
+from common.multimodal import (FUSION_CHOICES, STAND_INS, build_multimodal, draw_present_views, fill_missing,
+                               init_featurizers, missing_view_stand_in)
 from common.records import source_label
 from common.reporting import finish_run, log_text_summary
-from common.robustness import STAND_INS, missing_view_stand_in
 from common.run import Progress, prepare_splits, start_run
 from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
                              load_checkpoint, make_optimizer, make_schedule, set_seed)

@@ -224,6 +224,21 @@ def draw_present_views(batch, p):
     return torch.stack([~(dropped & image_goes), ~(dropped & ~image_goes)], dim=1)
 
 
+STAND_INS = ("zeros", "train_mean")  # what a missing view becomes
+
+
+def missing_view_stand_in(train_split, train_index, view, fill):
+    """The input that replaces a missing view, shaped like one batch row [1, ...]: zeros, or the mean
+    of that view over the training pairs train_split[train_index]. evaluate.py's missing-view
+    measurements and train_multimodal.py's --modality-dropout both use it."""
+    inputs = getattr(train_split, view)
+    if fill == "zeros":
+        return torch.zeros_like(inputs[:1])
+    if fill == "train_mean":
+        return inputs[train_index].mean(0, keepdim=True)
+    raise ValueError(f"unknown stand-in {fill!r}; valid: {', '.join(STAND_INS)}")
+
+
 def fill_missing(image, audio, present, stand_ins):
     """The batch with each missing view replaced by its stand-in (stand_ins: the image and the audio
     that a missing view becomes, zeros or the training mean, as evaluate.py uses)."""

@@ -6,39 +6,10 @@ restored; it is the only place that touches the test split's labels.
 import csv
 
 import torch
-import torch.nn.functional as F
 
 from . import plots
-from .data import REGIMES
 from .io import atomic_path, save_drawn_figure, save_json
-from .training import evaluate
-
-
-def confusion_matrix(pred, label, n=10):
-    cm = torch.zeros(n, n, dtype=torch.long)
-    cm.index_put_((label, pred), torch.ones_like(label), accumulate=True)
-    return cm
-
-
-def classification_metrics(logits, split, index):
-    """Loss, accuracy, confusion, per-class and per-regime accuracy of logits on split[index]."""
-    if split.label is None:
-        return {"labeled": False, "n": len(index)}
-    label = split.label[index]
-    pred = logits.argmax(1)
-    correct = (pred == label).float()
-    cm = confusion_matrix(pred, label)
-    out = {"labeled": True, "n": len(index),
-           "loss": F.cross_entropy(logits, label).item(),
-           "acc": correct.mean().item(),
-           "confusion": cm.tolist(),
-           "per_class_acc": [(cm[d, d] / cm[d].sum()).item() if cm[d].sum() else None for d in range(10)]}
-    if "regime" in split.meta:
-        regime = split.meta["regime"][index]
-        out["per_regime_acc"] = {name: correct[regime == r].mean().item() if (regime == r).any() else None
-                                 for r, name in enumerate(REGIMES)}
-        out["per_regime_n"] = {name: int((regime == r).sum()) for r, name in enumerate(REGIMES)}
-    return out
+from .training import classification_metrics, evaluate
 
 
 def write_predictions(path, index, logits, split):

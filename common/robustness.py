@@ -17,8 +17,8 @@ from torch import nn
 from .data import Split
 from .data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, corrupt_images, drawn_test_pairs,
                           place_utterances, split_generators, standardise)
-from .reporting import classification_metrics
-from .training import autocast, evaluate
+from .multimodal import STAND_INS, missing_view_stand_in
+from .training import autocast, classification_metrics, evaluate
 
 from .facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, NOISE_SWEEPS
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
@@ -29,21 +29,6 @@ _STREAMS = {"image": 1, "audio": 2, "mild": 3, "clean": 4}  # noise streams, apa
 AUDIO_CHUNK = 256
 EVAL_BATCH = 128  # featurizer batches: measured 1.2-1.5x faster than 512 for the audio forward pass here (cache)
 HEAD_BATCH = 1024  # fusion and head batches, on precomputed features
-
-
-STAND_INS = ("zeros", "train_mean")  # what a missing view becomes
-
-
-def missing_view_stand_in(train_split, train_index, view, fill):
-    """The input that replaces a missing view, shaped like one batch row [1, ...]: zeros, or the mean
-    of that view over the training pairs train_split[train_index]. evaluate.py's missing-view
-    measurements and train_multimodal.py's --modality-dropout both use it."""
-    inputs = getattr(train_split, view)
-    if fill == "zeros":
-        return torch.zeros_like(inputs[:1])
-    if fill == "train_mean":
-        return inputs[train_index].mean(0, keepdim=True)
-    raise ValueError(f"unknown stand-in {fill!r}; valid: {', '.join(STAND_INS)}")
 
 
 def noise_rng(data_seed, stream, level_index=0):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .facts import saved_precision  # noqa: F401  (read by the run bookkeeping)
+from .facts import REGIMES, saved_precision  # saved_precision: read by the run bookkeeping
 from .io import save_torch
 
 CHECKPOINT_FORMAT = 1
@@ -313,6 +313,33 @@ def evaluate(model, split, index, views, batch_size, device, precision="fp32"):
     loss = F.cross_entropy(logits, labels, reduction="sum").item() / max(len(index), 1)
     acc = (logits.argmax(1) == labels).float().mean().item() if len(index) else float("nan")
     return {"loss": loss, "acc": acc, "logits": logits}
+
+
+def confusion_matrix(pred, label, n=10):
+    cm = torch.zeros(n, n, dtype=torch.long)
+    cm.index_put_((label, pred), torch.ones_like(label), accumulate=True)
+    return cm
+
+
+def classification_metrics(logits, split, index):
+    """Loss, accuracy, confusion, per-class and per-regime accuracy of logits on split[index]."""
+    if split.label is None:
+        return {"labeled": False, "n": len(index)}
+    label = split.label[index]
+    pred = logits.argmax(1)
+    correct = (pred == label).float()
+    cm = confusion_matrix(pred, label)
+    out = {"labeled": True, "n": len(index),
+           "loss": F.cross_entropy(logits, label).item(),
+           "acc": correct.mean().item(),
+           "confusion": cm.tolist(),
+           "per_class_acc": [(cm[d, d] / cm[d].sum()).item() if cm[d].sum() else None for d in range(10)]}
+    if "regime" in split.meta:
+        regime = split.meta["regime"][index]
+        out["per_regime_acc"] = {name: correct[regime == r].mean().item() if (regime == r).any() else None
+                                 for r, name in enumerate(REGIMES)}
+        out["per_regime_n"] = {name: int((regime == r).sum()) for r, name in enumerate(REGIMES)}
+    return out
 
 
 class GracefulStop:
