@@ -13,6 +13,16 @@ from common.facts import FUSION_CHOICES
 from test_report import REPRODUCE, ROOT, run_report, table_rows, write_run
 
 
+
+def stub_interpreter(tmp_path, text):
+    """An executable stand-in for $PYTHON at tmp_path/stub-python, and the environment that uses it
+    (its calls are appended to tmp_path/calls.log): (stub path, log path, env)."""
+    stub, log = tmp_path / "stub-python", tmp_path / "calls.log"
+    stub.write_text(text)
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    return stub, log, {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+
+
 def test_reproduce_syntax_and_help():
     assert subprocess.run(["bash", "-n", REPRODUCE]).returncode == 0
     for flag in ("--help", "-h"):
@@ -144,11 +154,7 @@ def test_list_lines_are_read_back_by_posix_sh_word_for_word(tmp_path):
 
 
 def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
-    stub = tmp_path / "stub-python"
-    stub.write_text(STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "calls.log"
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    stub, log, env = stub_interpreter(tmp_path, STUB)
     r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "beyond.sh"), "--seeds", "0 1", "--runs-dir",
                         str(tmp_path / "runs"), "--results", str(tmp_path / "kept"), "--", "--data", "synthetic"],
                        capture_output=True, text=True, env=env, timeout=60)
@@ -211,11 +217,8 @@ echo "{\"model\": \"stub\", \"val\": {\"probe\": {\"both\": ${#name}}}}" > "$run
 
 
 def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe(tmp_path):
-    stub = tmp_path / "stub-python"
-    stub.write_text(RUN_STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    log, runs, kept = tmp_path / "calls.log", tmp_path / "runs", tmp_path / "kept"
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    stub, log, env = stub_interpreter(tmp_path, RUN_STUB)
+    runs, kept = tmp_path / "runs", tmp_path / "kept"
     script = os.path.join(ROOT, "scripts", "contrastive.sh")
     r = subprocess.run(["bash", script, "--study", "v1", "--runs-dir", str(runs), "--results", str(kept), "--", "--data",
                         "synthetic"], capture_output=True, text=True, env=env, timeout=120)
@@ -292,11 +295,8 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
 
 
 def test_contrastive_study_v2_measures_the_floors_then_trains_and_measures_each_run(tmp_path):
-    stub = tmp_path / "stub-python"
-    stub.write_text(RUN_STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    log, runs, kept = tmp_path / "calls.log", tmp_path / "runs", tmp_path / "kept"
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    stub, log, env = stub_interpreter(tmp_path, RUN_STUB)
+    runs, kept = tmp_path / "runs", tmp_path / "kept"
     script = os.path.join(ROOT, "scripts", "contrastive.sh")
     command = ["bash", script, "--runs-dir", str(runs), "--results", str(kept), "--", "--data", "synthetic",
                "--limit", "64"]
