@@ -73,19 +73,22 @@ def check_limit(args):
                          f"each split needs at least 10 and training at least one batch ({args.batch_size})")
 
 
-CLAIMS_DIR = os.path.join(tempfile.gettempdir(), "avdigits-run-claims")
+def claims_dir():
+    """Where the claim files live: $AVDIGITS_CLAIMS, else avdigits-run-claims in the system's temp folder."""
+    return os.environ.get("AVDIGITS_CLAIMS") or os.path.join(tempfile.gettempdir(), "avdigits-run-claims")
 
 
 def claim_run_name(runs_dir, name):
     """Take the run folder runs_dir/name for this process, before anything is checked or written:
     an exclusive lock, held until the command ends, on a file named by the folder's absolute path
-    in the system's temp folder (so the runs folder itself gets nothing before the run writes).
+    in claims_dir() (so the runs folder itself gets nothing before the run writes).
     Two starts (or resumes) of one run at once: the second gets False at once, so nothing of its
     own reaches the folder. Claim files stay, empty (removing a lock file that others may hold is
     itself a race)."""
-    os.makedirs(CLAIMS_DIR, exist_ok=True)
+    folder = claims_dir()
+    os.makedirs(folder, exist_ok=True)
     key = hashlib.sha256(os.path.abspath(os.path.join(runs_dir, name)).encode()).hexdigest()[:32]
-    path = os.path.join(CLAIMS_DIR, f"{key}.lock")
+    path = os.path.join(folder, f"{key}.lock")
     with open(path, "a"):
         pass
     return hold_lock(path)

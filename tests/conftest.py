@@ -17,9 +17,11 @@ SMALL_SYNTHETIC = ["--data", "synthetic", "--synthetic-size", "200"]
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Every test session writes its dataset caches to a temp folder, never ~/.cache."""
+    """Every test session writes its dataset caches to a temp folder, never ~/.cache, and its run
+    claims (common/run.py) there too, never to the system's temp folder."""
     folder = tmp_path_factory.getbasetemp() / "cache"
     monkeypatch.setenv("AVDIGITS_CACHE", str(folder))
+    monkeypatch.setenv("AVDIGITS_CLAIMS", str(tmp_path_factory.getbasetemp() / "claims"))
     return folder
 
 
