@@ -194,7 +194,7 @@ def test_epoch_pairs_sets_the_pairs_between_validations(course_root, tmp_path):
     plain_history = torch.load(tmp_path / "plain" / "checkpoints" / "last.pt", weights_only=True)["history"]
     assert [h["train_samples"] for h in plain_history] == [n_train]
     bad = train("train_image.py", course_root, tmp_path, "--epoch-pairs", "-1", name="bad")
-    assert bad.returncode == 2 and "non-negative" in bad.stderr and not (tmp_path / "bad").exists()
+    assert bad.returncode == 2 and "from 0 to 10,000,000" in bad.stderr and not (tmp_path / "bad").exists()
 
 
 def test_label_fraction_keeps_a_class_balanced_seeded_share(course_root, tmp_path):
