@@ -24,7 +24,8 @@ usage: scripts/contrastive.sh [--study v2|v1] [--runs-dir DIR] [--results DIR] [
   Each finished run is measured by evaluate_contrastive.py (probes.json: frozen linear probes at
   F = 0.01, 0.1, 1 of the labels, label seeds 0-2, selected on a validation subset no larger than
   the budget; test retrieval by noise regime) and kept.
-  About 7 minutes a run (24 epochs) on this project's 2-core CPU alone, about 95 for the thirteen.
+  About 7 minutes a run (24 epochs) on this project's 2-core CPU alone, 25 for a mel run (62-65 s an
+  epoch), about 2 hours 15 minutes for the thirteen.
 
 --study v1: the first recipe, kept as the record in results/contrastive: the temperature sweep
   of both losses (13 runs, batch 128, SWEEP_EPOCHS epochs, default 10), then label efficiency of

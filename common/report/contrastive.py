@@ -290,8 +290,9 @@ def probe_markdown(groups, dataset_heading):
             lines.append(f"| {label} | {names[features]} | {len(group)} × {count} | " + " | ".join(cells) + " |")
         if any(p.get("finetune") for p in group):
             tuned = len({row.get("label_seed") for p in group for row in p.get("finetune") or []})
+            runs = sum(1 for p in group if p.get("finetune"))
             cells = [_stat_cell(probe_stats(group, f, "both", method="finetune")) for f in fractions]
-            lines.append(f"| {label} | {names['both']}: probe, then fine-tuned | {len(group)} × {tuned} | "
+            lines.append(f"| {label} | {names['both']}: probe, then fine-tuned | {runs} × {tuned} | "
                          + " | ".join(cells) + " |")
     if any(p.get("finetune") for g in groups.values() for p in g):
         lines += ["", "Probe, then fine-tuned: the probe on both frozen featurizers starts "
