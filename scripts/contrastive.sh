@@ -23,7 +23,9 @@ usage: scripts/contrastive.sh [--study v2|v1] [--runs-dir DIR] [--results DIR] [
      nt_xent-e48    NT-Xent over 48 epochs instead of 24 (seed 0): is the budget the limit?
   Each finished run is measured by evaluate_contrastive.py (probes.json: frozen linear probes at
   F = 0.01, 0.1, 1 of the labels, label seeds 0-2, selected on a validation subset no larger than
-  the budget; test retrieval by noise regime) and kept.
+  the budget; test retrieval by noise regime) and kept. Last, contrastive-nt_xent-s0 and
+  contrastive-nt_log-s0 are also fine-tuned (--finetune: linear probe, then fine-tuning at
+  F = 0.01 and 0.1), as the random-init floor is, and kept again.
   About 7 minutes a run (24 epochs) on this project's 2-core CPU alone, 25 for a mel run (62-65 s an
   epoch), about 2 hours 15 minutes for the thirteen.
 
@@ -90,6 +92,7 @@ if [[ $STUDY == v2 ]]; then
     for floor in raw random; do
         out="$RESULTS/floor-$floor/probes.json"
         cmd=("$PY" "$ROOT/evaluate_contrastive.py" "$floor" --out "$out" ${floor_data[@]+"${floor_data[@]}"})
+        [[ $floor == random ]] && cmd+=(--finetune)  # the tuned from-scratch baseline of fine-tuning
         if [[ ${#LIST[@]} -gt 0 ]]; then
             if [[ ! -f "$out" ]]; then  # one line: the floor's folder, then the floor
                 echo "$(sh_words mkdir -p "$(dirname "$out")") && $(list_line "${cmd[@]}")"
@@ -119,6 +122,19 @@ if [[ $STUDY == v2 ]]; then
     v2_run nt_xent-mel "0" "${XENT[@]}" --augment views --audio-frontend mel
     v2_run nt_log-mel "0" "${LOG[@]}" --augment views --audio-frontend mel
     v2_run nt_xent-e48 "0" "${XENT[@]}" --augment views --max-epochs 48 --patience 48
+    # linear probe, then fine-tuning, for the first run of each loss (the random-init floor has its own above)
+    for name in contrastive-nt_xent-s0 contrastive-nt_log-s0; do
+        [[ ${#LIST[@]} -eq 0 ]] || continue
+        if "$PY" "$ROOT/scripts/runs.py" has "$RESULTS/$name/probes.json" finetune; then
+            echo "== skip fine-tuning $name: kept with it"
+        elif [[ -f "$RUNS_DIR/$name/checkpoints/best.pt" ]]; then
+            echo "== fine-tune $name"
+            "$PY" "$ROOT/evaluate_contrastive.py" "$RUNS_DIR/$name" --finetune && \
+                cp "$RUNS_DIR/$name/probes.json" "$RESULTS/$name/probes.json"
+        else
+            echo "warning: $name has no checkpoint here (checkpoints are never kept): train it again to fine-tune" >&2
+        fi
+    done
     exit 0
 fi
 

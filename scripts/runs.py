@@ -7,6 +7,7 @@
                                                   one word per line (true booleans as bare flags)
   python scripts/runs.py current RUN_DIR           exit 0 when RUN_DIR's robustness.json measured its
                                                   current best weights, else 1 with the reason
+  python scripts/runs.py has FILE KEY             exit 0 when the JSON file FILE has the top-level KEY
   python scripts/runs.py kept RUN_DIR FILE...      exit 0 when each FILE (a JSON file of the run) is
                                                   there and readable, else 1 with a note on stderr
 """
@@ -71,6 +72,12 @@ def main(argv):
         if problem:
             print(f"note: {problem}", file=sys.stderr)
         return 1 if problem else 0
+    elif len(argv) == 3 and argv[0] == "has":
+        try:
+            from common.records import read_json_object
+            return 0 if argv[2] in read_json_object(argv[1]) else 1
+        except RecordError:
+            return 1
     elif len(argv) >= 3 and argv[0] == "kept":
         return 0 if kept(argv[1], argv[2:]) else 1
     else:

@@ -306,8 +306,8 @@ def test_contrastive_study_v2_measures_the_floors_then_trains_and_measures_each_
     floors = [c for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] in ("raw", "random")]
     assert [c[1] for c in floors] == ["raw", "random"]
     for c in floors:  # the data flags only: a floor trains nothing, so --limit is not its business
-        assert c[c.index("--out") + 1] == str(kept / f"floor-{c[1]}" / "probes.json") and c[-2:] == ["--data",
-                                                                                                     "synthetic"]
+        assert c[c.index("--out") + 1] == str(kept / f"floor-{c[1]}" / "probes.json")
+        assert c[c.index("--data") + 1] == "synthetic" and ("--finetune" in c) == (c[1] == "random")
         assert "--limit" not in c
     trained = [c for c in calls if c[0].endswith("train_contrastive.py")]
     names = [c[c.index("--name") + 1] for c in trained]
@@ -323,8 +323,11 @@ def test_contrastive_study_v2_measures_the_floors_then_trains_and_measures_each_
         assert ("--max-epochs 48 --patience 48" in flags) == ("e48" in name)
         assert ("--augment views" in flags) == ("noaug" not in name)
         assert ("--bias-init prior --own-lr 1e-2" in flags) == (name.startswith("contrastive-nt_log-") and "b-10" not in name)
-    measured = [c[1] for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] not in ("raw", "random")]
+    measured = [c[1] for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] not in ("raw", "random")
+                and "--finetune" not in c]
     assert measured == [str(runs / n) for n in names]  # each run measured right after its training
+    tuned = [c[1] for c in calls if c[0].endswith("evaluate_contrastive.py") and "--finetune" in c]
+    assert tuned == ["random", str(runs / "contrastive-nt_xent-s0"), str(runs / "contrastive-nt_log-s0")]
     for name in names:  # kept with its probes.json
         assert (kept / name / "probes.json").is_file() and (kept / name / "metrics.json").is_file()
     # a fresh machine: everything is kept, nothing runs again
