@@ -332,7 +332,7 @@ def probe_figure(groups, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(9.0, 4.2))
     for k, (key, group) in enumerate(groups.items()):
         fractions = sorted({row["fraction"] for p in group for row in p.get("probes", [])})
         stats = [probe_stats(group, f, "both") for f in fractions]
@@ -344,7 +344,7 @@ def probe_figure(groups, title):
     ax.set_xlabel("F: share of labelled training pairs")
     ax.set_ylabel("test accuracy (%), probe on both views")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside, not over, the data
     ax.set_title(title + " (mean ± std over seeds)", fontsize=9)
     fig.tight_layout()
     return fig
