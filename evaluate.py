@@ -27,7 +27,6 @@ Examples:
 """
 import argparse
 import os
-from types import SimpleNamespace
 
 import torch
 
@@ -38,7 +37,7 @@ from common.io import output_file_problem, save_figure, save_json
 from common.malloc import keep_freed_memory
 from common.multimodal import build_from_config
 from common.plots import robustness_figure
-from common.records import RecordError, RunFolder, file_sha256
+from common.records import RecordError, RunFolder, file_sha256, saved_data_args
 from common.robustness import SWEEPS, robustness, summary_line
 from common.training import (PRECISIONS, TrainingError, load_checkpoint, pick_device, resolve_precision,
                              saved_precision)
@@ -136,10 +135,7 @@ def main():
     sources = {}  # one dataset and raw pool per data configuration, shared by runs that used it
     for run_dir, config, best_path, test_acc in runs:
         saved = config["args"]
-        data_args = SimpleNamespace(data=config["dataset"]["name"],
-                                    data_root=args.data_root or saved.get("data_root"),
-                                    data_seed=saved.get("data_seed", 0), synthetic_size=saved.get("synthetic_size"),
-                                    clean_views=saved.get("clean_views", False))
+        data_args = saved_data_args(config, args.data_root)
         key = tuple(sorted(vars(data_args).items(), key=lambda kv: kv[0]))
         if key not in sources:
             if data_args.data == "course":

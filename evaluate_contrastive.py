@@ -26,9 +26,7 @@ is the from-scratch baseline with the same budget and selection.
 """
 import argparse
 import copy
-import json
 import os
-from types import SimpleNamespace
 
 import torch
 
@@ -43,7 +41,7 @@ from common.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_
                                      WEIGHT_DECAYS, finetune_rows, floor_features, probe_rows, regimes_of)
 from common.models import AudioFeaturizer, ImageFeaturizer
 from common.multimodal import ContrastiveModel
-from common.run import RunFolder
+from common.records import RecordError, RunFolder, saved_data_args
 from common.training import TrainingError, load_checkpoint, pick_device, resolve_precision, saved_precision
 
 FLOORS = ("raw", "random")
@@ -56,12 +54,10 @@ def read_contrastive_run(run_dir):
     if not os.path.isdir(run_dir):
         raise UsageError(f"{run_dir} is not a run folder (nor one of {', '.join(FLOORS)})")
     try:
-        with open(folder.config) as f:
-            config = json.load(f)
-        with open(folder.split_indices) as f:
-            saved = json.load(f)
+        config = folder.read_config()
+        saved = folder.read_indices()
         indices = {k: torch.tensor(saved[k], dtype=torch.long) for k in ("train", "val", "test")}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (RecordError, KeyError):
         raise UsageError(f"{run_dir}: config.json or split_indices.json is missing or unreadable") from None
     if config.get("model") != "contrastive":
         raise UsageError(f"{run_dir} is a {config.get('model')!r} run; evaluate_contrastive.py measures "
@@ -83,10 +79,7 @@ def model_from_config(config):
 def measure_run(run_dir, args, device):
     folder, config, idx = read_contrastive_run(run_dir)
     saved = config["args"]
-    data_args = SimpleNamespace(data=config["dataset"]["name"], data_root=args.data_root or saved.get("data_root"),
-                                data_seed=saved.get("data_seed", 0), synthetic_size=saved.get("synthetic_size"),
-                                clean_views=saved.get("clean_views", False))
-    dataset = dataset_from_args(data_args)
+    dataset = dataset_from_args(saved_data_args(config, args.data_root))
     if dataset.fingerprint != config["dataset"]["fingerprint"]:
         raise UsageError(f"{run_dir} was trained on data with fingerprint {config['dataset']['fingerprint'][:12]}, "
                          f"but its data now builds to {dataset.fingerprint[:12]}")

@@ -30,7 +30,7 @@ from common.cli import UsageError, run_main
 from common.inputs import load_audio, load_image
 from common.io import output_dir_problem, output_file_problem, save_figure, save_text
 from common.multimodal import build_from_config
-from common.records import RecordError, RunFolder
+from common.records import RecordError, RunFolder, saved_data_args
 from common.training import autocast, load_checkpoint, pick_device, saved_precision
 
 KINDS = ("image", "audio", "multimodal")
@@ -63,14 +63,9 @@ def stand_in(folder, config, view):
             f"no {view} given: filled with zeros; this run never trained without its {view} "
             "(no --modality-dropout), so expect little")
     if fill == "train_mean" and trained:
-        from types import SimpleNamespace
-
         from common.data.sources import dataset_from_args
         from common.multimodal import missing_view_stand_in
-        data = SimpleNamespace(data=config["dataset"]["name"], data_root=args.get("data_root"),
-                               data_seed=args.get("data_seed", 0), synthetic_size=args.get("synthetic_size"),
-                               clean_views=False)
-        train = dataset_from_args(data).train
+        train = dataset_from_args(saved_data_args(config)).train
         index = torch.tensor(folder.read_indices()["train"])
         return missing_view_stand_in(train, index, view, "train_mean")[0], note
     shape = (1, 28, 28) if view == "image" else (1, 8000)

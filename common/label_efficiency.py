@@ -89,6 +89,18 @@ def accuracy_by_regime(pred, labels, regimes):
     return out
 
 
+def selected_probe(x_train, y_train, x_val, y_val, steps=PROBE_STEPS, weight_decays=WEIGHT_DECAYS):
+    """The probe whose L2 penalty from `weight_decays` scores best on the validation subset (the first of
+    equal scores: the grid runs from weak to strong). Returns (penalty, validation accuracy, predict)."""
+    best = None
+    for wd in weight_decays:
+        predict = fit_linear_probe(x_train, y_train, steps, weight_decay=wd)
+        val_acc = (predict(x_val).argmax(1) == y_val).float().mean().item()
+        if best is None or val_acc > best[1]:
+            best = (wd, val_acc, predict)
+    return best
+
+
 def probe_rows(train_features, train_labels, train_idx, val_idx, test_features, test_labels, test_regimes,
                fractions=FRACTIONS, seeds=LABEL_SEEDS, weight_decays=WEIGHT_DECAYS, steps=PROBE_STEPS):
     """One row per (fraction, label seed, feature set): the budget, the chosen L2 penalty, its
@@ -102,13 +114,8 @@ def probe_rows(train_features, train_labels, train_idx, val_idx, test_features, 
             train, val = budget_subsets(train_idx, val_idx, train_labels, fraction, seed)
             for which in FEATURE_SETS:
                 x_train, x_val = pick(train_features, which)[train], pick(train_features, which)[val]
-                best = None
-                for wd in weight_decays:  # the first of equal scores wins: the grid runs from weak to strong
-                    predict = fit_linear_probe(x_train, train_labels[train], steps, weight_decay=wd)
-                    val_acc = (predict(x_val).argmax(1) == train_labels[val]).float().mean().item()
-                    if best is None or val_acc > best[1]:
-                        best = (wd, val_acc, predict)
-                wd, val_acc, predict = best
+                wd, val_acc, predict = selected_probe(x_train, train_labels[train], x_val, train_labels[val], steps,
+                                                      weight_decays)
                 test = accuracy_by_regime(predict(pick(test_features, which)).argmax(1), test_labels, test_regimes)
                 rows.append({"fraction": fraction, "label_seed": seed, "features": which, "n_train": len(train),
                              "n_val": len(val), "weight_decay": wd, "val_acc": val_acc, "test_acc": test["all"],
@@ -215,10 +222,5 @@ def _probed(image_f, audio_f, split, train, val, labels, device, precision, prob
                     parts.append(torch.cat([image_f(split.image[idx].to(device)),
                                             audio_f(split.audio[idx].to(device))], 1).float().cpu())
             feats[name] = torch.cat(parts)
-    best = None
-    for wd in WEIGHT_DECAYS:
-        predict = fit_linear_probe(feats["train"], labels[train], probe_steps, weight_decay=wd)
-        acc = (predict(feats["val"]).argmax(1) == labels[val]).float().mean().item()
-        if best is None or acc > best[0]:
-            best = (acc, predict)
-    return ProbedClassifier(image_f, audio_f, best[1]).to(device)
+    _, _, predict = selected_probe(feats["train"], labels[train], feats["val"], labels[val], probe_steps)
+    return ProbedClassifier(image_f, audio_f, predict).to(device)

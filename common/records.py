@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from types import SimpleNamespace
 
 from .facts import MEL_CHANNELS, saved_precision
 
@@ -83,13 +84,18 @@ class RunFolder:
             return None
 
 
-def file_sha256(path):
-    """The SHA-256 of a file's bytes (a checkpoint's identity: robustness.json records the one it measured)."""
-    digest = hashlib.sha256()
+def file_digest(path, algorithm="sha256"):
+    """The hex digest of a file's bytes, read a MiB at a time."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_sha256(path):
+    """A checkpoint's identity: robustness.json records the SHA-256 of the best.pt it measured."""
+    return file_digest(path, "sha256")
 
 
 def robustness_problem(folder, metrics=None):
@@ -160,6 +166,15 @@ def source_label(path):
         return run.name[:-len(f"-s{seed}")] if run.name.endswith(f"-s{seed}") else run.name
     except (RecordError, KeyError, TypeError):
         return re.sub(r"-s\d+$", "", run.name)
+
+
+def saved_data_args(config, data_root=None):
+    """The data flags a run was trained with, from its config.json (data_root: where the raw data
+    lives now, else where it lived then), as dataset_from_args takes them."""
+    saved = config.get("args", {})
+    return SimpleNamespace(data=config["dataset"]["name"], data_root=data_root or saved.get("data_root"),
+                           data_seed=saved.get("data_seed", 0), synthetic_size=saved.get("synthetic_size"),
+                           clean_views=saved.get("clean_views", False))
 
 
 def init_source(paths, recorded=None):

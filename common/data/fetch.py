@@ -3,7 +3,6 @@
 Every download goes to a temp file that is renamed only once it is complete
 and checked, so an interrupted fetch never leaves a file that looks finished.
 """
-import hashlib
 import http.client
 import os
 import shutil
@@ -15,6 +14,7 @@ import urllib.request
 from tqdm import tqdm
 
 from ..io import atomic_path
+from ..records import file_digest
 from .errors import DataError
 from .fsdd import NAME_PATTERN, read_wav
 from .mnist import FILES as MNIST_FILES
@@ -50,24 +50,16 @@ def _download(url, dest, desc):
         raise DataError(f"cannot write {dest}: {e.strerror or e}") from None
 
 
-def _md5(path):
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_mnist(root, base_url=MNIST_URL, md5=MNIST_MD5, log=print):
     folder = os.path.join(root, "mnist")
     for name in (f for pair in MNIST_FILES.values() for f in pair):
         dest = os.path.join(folder, name)
-        if os.path.exists(dest) and _md5(dest) == md5[name]:
+        if os.path.exists(dest) and file_digest(dest, "md5") == md5[name]:
             log(f"mnist: {name} already present")
             continue
         tmp_dest = dest + ".download"
         _download(base_url + name, tmp_dest, name)
-        if _md5(tmp_dest) != md5[name]:
+        if file_digest(tmp_dest, "md5") != md5[name]:
             os.remove(tmp_dest)
             raise DataError(f"checksum mismatch for {name} from {base_url}: the file is damaged or not MNIST")
         os.replace(tmp_dest, dest)
