@@ -32,6 +32,7 @@ class NoiseSweep:
     span: str         # the range of levels in words: str.format(first=, last=)
     summary: str      # evaluate.py's summary of the first and last level: str.format(first=, last=)
     invert: bool      # the levels get worse downwards (SNR): figures turn the axis so worse is to the right
+    clean_key: str = None  # the key of one more measurement with no noise at all on this view (none: no key)
 
     @property
     def held(self):
@@ -44,7 +45,7 @@ NOISE_SWEEPS = (
                invert=False),
     NoiseSweep("audio_sweep", "audio", "snr_db", AUDIO_SNR_LEVELS, "audio SNR (dB)", "audio SNR, dB",
                "image", f"p = {MILD_P:g}", "SNR from {first:+g} to {last:+g} dB", "audio {first:+g}->{last:+g} dB",
-               invert=True),
+               invert=True, clean_key="audio_clean"),
 )
 
 

@@ -20,9 +20,10 @@ from .data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, 
 from .multimodal import STAND_INS, missing_view_stand_in
 from .training import autocast, classification_metrics, evaluate
 
-from .facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, NOISE_SWEEPS
+from .facts import MILD_P, MILD_SNR_DB, NOISE_SWEEPS
+
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
-SWEEPS = ("fresh", "image", "audio", "missing")
+SWEEPS = ("fresh",) + tuple(sweep.view for sweep in NOISE_SWEEPS) + ("missing",)  # what evaluate.py --sweeps names
 _STREAMS = {"image": 1, "audio": 2, "mild": 3, "clean": 4}  # noise streams, apart from the recipe's own
 # Waveforms re-noised at once: the float64 temporaries stay small (1.3 s -> 0.8 s a level here).
 # add_noise_at_snr draws a chunk's noise in one call from the level's stream: the chunking changes nothing.
@@ -192,23 +193,19 @@ def robustness(model, views, raw, test_size, test_index, data_seed, train_split,
             fixed_nets[view] = with_fixed_view(model, view, getattr(mild, view), device, precision)
         return fixed_nets[view]
 
-    if "image" in sweeps and "image" in views:
-        log("image sweep")
-        net, audio = fixed("audio") if both else (model, None)
-        images = rendered_ahead([(clean.image_at, p, noise_rng(data_seed, "image", k))
-                                 for k, p in enumerate(IMAGE_P_LEVELS)])
-        result["image_sweep"] = [{"p": p, **score(net, image=image, audio=audio)}
-                                 for p, image in zip(IMAGE_P_LEVELS, images)]
-    if "audio" in sweeps and "audio" in views:
-        log("audio sweep")
-        net, image = fixed("image") if both else (model, None)
-        levels = AUDIO_SNR_LEVELS + (np.inf,)  # +inf: no audio noise at all, which must equal a --clean-views
-        audios = rendered_ahead([(clean.audio_at, snr, noise_rng(data_seed, "audio", k))  # evaluation of the audio
-                                 for k, snr in enumerate(AUDIO_SNR_LEVELS)]
-                                + [(clean.audio_at, np.inf, noise_rng(data_seed, "clean"))])
-        scores = [score(net, image=image, audio=audio) for audio in audios]
-        result["audio_sweep"] = [{"snr_db": snr, **s} for snr, s in zip(levels, scores[:-1])]
-        result["audio_clean"] = scores[-1]
+    for sweep in NOISE_SWEEPS:  # one view at each level of its sweep, the other held at its mild rendering
+        if sweep.view not in sweeps or sweep.view not in views:
+            continue
+        log(f"{sweep.view} sweep")
+        net, held = fixed(sweep.held_view) if both else (model, None)
+        render = getattr(clean, f"{sweep.view}_at")
+        jobs = [(render, level, noise_rng(data_seed, sweep.view, k)) for k, level in enumerate(sweep.levels)]
+        if sweep.clean_key:  # no noise at all on this view, which must equal a --clean-views evaluation
+            jobs.append((render, np.inf, noise_rng(data_seed, "clean")))
+        scores = [score(net, **{sweep.view: rendered, sweep.held_view: held}) for rendered in rendered_ahead(jobs)]
+        result[sweep.key] = [{sweep.level_key: level, **s} for level, s in zip(sweep.levels, scores)]
+        if sweep.clean_key:
+            result[sweep.clean_key] = scores[-1]
     if "missing" in sweeps and both:
         log("missing view")
         net, audio = fixed("audio")

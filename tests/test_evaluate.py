@@ -12,7 +12,8 @@ import torch
 from common.data import load_dataset
 from common.data.sources import load_raw_sources
 from common.multimodal import build_from_config
-from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB, CleanViews, noise_rng
+from common.facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB
+from common.robustness import CleanViews, noise_rng
 from common.data.recipe import drawn_test_pairs
 from common.training import evaluate
 from conftest import ROOT, SMALL_SYNTHETIC, run_script

@@ -239,7 +239,7 @@ def test_init_source_keeps_pretraining_runs_apart_and_seeds_together():
 
 def write_robustness(folder, image_acc, audio_acc, fresh=0.9, missing=None):
     """A robustness.json whose sweeps follow the given functions of the level."""
-    from common.robustness import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS
+    from common.facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS
     data = {"fresh": {"acc": fresh, "loss": 0.3},
             "image_sweep": [{"p": p, "acc": image_acc(p), "loss": 1.0} for p in IMAGE_P_LEVELS],
             "audio_sweep": [{"snr_db": s, "acc": audio_acc(s), "loss": 1.0} for s in AUDIO_SNR_LEVELS]}
