@@ -311,7 +311,10 @@ def test_mean_std_and_interval_with_one_and_three_seeds():
     assert (mean, n) == (pytest.approx(0.92), 3) and std == pytest.approx(0.02)
     assert report.mean_ci([2.0]) == (2.0, None)
     mean, half = report.mean_ci([1.0, 2.0, 3.0])
-    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
+    assert mean == 2.0 and half == pytest.approx(4.302653 * 1.0 / 3 ** 0.5)  # t(0.975, 2) = 4.3027 (t tables)
+    # five seeds (df 4: 2.7764) and eleven (df 10: 2.2281, where a normal quantile would say 1.96)
+    assert report.mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])[1] == pytest.approx(2.776445 * 1.5811388 / 5 ** 0.5)
+    assert report.mean_ci([float(x) for x in range(11)])[1] == pytest.approx(2.228139 * 3.3166248 / 11 ** 0.5)
 
 
 def write_predictions(folder, correct):

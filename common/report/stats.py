@@ -4,13 +4,11 @@ seed-by-seed paired comparison, and the area under each robustness sweep."""
 import math
 import statistics
 
+from scipy import stats as scipy_stats
+
 from ..facts import NOISE_SWEEPS, area_under
 
 ALPHA = 0.05
-# t(0.975, df), from the standard table; more seeds than the table holds is refused, never guessed
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-         20: 2.086, 25: 2.060, 30: 2.042}
 SWEEP_AXES = {s.key: (s.level_key, s.levels) for s in NOISE_SWEEPS}
 
 
@@ -29,15 +27,14 @@ def mean_std(values):
 def mcnemar_exact(b, c):
     """Two-sided exact McNemar p-value from the discordant counts: b pairs only the first model got
     right, c only the second. Under no difference each discordant pair goes either way with
-    probability 1/2: p = 2 P(X <= min(b, c)), X ~ Binomial(b + c, 1/2), capped at 1."""
-    return min(1.0, 2 * mcnemar_one_sided(max(b, c), min(b, c)))
+    probability 1/2: the exact binomial test of b successes in b + c trials at p = 1/2."""
+    return float(scipy_stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
 
 
 def mcnemar_one_sided(b, c):
     """Exact one-sided McNemar p-value that the first model is the better one: P(X <= c),
     X ~ Binomial(b + c, 1/2), the chance of c or fewer discordant pairs going the baseline's way."""
-    n = b + c
-    return sum(math.comb(n, k) for k in range(c + 1)) / 2 ** n if n else 1.0
+    return float(scipy_stats.binomtest(c, b + c, 0.5, alternative="less").pvalue) if b + c else 1.0
 
 
 def holm(pvalues):
@@ -56,10 +53,8 @@ def mean_ci(values):
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, None
-    df = len(values) - 1
-    if df not in T_975:
-        raise ValueError(f"no t quantile for {df} degrees of freedom in T_975; add it from a t table")
-    return mean, T_975[df] * statistics.stdev(values) / math.sqrt(len(values))
+    t_975 = float(scipy_stats.t.ppf(1 - ALPHA / 2, len(values) - 1))
+    return mean, t_975 * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def paired_comparisons(groups, baseline):
