@@ -120,7 +120,22 @@ def labelled_course(tmp_path_factory):
     return root
 
 
-def train_on_course(script, course_root, runs_dir, *extra):
-    """One epoch of a training script on a course-format dataset, batch 16, one thread."""
-    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
-                       "--batch-size", "16", "--num-threads", "1", "--max-epochs", "1", *extra])
+@pytest.fixture(scope="module")
+def larger_course(tmp_path_factory):
+    """The same with 100 training and 30 test pairs: enough batches for a warm-up, a schedule, a resume."""
+    root = tmp_path_factory.mktemp("course")
+    write_course(root, n_train=100, n_test=30, test_labels=True)
+    return root
+
+
+def train_on_course(script, course_root, runs_dir, *extra, name=None, batch_size=16, max_epochs=1, process=False):
+    """A short training of `script` on a course-format dataset, one thread; its ScriptResult.
+
+    name: the run's --name (default: the script's own); max_epochs: None leaves it to `extra` or the
+    script's default; process: run it in a fresh interpreter (run_cli), for signals and exit paths.
+    Flags in `extra` come last, so they win over these."""
+    args = [script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
+            "--batch-size", str(batch_size), "--num-threads", "1"]
+    args += ["--name", name] if name is not None else []
+    args += ["--max-epochs", str(max_epochs)] if max_epochs else []
+    return (run_cli if process else run_script)([*args, *extra])

@@ -7,31 +7,22 @@ import torch
 
 from common.multimodal import build_multimodal, init_featurizers, load_featurizer_weights
 from common.training import load_checkpoint, set_seed
-from conftest import run_cli, write_course
+from conftest import train_on_course
 
 RUN_FILES = ["config.json", "metrics.json", "split_indices.json", "checkpoints/last.pt", "checkpoints/best.pt",
              "figures/curves.png", "figures/similarity_test.png"]
 TAU_MIN, TAU_MAX = 0.01, 1.0  # the default clamp of a learned tau (1/tau in [1, 100])
 
 
-@pytest.fixture(scope="module")
-def course_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    write_course(root, n_train=48, n_test=16, test_labels=True)
-    return root
-
-
-def train(course_root, runs_dir, name, *extra):
-    return run_cli(["train_contrastive.py", "--data", "course", "--data-root", str(course_root),
-                    "--runs-dir", str(runs_dir), "--name", name, "--batch-size", "16", "--num-threads", "1",
-                    *extra])
+def train(course, runs_dir, name, *extra):
+    return train_on_course("train_contrastive.py", course, runs_dir, *extra, name=name, max_epochs=None, process=True)
 
 
 @pytest.fixture(scope="module")
-def xent_run(course_root, tmp_path_factory):
+def xent_run(labelled_course, tmp_path_factory):
     """One NT-Xent run of two epochs, shared by the tests that only read it."""
     runs = tmp_path_factory.mktemp("runs")
-    out = train(course_root, runs, "straight", "--loss", "nt_xent", "--max-epochs", "2")
+    out = train(labelled_course, runs, "straight", "--loss", "nt_xent", "--max-epochs", "2")
     assert out.returncode == 0, out.stderr
     return runs / "straight", out.stdout
 
@@ -45,7 +36,7 @@ def check_outputs(run, loss):
     assert m["epochs_run"] == 2 and 1 <= m["best_epoch"] <= 2
     assert math.isfinite(m["val"]["loss"])
     retrieval = m["test"]["retrieval"]
-    assert retrieval["n"] == 16
+    assert retrieval["n"] == 20  # the labelled course's 20 test pairs
     for key in ("recall@1_img2aud", "recall@1_aud2img", "recall@1_ceiling", "digit@1_img2aud", "digit@1_aud2img",
                 "digit@5_img2aud", "digit@5_aud2img"):
         assert 0.0 <= retrieval[key] <= 1.0, key
@@ -66,8 +57,8 @@ def test_nt_xent_run_leaves_every_output(xent_run):
     assert "contrastive nt_xent" in stdout.strip().splitlines()[-1]
 
 
-def test_nt_log_with_learned_tau_and_bias(course_root, tmp_path):
-    out = train(course_root, tmp_path, "siglip", "--loss", "nt_log", "--learn-tau", "--learn-bias",
+def test_nt_log_with_learned_tau_and_bias(labelled_course, tmp_path):
+    out = train(labelled_course, tmp_path, "siglip", "--loss", "nt_log", "--learn-tau", "--learn-bias",
                 "--tau", "0.5", "--lr", "0.01", "--max-epochs", "2")
     assert out.returncode == 0, out.stderr
     m = check_outputs(tmp_path / "siglip", "nt_log")
@@ -81,16 +72,16 @@ def test_nt_log_with_learned_tau_and_bias(course_root, tmp_path):
     assert float(best["loss.bias"]) == pytest.approx(m["bias"])
 
 
-def test_learn_bias_needs_nt_log(course_root, tmp_path):
-    out = train(course_root, tmp_path, "bad", "--learn-bias")
+def test_learn_bias_needs_nt_log(labelled_course, tmp_path):
+    out = train(labelled_course, tmp_path, "bad", "--learn-bias")
     assert out.returncode == 2 and out.stderr.strip().startswith("error:") and "nt_log" in out.stderr
     assert not (tmp_path / "bad").exists()
 
 
-def test_resume_between_epochs_is_exact(xent_run, course_root, tmp_path):
+def test_resume_between_epochs_is_exact(xent_run, labelled_course, tmp_path):
     straight, _ = xent_run
-    assert train(course_root, tmp_path, "split", "--loss", "nt_xent", "--max-epochs", "1").returncode == 0
-    out = train(course_root, tmp_path, "split", "--max-epochs", "2", "--resume")
+    assert train(labelled_course, tmp_path, "split", "--loss", "nt_xent", "--max-epochs", "1").returncode == 0
+    out = train(labelled_course, tmp_path, "split", "--max-epochs", "2", "--resume")
     assert out.returncode == 0, out.stderr
     a = torch.load(straight / "checkpoints/last.pt", weights_only=True)
     b = torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)
@@ -135,11 +126,11 @@ def test_init_from_a_contrastive_checkpoint_changes_the_featurizers_and_nothing_
     assert changed and all(changed)
 
 
-def test_a_pre_trained_run_records_its_source_and_the_report_groups_by_it(xent_run, course_root, tmp_path):
+def test_a_pre_trained_run_records_its_source_and_the_report_groups_by_it(xent_run, labelled_course, tmp_path):
     """The source run has a custom name ("straight", no -s<seed>): the name is recorded as it is."""
     from conftest import run_script
     run, _ = xent_run
-    out = run_script(["train_multimodal.py", "--data", "course", "--data-root", str(course_root), "--runs-dir",
+    out = run_script(["train_multimodal.py", "--data", "course", "--data-root", str(labelled_course), "--runs-dir",
                       str(tmp_path), "--name", "pre-s0", "--batch-size", "16", "--num-threads", "1", "--max-epochs",
                       "1", "--init-from", str(run / "checkpoints/best.pt")])
     assert out.returncode == 0, out.stderr

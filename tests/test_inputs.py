@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 
 from common.data.errors import DataError
 from common.inputs import load_audio, load_image, mnist_like, speech_like
-from conftest import run_script, write_course
+from conftest import run_script, train_on_course
 
 
 def draw_seven(path, size=(200, 260), ink="black", paper="white", mode="RGB"):
@@ -74,13 +74,10 @@ def test_silent_empty_or_broken_audio_is_one_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    write_course(root, n_train=60, n_test=20, test_labels=True)
+def trained(labelled_course, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     for script, name in (("train_image.py", "img"), ("train_multimodal.py", "mm")):
-        out = run_script([script, "--data", "course", "--data-root", str(root), "--runs-dir", str(runs), "--name",
-                          name, "--max-epochs", "1", "--batch-size", "16", "--num-threads", "1"])
+        out = train_on_course(script, labelled_course, runs, name=name)
         assert out.returncode == 0, out.stderr
     return runs
 

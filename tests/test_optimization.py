@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from common.training import LRSchedule, clip_gradients, lr_factor, make_optimizer, parameter_groups
-from conftest import ROOT, run_script, write_course
+from conftest import ROOT, run_script, train_on_course
 from test_training import assert_same_training_state
 
 
@@ -118,16 +118,8 @@ def test_clipping_bounds_the_global_norm_and_is_off_at_zero():
     assert float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm()) == pytest.approx(1.0, rel=1e-5)
 
 
-@pytest.fixture(scope="module")
-def course_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    write_course(root, n_train=100, n_test=30, test_labels=True)
-    return root
-
-
-def train(script, course_root, runs_dir, *extra, name="run"):
-    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
-                       "--name", name, "--batch-size", "32", "--num-threads", "1", *extra])
+def train(script, course, runs_dir, *extra, name="run"):
+    return train_on_course(script, course, runs_dir, *extra, name=name, batch_size=32, max_epochs=None)
 
 
 RECIPE = ["--optimizer", "adamw", "--weight-decay", "0.01", "--warmup-epochs", "0.5", "--schedule", "cosine",
@@ -135,9 +127,9 @@ RECIPE = ["--optimizer", "adamw", "--weight-decay", "0.01", "--warmup-epochs", "
 
 
 @pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py"])
-def test_the_flags_train_and_resume_exactly(script, course_root, tmp_path):
+def test_the_flags_train_and_resume_exactly(script, larger_course, tmp_path):
     """Stopped by Ctrl-C after epoch 1 of 3 and resumed: the warm-up and the cosine go on where they were."""
-    common = ["--data", "course", "--data-root", str(course_root), "--runs-dir", str(tmp_path), "--batch-size", "8",
+    common = ["--data", "course", "--data-root", str(larger_course), "--runs-dir", str(tmp_path), "--batch-size", "8",
               "--num-threads", "1", "--max-epochs", "3", *RECIPE]
     assert run_script([script, *common, "--name", "straight"]).returncode == 0
     proc = subprocess.Popen([sys.executable, "-u", script, *common, "--name", "cut"], cwd=ROOT,
@@ -159,66 +151,66 @@ def test_the_flags_train_and_resume_exactly(script, course_root, tmp_path):
     assert (config["optimizer"], config["weight_decay"], config["schedule"]) == ("adamw", 0.01, "cosine")
 
 
-def test_a_resume_with_more_epochs_keeps_the_schedule_it_started(course_root, tmp_path):
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1", *RECIPE).returncode == 0
+def test_a_resume_with_more_epochs_keeps_the_schedule_it_started(larger_course, tmp_path):
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", *RECIPE).returncode == 0
     first = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["optimizer"]["param_groups"][0]
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "2", "--resume").returncode == 0
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "2", "--resume").returncode == 0
     group = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["optimizer"]["param_groups"][0]
     assert group["total_steps"] == first["total_steps"] == 3  # 75 training pairs in batches of 32, one epoch
     assert group["lr"] == 0.0  # past the end of its cosine: the second epoch trains at lr 0
 
 
 @pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py", "train_contrastive.py"])
-def test_bad_optimizer_flags_stop_with_one_line(script, course_root, tmp_path):
+def test_bad_optimizer_flags_stop_with_one_line(script, larger_course, tmp_path):
     for flags, message in [(["--weight-decay", "-1"], "must be a non-negative finite number"),
                            (["--warmup-epochs", "nan"], "must be a non-negative finite number"),
                            (["--clip-grad", "x"], "not a number"),
                            (["--schedule", "linear"], "invalid choice"),
                            (["--weight-decay", "0.1"], "--weight-decay needs --optimizer adamw")]:
-        out = train(script, course_root, tmp_path, "--max-epochs", "1", *flags)
+        out = train(script, larger_course, tmp_path, "--max-epochs", "1", *flags)
         assert out.returncode == 2, (flags, out.stderr)
         assert message in out.stderr and "Traceback" not in out.stderr
         assert not (tmp_path / "run").exists()
 
 
-def test_resume_refuses_a_changed_recipe_flag(course_root, tmp_path):
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1").returncode == 0
-    out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2", "--schedule", "cosine")
+def test_resume_refuses_a_changed_recipe_flag(larger_course, tmp_path):
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1").returncode == 0
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--schedule", "cosine")
     assert out.returncode == 2 and "--schedule cosine differs from the run's saved constant" in out.stderr
 
 
-def test_resume_refuses_a_flag_the_run_predates(course_root, tmp_path):
+def test_resume_refuses_a_flag_the_run_predates(larger_course, tmp_path):
     """A run saved before --warmup-epochs existed trained without warm-up; asking for one on resume is refused."""
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1").returncode == 0
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1").returncode == 0
     config_path = tmp_path / "run/config.json"
     config = json.loads(config_path.read_text())
     del config["args"]["warmup_epochs"]
     config_path.write_text(json.dumps(config))
-    out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2", "--warmup-epochs", "1")
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--warmup-epochs", "1")
     assert out.returncode == 2 and "before --warmup-epochs existed" in out.stderr
-    out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2")  # without it: fine
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2")  # without it: fine
     assert out.returncode == 0, out.stderr
 
 
-def test_the_stable_recipe_sets_its_flags_unless_given(course_root, tmp_path):
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1", "--recipe", "stable",
+def test_the_stable_recipe_sets_its_flags_unless_given(larger_course, tmp_path):
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--recipe", "stable",
                  "--clip-grad", "5").returncode == 0
     config = json.loads((tmp_path / "run/config.json").read_text())["args"]
     assert (config["recipe"], config["optimizer"], config["weight_decay"], config["warmup_epochs"],
             config["schedule"], config["clip_grad"]) == ("stable", "adamw", 1e-4, 1.0, "cosine", 5.0)
-    out = train("train_image.py", course_root, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "exam")
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "exam")
     assert out.returncode == 2 and "--recipe exam differs from the run's saved stable" in out.stderr
-    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "1", "--recipe", "fast", name="bad")
+    out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--recipe", "fast", name="bad")
     assert out.returncode == 2 and "invalid choice" in out.stderr
 
 
 @pytest.mark.parametrize("script, fusion", [("train_image.py", None), ("train_multimodal.py", "attention-tokens"),
                                             ("train_multimodal.py", "concat")])
-def test_diagnostics_are_logged_and_change_no_number(script, fusion, course_root, tmp_path):
+def test_diagnostics_are_logged_and_change_no_number(script, fusion, larger_course, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     extra = ["--max-epochs", "2"] + (["--fusion", fusion] if fusion else [])
-    assert train(script, course_root, tmp_path, *extra, name="plain").returncode == 0
-    out = train(script, course_root, tmp_path, *extra, "--log-diagnostics", name="diag")
+    assert train(script, larger_course, tmp_path, *extra, name="plain").returncode == 0
+    out = train(script, larger_course, tmp_path, *extra, "--log-diagnostics", name="diag")
     assert out.returncode == 0, out.stderr
     a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("plain", "diag"))
     for key in ("best_epoch", "epochs_run", "val", "test"):

@@ -9,21 +9,13 @@ import torch
 
 from common.data.fsdd import list_recordings, read_wav
 from common.training import TrainingError, load_checkpoint
-from conftest import SMALL_SYNTHETIC, make_avdigits_root, run_cli, run_script, write_course, write_wav
+from conftest import SMALL_SYNTHETIC, make_avdigits_root, run_cli, run_script, train_on_course, write_wav
 
 FAST = ["--batch-size", "16", "--num-threads", "1", "--precision", "fp32"]
 
 
-@pytest.fixture(scope="module")
-def course_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    write_course(root, n_train=60, n_test=20, test_labels=True)
-    return root
-
-
-def train(script, course_root, runs_dir, name, *extra):
-    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
-                       "--name", name, *FAST, *extra])
+def train(script, course, runs_dir, name, *extra):
+    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
 
 
 def one_line_error(out, code=2):
@@ -35,11 +27,11 @@ def one_line_error(out, code=2):
 
 
 @pytest.fixture(scope="module")
-def finished(course_root, tmp_path_factory):
+def finished(labelled_course, tmp_path_factory):
     """A finished multimodal run and a finished image run, shared by the resume cases."""
     runs = tmp_path_factory.mktemp("runs")
-    assert train("train_multimodal.py", course_root, runs, "mm", "--max-epochs", "1").returncode == 0
-    assert train("train_image.py", course_root, runs, "img", "--max-epochs", "1").returncode == 0
+    assert train("train_multimodal.py", labelled_course, runs, "mm", "--max-epochs", "1").returncode == 0
+    assert train("train_image.py", labelled_course, runs, "img", "--max-epochs", "1").returncode == 0
     return runs
 
 
@@ -50,15 +42,15 @@ def test_resume_with_the_wrong_script_names_the_right_one(finished):
 
 
 @pytest.mark.parametrize("script", ["train_image.py", "train_contrastive.py"])
-def test_unusable_runs_dir_fails_before_the_data_loads(script, course_root, tmp_path):
+def test_unusable_runs_dir_fails_before_the_data_loads(script, labelled_course, tmp_path):
     (tmp_path / "file").write_text("x")
-    out = train(script, course_root, tmp_path / "file" / "runs", "r", "--max-epochs", "1")
+    out = train(script, labelled_course, tmp_path / "file" / "runs", "r", "--max-epochs", "1")
     assert "is a file, not a folder" in one_line_error(out)
     assert "dataset" not in out.stdout  # nothing was loaded
     if os.geteuid() != 0:  # root may write anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        assert "is not writable" in one_line_error(train(script, course_root, locked, "r"))
+        assert "is not writable" in one_line_error(train(script, labelled_course, locked, "r"))
 
 
 def test_bad_out_paths_of_report_and_data_commands(finished, tmp_path):
@@ -75,26 +67,26 @@ def test_bad_out_paths_of_report_and_data_commands(finished, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "", ".."])
-def test_run_names_stay_inside_runs_dir(name, course_root, tmp_path):
+def test_run_names_stay_inside_runs_dir(name, labelled_course, tmp_path):
     runs = tmp_path / "runs"
-    out = train("train_image.py", course_root, runs, name, "--max-epochs", "1")
+    out = train("train_image.py", labelled_course, runs, name, "--max-epochs", "1")
     assert out.returncode == 2 and "must be a plain folder name" in out.stderr
     assert not (tmp_path / "escape").exists() and not runs.exists()
 
 
-def test_a_run_that_died_before_its_first_checkpoint_is_started_again(course_root, tmp_path):
-    out = train("train_image.py", course_root, tmp_path, "nan", "--lr", "1e30", "--max-epochs", "2")
+def test_a_run_that_died_before_its_first_checkpoint_is_started_again(labelled_course, tmp_path):
+    out = train("train_image.py", labelled_course, tmp_path, "nan", "--lr", "1e30", "--max-epochs", "2")
     assert out.returncode == 1 and "non-finite training loss" in out.stderr
     assert (tmp_path / "nan" / "config.json").exists() and not (tmp_path / "nan" / "checkpoints").exists()
-    again = train("train_image.py", course_root, tmp_path, "nan", "--max-epochs", "1")
+    again = train("train_image.py", labelled_course, tmp_path, "nan", "--max-epochs", "1")
     assert again.returncode == 0, again.stderr
     assert "never reached a checkpoint" in again.stdout and "starting it again" in again.stdout
     assert json.loads((tmp_path / "nan" / "config.json").read_text())["args"]["lr"] == 0.001
     assert (tmp_path / "nan" / "metrics.json").exists()
 
 
-def test_a_damaged_best_checkpoint_is_found_at_resume(course_root, tmp_path):
-    assert train("train_image.py", course_root, tmp_path, "r", "--max-epochs", "1").returncode == 0
+def test_a_damaged_best_checkpoint_is_found_at_resume(labelled_course, tmp_path):
+    assert train("train_image.py", labelled_course, tmp_path, "r", "--max-epochs", "1").returncode == 0
     os.remove(tmp_path / "r" / "metrics.json")  # as if stopped before the test
     (tmp_path / "r" / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04 damaged")
     out = run_script(["train_image.py", "--runs-dir", str(tmp_path), "--name", "r", "--resume", "--max-epochs", "3"])
@@ -117,21 +109,21 @@ def test_resume_of_a_finished_run_changes_nothing_unless_asked(finished):
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "0"])
-def test_lr_must_be_positive_and_finite(value, course_root, tmp_path):
-    out = train("train_image.py", course_root, tmp_path, "r", f"--lr={value}")
+def test_lr_must_be_positive_and_finite(value, labelled_course, tmp_path):
+    out = train("train_image.py", labelled_course, tmp_path, "r", f"--lr={value}")
     assert out.returncode == 2 and "must be a positive finite number" in out.stderr
 
 
 @pytest.mark.parametrize("limit", ["3", "20"])
-def test_limits_that_leave_a_split_too_small_are_refused_before_the_data(limit, course_root, tmp_path):
-    out = train("train_image.py", course_root, tmp_path, "r", "--limit", limit)
+def test_limits_that_leave_a_split_too_small_are_refused_before_the_data(limit, labelled_course, tmp_path):
+    out = train("train_image.py", labelled_course, tmp_path, "r", "--limit", limit)
     assert "each split needs at least 10" in one_line_error(out)
     assert "dataset" not in out.stdout and not (tmp_path / "r").exists()
-    assert train("train_image.py", course_root, tmp_path, "ok", "--limit", "60", "--max-epochs", "1").returncode == 0
+    assert train("train_image.py", labelled_course, tmp_path, "ok", "--limit", "60", "--max-epochs", "1").returncode == 0
 
 
-def test_init_from_a_last_checkpoint(finished, course_root, tmp_path):
-    out = train("train_multimodal.py", course_root, tmp_path, "mm", "--max-epochs", "1",
+def test_init_from_a_last_checkpoint(finished, labelled_course, tmp_path):
+    out = train("train_multimodal.py", labelled_course, tmp_path, "mm", "--max-epochs", "1",
                 "--init-from", str(finished / "img" / "checkpoints" / "last.pt"))
     assert out.returncode == 0, out.stderr
     assert "initialised the image featurizer(s)" in out.stdout
@@ -142,16 +134,16 @@ def test_init_from_a_last_checkpoint(finished, course_root, tmp_path):
     del ckpt["kind"]
     torch.save(ckpt, old / "last.pt")
     shutil.copy(finished / "img" / "config.json", tmp_path / "old" / "config.json")
-    out = train("train_multimodal.py", course_root, tmp_path, "mm2", "--max-epochs", "1",
+    out = train("train_multimodal.py", labelled_course, tmp_path, "mm2", "--max-epochs", "1",
                 "--init-from", str(old / "last.pt"))
     assert out.returncode == 0, out.stderr
 
 
-def test_a_text_file_is_not_a_checkpoint(tmp_path, course_root):
+def test_a_text_file_is_not_a_checkpoint(tmp_path, labelled_course):
     (tmp_path / "notes.pt").write_text("hello")
     with pytest.raises(TrainingError, match="is not a PyTorch checkpoint"):
         load_checkpoint(str(tmp_path / "notes.pt"))
-    out = train("train_multimodal.py", course_root, tmp_path, "mm", "--init-from", str(tmp_path / "notes.pt"))
+    out = train("train_multimodal.py", labelled_course, tmp_path, "mm", "--init-from", str(tmp_path / "notes.pt"))
     assert "is not a PyTorch checkpoint" in one_line_error(out, code=1)
 
 
@@ -179,10 +171,10 @@ def test_a_stray_wav_is_named_by_the_data_command(tmp_path):
     assert out.stderr.count("x_y_z.wav") == 1
 
 
-def test_a_run_held_by_a_live_process_is_neither_replaced_nor_resumed(course_root, tmp_path):
+def test_a_run_held_by_a_live_process_is_neither_replaced_nor_resumed(labelled_course, tmp_path):
     import subprocess
     import sys
-    out = train("train_image.py", course_root, tmp_path, "r", "--lr", "1e30", "--max-epochs", "2")
+    out = train("train_image.py", labelled_course, tmp_path, "r", "--lr", "1e30", "--max-epochs", "2")
     assert out.returncode == 1  # died in epoch 1: a folder with config.json and nothing else of note
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, sys, time\n"
@@ -191,29 +183,29 @@ def test_a_run_held_by_a_live_process_is_neither_replaced_nor_resumed(course_roo
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        refused = train("train_image.py", course_root, tmp_path, "r", "--max-epochs", "1")
+        refused = train("train_image.py", labelled_course, tmp_path, "r", "--max-epochs", "1")
         assert "is being trained by another process" in one_line_error(refused)
         assert (tmp_path / "r" / "config.json").exists()
     finally:
         holder.kill()
         holder.wait()
-    again = train("train_image.py", course_root, tmp_path, "r", "--max-epochs", "1")
+    again = train("train_image.py", labelled_course, tmp_path, "r", "--max-epochs", "1")
     assert again.returncode == 0 and "starting it again" in again.stdout
 
 
-def test_only_what_a_run_writes_counts_as_a_failed_start(course_root, tmp_path):
+def test_only_what_a_run_writes_counts_as_a_failed_start(labelled_course, tmp_path):
     for extra in ("config.json.orig", "checkpoints_mine/x.pt", "split_indices.json.notes"):
         folder = tmp_path / extra.split("/")[0].replace(".", "_")
         (folder / extra).parent.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text("{}")
         (folder / extra).write_text("mine")
-        out = train("train_image.py", course_root, tmp_path, folder.name, "--max-epochs", "1")
+        out = train("train_image.py", labelled_course, tmp_path, folder.name, "--max-epochs", "1")
         assert "already exists" in one_line_error(out)
         assert (folder / extra).read_text() == "mine"
 
 
-def test_contrastive_pre_training_refuses_a_label_fraction(course_root, tmp_path):
-    out = train("train_contrastive.py", course_root, tmp_path, "c", "--label-fraction", "0.5")
+def test_contrastive_pre_training_refuses_a_label_fraction(labelled_course, tmp_path):
+    out = train("train_contrastive.py", labelled_course, tmp_path, "c", "--label-fraction", "0.5")
     assert "uses no labels" in one_line_error(out) and not (tmp_path / "c").exists()
 
 
@@ -238,11 +230,11 @@ def copy_run(run, tmp_path):
     return target
 
 
-def test_1_two_starts_of_one_name_do_not_share_its_folder(course_root, tmp_path):
+def test_1_two_starts_of_one_name_do_not_share_its_folder(labelled_course, tmp_path):
     import subprocess
     import sys
     from conftest import ROOT
-    common = [sys.executable, "train_multimodal.py", "--data", "course", "--data-root", str(course_root),
+    common = [sys.executable, "train_multimodal.py", "--data", "course", "--data-root", str(labelled_course),
               "--runs-dir", str(tmp_path), "--name", "race", "--max-epochs", "2", *FAST]
     first = subprocess.Popen([*common, "--fusion", "concat"], cwd=ROOT, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -376,11 +368,11 @@ def test_11_an_unsafe_checkpoint_is_refused_in_our_words(tmp_path):
     assert "False" not in str(e.value)
 
 
-def test_12_sizes_beyond_reason_are_refused_at_once(course_root, tmp_path):
-    out = train("train_audio.py", course_root, tmp_path, "r", "--audio-frontend", "mel", "--mel-channels", "100000",
+def test_12_sizes_beyond_reason_are_refused_at_once(labelled_course, tmp_path):
+    out = train("train_audio.py", labelled_course, tmp_path, "r", "--audio-frontend", "mel", "--mel-channels", "100000",
                 "100000")
     assert out.returncode == 2 and "from 1 to 1,024" in out.stderr
-    out = train("train_image.py", course_root, tmp_path, "r", "--epoch-pairs", "1000000000000")
+    out = train("train_image.py", labelled_course, tmp_path, "r", "--epoch-pairs", "1000000000000")
     assert out.returncode == 2 and "from 0 to 10,000,000" in out.stderr
     assert not (tmp_path / "r").exists()
 

@@ -14,7 +14,7 @@ from common.fusion import mean_pool_steps
 from common.models import AudioFeaturizer, Dropout, MaxPool2x2, PhaseSplitConv1d
 from common.multimodal import FUSION_CHOICES, build_multimodal
 from common.training import autocast, make_adam, resolve_precision
-from conftest import ROOT, run_script, write_course
+from conftest import ROOT, train_on_course
 
 
 @pytest.mark.parametrize("p", [0.5, 0.3])
@@ -160,20 +160,12 @@ def test_adam_is_fused_where_torch_has_it_and_steps_like_plain_adam():
     assert fused.defaults.get("fused") in (True, None)
 
 
-@pytest.fixture(scope="module")
-def course_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    write_course(root, n_train=60, n_test=20, test_labels=True)
-    return root
+def train(course, runs_dir, name, *extra, script="train_multimodal.py"):
+    return train_on_course(script, course, runs_dir, *extra, name=name, max_epochs=2)
 
 
-def train(course_root, runs_dir, name, *extra, script="train_multimodal.py"):
-    return run_script([script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
-                       "--name", name, "--batch-size", "16", "--num-threads", "1", "--max-epochs", "2", *extra])
-
-
-def test_precision_reaches_config_and_a_bf16_run_trains(course_root, tmp_path):
-    out = train(course_root, tmp_path, "bf16", "--precision", "bf16")
+def test_precision_reaches_config_and_a_bf16_run_trains(labelled_course, tmp_path):
+    out = train(labelled_course, tmp_path, "bf16", "--precision", "bf16")
     assert out.returncode == 0, out.stderr
     config = json.loads((tmp_path / "bf16" / "config.json").read_text())
     assert config["precision"] == "bf16" and config["args"]["precision"] == "bf16"
@@ -184,16 +176,16 @@ def test_precision_reaches_config_and_a_bf16_run_trains(course_root, tmp_path):
     start = torch.load(tmp_path / "bf16" / "checkpoints" / "last.pt", weights_only=True)
     assert len(start["history"]) == 2 and start["history"][1]["train_loss"] != start["history"][0]["train_loss"]
 
-    auto = train(course_root, tmp_path, "auto")
+    auto = train(labelled_course, tmp_path, "auto")
     assert auto.returncode == 0, auto.stderr
     used = json.loads((tmp_path / "auto" / "config.json").read_text())["precision"]
     assert used == resolve_precision("auto", torch.device("cpu"))
 
 
 @pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py"])
-def test_fp32_runs_repeat_bit_for_bit(script, course_root, tmp_path):
+def test_fp32_runs_repeat_bit_for_bit(script, labelled_course, tmp_path):
     for name in ("a", "b"):
-        out = train(course_root, tmp_path, name, "--precision", "fp32", script=script)
+        out = train(labelled_course, tmp_path, name, "--precision", "fp32", script=script)
         assert out.returncode == 0, out.stderr
     a, b = (torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=True) for n in ("a", "b"))
     assert a["model"].keys() == b["model"].keys()

@@ -8,24 +8,15 @@ import pytest
 import torch
 
 from common.training import EarlyStopping
-from conftest import ROOT, run_script, write_course
+from conftest import ROOT, run_script, write_course, train_on_course
 
 RUN_FILES = ["config.json", "metrics.json", "predictions_test.csv", "split_indices.json",
              "checkpoints/last.pt", "checkpoints/best.pt", "figures/curves.png", "figures/confusion_test.png",
              "figures/samples_train.png", "figures/samples_test.png"]
 
 
-@pytest.fixture(scope="module")
-def course_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("course")
-    write_course(root, n_train=100, n_test=30, test_labels=True)
-    return root
-
-
-def train(script, course_root, runs_dir, *extra, name="run"):
-    args = [script, "--data", "course", "--data-root", str(course_root), "--runs-dir", str(runs_dir),
-            "--name", name, "--batch-size", "32", "--num-threads", "1", *extra]
-    return run_script(args)
+def train(script, course, runs_dir, *extra, name="run"):
+    return train_on_course(script, course, runs_dir, *extra, name=name, batch_size=32, max_epochs=None)
 
 
 def numbers(metrics):
@@ -34,8 +25,8 @@ def numbers(metrics):
 
 
 @pytest.mark.parametrize("script", ["train_image.py", "train_audio.py"])
-def test_tiny_run_leaves_every_output_and_repeats_exactly(script, course_root, tmp_path):
-    out = train(script, course_root, tmp_path, "--max-epochs", "2")
+def test_tiny_run_leaves_every_output_and_repeats_exactly(script, larger_course, tmp_path):
+    out = train(script, larger_course, tmp_path, "--max-epochs", "2")
     assert out.returncode == 0, out.stderr
     run = tmp_path / "run"
     for f in RUN_FILES:
@@ -53,31 +44,31 @@ def test_tiny_run_leaves_every_output_and_repeats_exactly(script, course_root, t
     header = (run / "predictions_test.csv").read_text().splitlines()[0]
     assert header == "id,digit,label"
 
-    again = train(script, course_root, tmp_path, "--max-epochs", "2", name="again")
+    again = train(script, larger_course, tmp_path, "--max-epochs", "2", name="again")
     assert again.returncode == 0, again.stderr
     assert numbers(json.loads((tmp_path / "again" / "metrics.json").read_text())) == numbers(metrics)
 
 
-def test_existing_run_folder_is_refused(course_root, tmp_path):
+def test_existing_run_folder_is_refused(larger_course, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{}")
     (tmp_path / "run" / "notes.txt").write_text("mine")  # not something a run writes: never deleted
-    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "1")
+    out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "1")
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: run folder") and "--resume" in out.stderr
     assert (tmp_path / "run" / "config.json").read_text() == "{}"
 
 
-def test_bad_flags_stop_with_one_line(course_root, tmp_path):
-    out = train("train_image.py", course_root, tmp_path, "--val-fraction", "1.5")
+def test_bad_flags_stop_with_one_line(larger_course, tmp_path):
+    out = train("train_image.py", larger_course, tmp_path, "--val-fraction", "1.5")
     assert out.returncode == 2 and "must be between 0 and 1" in out.stderr
-    out = train("train_image.py", course_root, tmp_path, "--resume", name="never-started")
+    out = train("train_image.py", larger_course, tmp_path, "--resume", name="never-started")
     assert out.returncode == 2 and "no checkpoints/last.pt" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_resume_refuses_changed_flags_and_other_data(course_root, tmp_path):
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1").returncode == 0
-    out = train("train_image.py", course_root, tmp_path, "--resume", "--lr", "0.5")
+def test_resume_refuses_changed_flags_and_other_data(larger_course, tmp_path):
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1").returncode == 0
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--lr", "0.5")
     assert out.returncode == 2 and "--lr 0.5 differs from the run's saved 0.001" in out.stderr
     other = tmp_path / "other"  # the data may move, but it must be the same data
     write_course(other, n_train=100, n_test=30, test_labels=True, audio_len=7000)
@@ -105,10 +96,10 @@ def assert_same_training_state(a_path, b_path):
     assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
 
 
-def test_resume_between_epochs_is_exact(course_root, tmp_path):
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "2", name="straight").returncode == 0
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1", name="split").returncode == 0
-    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "2", "--resume", name="split")
+def test_resume_between_epochs_is_exact(larger_course, tmp_path):
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "2", name="straight").returncode == 0
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", name="split").returncode == 0
+    out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "2", "--resume", name="split")
     assert out.returncode == 0, out.stderr
     assert_same_training_state(tmp_path / "straight/checkpoints/last.pt", tmp_path / "split/checkpoints/last.pt")
     a = json.loads((tmp_path / "straight/metrics.json").read_text())
@@ -122,9 +113,9 @@ def test_resume_between_epochs_is_exact(course_root, tmp_path):
                                                                            torch.load(tmp_path / "split/checkpoints/last.pt", weights_only=True)["history"]])
 
 
-def test_sigint_mid_training_saves_and_resumes_exactly(course_root, tmp_path):
+def test_sigint_mid_training_saves_and_resumes_exactly(larger_course, tmp_path):
     """Ctrl-C lands inside an epoch: exit 130, a loadable last.pt, and resume ends where a straight run does."""
-    common = ["--data", "course", "--data-root", str(course_root), "--runs-dir", str(tmp_path),
+    common = ["--data", "course", "--data-root", str(larger_course), "--runs-dir", str(tmp_path),
               "--batch-size", "8", "--num-threads", "1", "--max-epochs", "3"]
     straight = run_script(["train_audio.py", *common, "--name", "straight"])
     assert straight.returncode == 0, straight.stderr
@@ -145,8 +136,8 @@ def test_sigint_mid_training_saves_and_resumes_exactly(course_root, tmp_path):
     assert_same_training_state(tmp_path / "straight/checkpoints/last.pt", tmp_path / "cut/checkpoints/last.pt")
 
 
-def test_non_finite_loss_stops_the_run(course_root, tmp_path):
-    out = train("train_image.py", course_root, tmp_path, "--lr", "1e30", "--max-epochs", "3")
+def test_non_finite_loss_stops_the_run(larger_course, tmp_path):
+    out = train("train_image.py", larger_course, tmp_path, "--lr", "1e30", "--max-epochs", "3")
     assert out.returncode == 1
     assert "non-finite training loss" in out.stderr and "epoch 1, batch" in out.stderr
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
@@ -180,24 +171,24 @@ def test_epoch_order_repeats_a_small_training_set_in_fresh_orders():
     assert len(epoch_order(index, torch.Generator(), min_pairs=14)) == 14  # already enough: one pass
 
 
-def test_epoch_pairs_sets_the_pairs_between_validations(course_root, tmp_path):
-    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "2", "--label-fraction", "0.2",
+def test_epoch_pairs_sets_the_pairs_between_validations(larger_course, tmp_path):
+    out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "2", "--label-fraction", "0.2",
                 "--epoch-pairs", "50", name="small")
     assert out.returncode == 0, out.stderr
     n_train = len(json.loads((tmp_path / "small" / "split_indices.json").read_text())["train"])
     history = torch.load(tmp_path / "small" / "checkpoints" / "last.pt", weights_only=True)["history"]
     passes = -(-50 // n_train)
     assert passes > 1 and [h["train_samples"] for h in history] == [passes * n_train] * 2
-    plain = train("train_image.py", course_root, tmp_path, "--max-epochs", "1", "--label-fraction", "0.2",
+    plain = train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--label-fraction", "0.2",
                   name="plain")
     assert plain.returncode == 0, plain.stderr
     plain_history = torch.load(tmp_path / "plain" / "checkpoints" / "last.pt", weights_only=True)["history"]
     assert [h["train_samples"] for h in plain_history] == [n_train]
-    bad = train("train_image.py", course_root, tmp_path, "--epoch-pairs", "-1", name="bad")
+    bad = train("train_image.py", larger_course, tmp_path, "--epoch-pairs", "-1", name="bad")
     assert bad.returncode == 2 and "from 0 to 10,000,000" in bad.stderr and not (tmp_path / "bad").exists()
 
 
-def test_label_fraction_keeps_a_class_balanced_seeded_share(course_root, tmp_path):
+def test_label_fraction_keeps_a_class_balanced_seeded_share(larger_course, tmp_path):
     from common.data import class_balanced_subset
     labels = torch.arange(1000) % 10
     index = torch.arange(0, 1000, 2)  # 50 of each of the even classes
@@ -209,11 +200,11 @@ def test_label_fraction_keeps_a_class_balanced_seeded_share(course_root, tmp_pat
     assert torch.equal(class_balanced_subset(index, labels, 1.0, seed=3), index)
     assert len(class_balanced_subset(index, labels, 0.001, seed=3)) == 5  # at least one per class present
 
-    assert train("train_image.py", course_root, tmp_path, "--max-epochs", "1", name="all").returncode == 0
-    out = train("train_image.py", course_root, tmp_path, "--max-epochs", "1", "--label-fraction", "0.5", name="half")
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", name="all").returncode == 0
+    out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--label-fraction", "0.5", name="half")
     assert out.returncode == 0, out.stderr
     every, half = (json.loads((tmp_path / n / "split_indices.json").read_text()) for n in ("all", "half"))
     assert half["val"] == every["val"] and half["test"] == every["test"]
     assert set(half["train"]) < set(every["train"]) and abs(len(half["train"]) - len(every["train"]) / 2) <= 5
-    bad = train("train_image.py", course_root, tmp_path, "--label-fraction", "0", name="none")
+    bad = train("train_image.py", larger_course, tmp_path, "--label-fraction", "0", name="none")
     assert bad.returncode == 2 and "must be in (0, 1]" in bad.stderr
