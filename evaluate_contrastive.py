@@ -40,6 +40,7 @@ from common.io import output_file_problem, save_json
 from common.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_STEPS, FRACTIONS, LABEL_SEEDS,
                                      WEIGHT_DECAYS, finetune_rows, floor_features, probe_rows, regimes_of)
 from common.models import AudioFeaturizer, ImageFeaturizer
+from common.facts import AudioFrontend
 from common.multimodal import ContrastiveModel
 from common.records import RecordError, RunFolder, saved_data_args
 from common.training import TrainingError, load_checkpoint, pick_device, resolve_precision, saved_precision
@@ -72,8 +73,7 @@ def model_from_config(config):
     loss = build_contrastive_loss(a["loss"], a.get("similarity", "cosine"), a["tau"], a.get("learn_tau", False),
                                   a.get("learn_bias", False), a.get("bias_init"), a.get("batch_size", 128))
     return ContrastiveModel(loss, a.get("proj_dim", 64), dropout=a.get("feat_dropout", 0.5), head=a.get("head", "mlp"),
-                            audio_frontend=a.get("audio_frontend", "raw"),
-                            mel_channels=a.get("mel_channels") or (32, 64))
+                            audio_frontend=AudioFrontend.of(a))
 
 
 def measure_run(run_dir, args, device):

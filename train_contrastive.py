@@ -35,6 +35,7 @@ from common.contrastive_eval import retrieval_by_group, validate
 from common.data import REGIMES
 from common.data.batching import steps_per_epoch
 from common.models import count_parameters
+from common.facts import AudioFrontend
 from common.multimodal import PROJECTION_HEADS, ContrastiveModel
 from common.reporting import contrastive_summary, finish_contrastive_run
 from common.run import Progress, prepare_splits, start_run
@@ -110,7 +111,7 @@ def main():
     train_idx, val_idx, test_idx = prepare_splits(setup)
     set_seed(args.seed)
     model = ContrastiveModel(build_loss(args), args.proj_dim, dropout=args.feat_dropout, head=args.head,
-                             audio_frontend=args.audio_frontend, mel_channels=args.mel_channels).to(device)
+                             audio_frontend=AudioFrontend.of(args)).to(device)
     if args.head == "mlp-bn" and len(train_idx) % args.batch_size == 1:
         raise UsageError(f"--head mlp-bn: {len(train_idx)} training pairs leave a last batch of one, which "
                          "BatchNorm cannot train on; change --batch-size")

@@ -13,6 +13,7 @@ from common.cli import (add_audio_frontend_flags, add_diagnostics_flag, check_au
 from common.data.batching import steps_per_epoch
 from common.diagnostics import Diagnostics, diagnostic_batch
 from common.models import Conv2Net, count_parameters
+from common.facts import AudioFrontend
 from common.multimodal import audio_classifier
 from common.reporting import finish_run, log_text_summary
 from common.run import Progress, prepare_splits, start_run
@@ -26,7 +27,7 @@ def build_network(view, args):
     """The exam's unimodal classifier of the view (Conv2Net, Conv1Net), or the audio's log-mel variant."""
     if view == "image":
         return Conv2Net(), "Conv2Net"
-    return audio_classifier(args.audio_frontend, args.mel_channels), \
+    return audio_classifier(AudioFrontend.of(args)), \
         "Conv1Net" if args.audio_frontend == "raw" else "log-mel CNN"
 
 

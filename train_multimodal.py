@@ -17,6 +17,7 @@ from common.data.batching import steps_per_epoch
 from common.diagnostics import Diagnostics, diagnostic_batch
 from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
+from common.facts import AudioFrontend
 from common.multimodal import (FUSION_CHOICES, STAND_INS, build_multimodal, draw_present_views, fill_missing,
                                init_featurizers, missing_view_stand_in)
 from common.records import source_label
@@ -68,7 +69,7 @@ def main():
     try:
         model = build_multimodal(args.fusion, args.fused_dim, args.hidden_dim, args.heads,
                                  image_dim=args.image_dim, audio_dim=args.audio_dim,
-                                 audio_frontend=args.audio_frontend, mel_channels=args.mel_channels)
+                                 audio_frontend=AudioFrontend.of(args))
         # a resumed run has its weights in last.pt
         loaded_from = {} if args.resume else init_featurizers(model, args.init_from, load_checkpoint)
     except ValueError as e:  # e.g. a fusion that needs equal widths, a checkpoint that does not fit

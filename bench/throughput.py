@@ -26,7 +26,6 @@ of the real shapes: the speed of these models does not depend on the values.
     python bench/throughput.py --out docs/throughput.json
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -41,8 +40,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from common.data import Split, batch_indices, shuffle_order  # noqa: E402
 from common.io import save_json  # noqa: E402
-from common.models import Conv1Net, Conv2Net, Dropout, PhaseSplitConv1d, count_parameters  # noqa: E402
-from common.multimodal import audio_classifier, build_multimodal  # noqa: E402
+from common.models import Dropout, PhaseSplitConv1d, count_parameters  # noqa: E402
+from common.multimodal import build_from_config  # noqa: E402
 from common.training import autocast, batch_inputs, cpu_has_native_bf16, make_adam  # noqa: E402
 
 BATCH = 64
@@ -55,17 +54,13 @@ LEAN_MEL_CHANNELS = (8, 16)  # scripts/beyond.sh's mel-lean variant
 
 
 def build(model_name):
-    if model_name == "image":
-        return Conv2Net()
-    if model_name == "audio":
-        return Conv1Net()
-    if model_name in EXAM_MODELS:
-        return build_multimodal(model_name)
-    base, _, lean = model_name.partition("-mel")
-    channels = {"mel_channels": LEAN_MEL_CHANNELS} if lean == "-lean" else {}
-    if base == "audio":
-        return audio_classifier("mel", **channels)
-    return build_multimodal(base, audio_frontend="mel", **channels)
+    """The named model as a training script builds it: build_from_config on the flags its run records
+    (image, audio, a fusion; -mel: --audio-frontend mel; -mel-lean: also --mel-channels 8 16)."""
+    base, mel, lean = model_name.partition("-mel")
+    args = {"audio_frontend": "mel", "mel_channels": list(LEAN_MEL_CHANNELS) if lean == "-lean" else None} if mel else {}
+    if base in ("image", "audio"):
+        return build_from_config({"model": base, "args": args})
+    return build_from_config({"model": "multimodal", "args": {"fusion": base, **args}})
 
 
 def exam_style(model):

@@ -8,7 +8,8 @@ from .argtypes import bounded_int, fraction, non_negative_float, positive_float,
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
-from .multimodal import AUDIO_FRONTENDS, MEL_CHANNELS
+from .facts import MEL_CHANNELS
+from .multimodal import AUDIO_FRONTENDS
 from .training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingError
 
 

@@ -12,6 +12,23 @@ FUSION_NAMES = ("concat", "add", "mul", "max", "attention", "gated", "bilinear",
 FUSION_CHOICES = list(FUSION_NAMES) + ["late"]
 MEL_CHANNELS = (32, 64)  # the mel front-end's default conv widths (the exam's Conv2Net widths)
 
+
+
+@dataclass(frozen=True)
+class AudioFrontend:
+    """The audio featurizer's input stage, one value through every model builder: raw (the exam's
+    Conv1d stack on the waveform) or mel (a log-mel spectrogram and 2-D convs `channels` wide)."""
+    kind: str = "raw"
+    channels: tuple = MEL_CHANNELS
+
+    @classmethod
+    def of(cls, args):
+        """From parsed flags (a Namespace) or a saved config's args (a dict); a run from before the
+        flags existed used the raw waveform."""
+        get = args.get if isinstance(args, dict) else (lambda key: getattr(args, key, None))
+        return cls(get("audio_frontend") or "raw", tuple(get("mel_channels") or MEL_CHANNELS))
+
+
 IMAGE_P_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # pixel replacement probability
 AUDIO_SNR_LEVELS = (30.0, 20.0, 10.0, 0.0, -5.0, -10.0, -15.0, -20.0, -30.0)  # dB against the utterance
 MILD_P, MILD_SNR_DB = 0.1, 20.0  # the other view while one is swept or missing

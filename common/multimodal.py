@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from .facts import FUSION_CHOICES  # noqa: F401  (list(FUSIONS) + late, defined without torch)
+from .facts import AudioFrontend
 from .fusion import FUSIONS, build_fusion
-from .mel import DEFAULT_CHANNELS as MEL_CHANNELS
 from .mel import MelAudioFeaturizer
 from .models import FEATURE_DIM, NUM_CLASSES, AudioFeaturizer, Conv2Net, ImageFeaturizer, UnimodalNet
 from .records import RecordError, checkpoint_run
@@ -29,18 +29,18 @@ MODALITIES = ("image", "audio")
 AUDIO_FRONTENDS = ("raw", "mel")  # raw: the exam's Conv1Net on the waveform; mel: common/mel.py
 
 
-def build_audio_featurizer(frontend="raw", dropout=0.5, out_dim=FEATURE_DIM, mel_channels=MEL_CHANNELS):
-    """The audio featurizer of --audio-frontend: raw (the exam's, the default) or mel."""
-    if frontend == "raw":
+def build_audio_featurizer(frontend=AudioFrontend(), dropout=0.5, out_dim=FEATURE_DIM):
+    """The audio featurizer of an AudioFrontend (--audio-frontend): raw (the exam's, the default) or mel."""
+    if frontend.kind == "raw":
         return AudioFeaturizer(dropout, out_dim=out_dim)
-    if frontend == "mel":
-        return MelAudioFeaturizer(dropout, out_dim=out_dim, channels=tuple(mel_channels))
-    raise ValueError(f"unknown audio front-end {frontend!r}; valid: {', '.join(AUDIO_FRONTENDS)}")
+    if frontend.kind == "mel":
+        return MelAudioFeaturizer(dropout, out_dim=out_dim, channels=tuple(frontend.channels))
+    raise ValueError(f"unknown audio front-end {frontend.kind!r}; valid: {', '.join(AUDIO_FRONTENDS)}")
 
 
-def audio_classifier(frontend="raw", mel_channels=MEL_CHANNELS, dropout=0.5):
+def audio_classifier(frontend=AudioFrontend(), dropout=0.5):
     """Conv1Net (raw) or its log-mel counterpart: an audio featurizer and fc(128 -> 10)."""
-    return UnimodalNet(build_audio_featurizer(frontend, dropout, mel_channels=mel_channels))
+    return UnimodalNet(build_audio_featurizer(frontend, dropout))
 
 
 class _RemovedFC(nn.Module):
@@ -66,13 +66,13 @@ class MultimodalNet(nn.Module):
     """
 
     def __init__(self, fusion="concat", dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM,
-                 audio_frontend="raw", mel_channels=MEL_CHANNELS, **widths):
+                 audio_frontend=AudioFrontend(), **widths):
         super().__init__()
         if fusion == "late":
             raise ValueError("late fusion is LateFusionNet; use build_multimodal('late')")
         self.fusion_name = fusion
         self.image_featurizer = ImageFeaturizer(dropout, out_dim=image_dim)
-        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, audio_dim, mel_channels)
+        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, audio_dim)
         token_options = {}
         if fusion in FUSIONS and FUSIONS[fusion].uses_tokens:
             self.image_featurizer.fc = _RemovedFC()
@@ -111,11 +111,10 @@ class LateFusionNet(nn.Module):
     fusion_name = "late"
     uses_tokens = False
 
-    def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend="raw",
-                 mel_channels=MEL_CHANNELS):
+    def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend()):
         super().__init__()
         self.image_featurizer = ImageFeaturizer(dropout, out_dim=image_dim)
-        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, audio_dim, mel_channels)
+        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, audio_dim)
         self.image_classifier = nn.Linear(self.image_featurizer.out_dim, NUM_CLASSES)
         self.audio_classifier = nn.Linear(self.audio_featurizer.out_dim, NUM_CLASSES)
 
@@ -170,10 +169,10 @@ class ContrastiveModel(nn.Module):
     `load_featurizer_weights` reads (it ignores the other keys).
     """
 
-    def __init__(self, loss, proj_dim, dropout=0.5, audio_frontend="raw", mel_channels=MEL_CHANNELS, head="mlp"):
+    def __init__(self, loss, proj_dim, dropout=0.5, audio_frontend=AudioFrontend(), head="mlp"):
         super().__init__()
         self.image_featurizer = ImageFeaturizer(dropout)
-        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, mel_channels=mel_channels)
+        self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout)
         self.image_proj = projection_head(head, proj_dim)
         self.audio_proj = projection_head(head, proj_dim)
         self.loss = loss
@@ -197,21 +196,20 @@ class ContrastiveModel(nn.Module):
 
 
 def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5,
-                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend="raw", mel_channels=MEL_CHANNELS):
+                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend()):
     """MultimodalNet with the named fusion, or LateFusionNet for ``"late"``.
 
     Width options left at None take the defaults of ``common.fusion``
     (fused_dim 128, hidden_dim 256, heads 4); ``late`` ignores them.
     image_dim / audio_dim are the featurizers' output widths (the exam: 128 each);
-    audio_frontend picks the audio featurizer (raw, the exam's, or mel).
+    audio_frontend (an AudioFrontend) picks the audio featurizer (raw, the exam's, or mel).
     """
     if fusion == "late":
-        return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
-                             mel_channels=mel_channels)
+        return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend)
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSION_CHOICES)}")
     return MultimodalNet(fusion, dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
-                         mel_channels=mel_channels, fused_dim=fused_dim, hidden_dim=hidden_dim, heads=heads)
+                         fused_dim=fused_dim, hidden_dim=hidden_dim, heads=heads)
 
 
 def draw_present_views(batch, p):
@@ -331,17 +329,15 @@ def build_from_config(config):
     the run's fusion and widths. Raises ValueError for any other kind of run.
     """
     kind, args = config.get("model"), config.get("args", {})
-    frontend = {"audio_frontend": args.get("audio_frontend", "raw"), "mel_channels": args.get("mel_channels")
-                or MEL_CHANNELS}  # runs from before the flags: the raw waveform
+    frontend = AudioFrontend.of(args)
     if kind == "image":
         return Conv2Net()
     if kind == "audio":
-        return audio_classifier(frontend["audio_frontend"], frontend["mel_channels"])
+        return audio_classifier(frontend)
     if kind == "multimodal":
         return build_multimodal(args["fusion"], args.get("fused_dim"), args.get("hidden_dim"), args.get("heads"),
                                 image_dim=args.get("image_dim", FEATURE_DIM),
-                                audio_dim=args.get("audio_dim", FEATURE_DIM),
-                                **frontend)
+                                audio_dim=args.get("audio_dim", FEATURE_DIM), audio_frontend=frontend)
     raise ValueError(f"a {kind!r} run has no classifier to evaluate (image, audio or multimodal runs only)")
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from common.data.sources import dataset_from_args
 from common.mel import LogMel, MelAudioFeaturizer, hz_to_mel, mel_band_edges, mel_filterbank
+from common.facts import AudioFrontend
 from common.multimodal import FUSION_CHOICES, build_from_config, build_multimodal, draw_present_views, fill_missing
 from common.training import evaluate
 from conftest import train_on_course
@@ -140,7 +141,7 @@ def test_mel_front_end_gives_finite_features(signal):
 @pytest.mark.parametrize("fusion", FUSION_CHOICES)
 def test_every_fusion_takes_a_training_step_with_the_mel_front_end(fusion):
     torch.manual_seed(0)
-    model = build_multimodal(fusion, audio_frontend="mel")
+    model = build_multimodal(fusion, audio_frontend=AudioFrontend("mel"))
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     image, audio, label = torch.rand(4, 1, 28, 28), torch.randn(4, 1, 8000), torch.tensor([0, 1, 2, 3])
     before = {k: v.clone() for k, v in model.state_dict().items()}
