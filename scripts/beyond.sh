@@ -33,23 +33,8 @@ EOF
 SEEDS="0 1 2"
 RUNS_DIR="runs/beyond"
 RESULTS="results/beyond"
-LIST=()
-EXTRA=()
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        -h|--help) usage; exit 0 ;;
-        --seeds) [[ $# -ge 2 ]] || { echo "error: --seeds needs a value" >&2; exit 2; }
-                 SEEDS="$2"; shift 2 ;;
-        --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
-                    RUNS_DIR="$2"; shift 2 ;;
-        --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
-                   RESULTS="$2"; shift 2 ;;
-        --list) LIST=(--list); shift ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
-           usage >&2; exit 2 ;;
-    esac
-done
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_flags "--seeds --runs-dir --results" "--list" "$@"
 
 [[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
 
@@ -58,7 +43,7 @@ variant() {  # variant SEED MODELS TAG FLAGS...: one variant at one seed
     local seed="$1" models="$2" tag="$3"
     shift 3
     "$REPRODUCE" --seeds "$seed" --models "$models" --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report ${LIST[@]+"${LIST[@]}"} -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+        --no-report ${LIST:+"$LIST"} -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 # seed by seed, so that a stopped session leaves whole seeds of every variant
 for seed in $SEEDS; do

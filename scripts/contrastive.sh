@@ -49,29 +49,13 @@ EOF
 STUDY="v2"
 RUNS_DIR=""
 RESULTS=""
-LIST=()
-EXTRA=()
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        -h|--help) usage; exit 0 ;;
-        --study) [[ $# -ge 2 ]] || { echo "error: --study needs a value" >&2; exit 2; }
-                 [[ "$2" == v1 || "$2" == v2 ]] || { echo "error: --study must be v1 or v2, got $2" >&2; exit 2; }
-                 STUDY="$2"; shift 2 ;;
-        --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
-                    RUNS_DIR="$2"; shift 2 ;;
-        --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
-                   RESULTS="$2"; shift 2 ;;
-        --list) LIST=(--list); shift ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
-           usage >&2; exit 2 ;;
-    esac
-done
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$ROOT/scripts/lib.sh"
+parse_flags "--study --runs-dir --results" "--list" "$@"
+[[ "$STUDY" == v1 || "$STUDY" == v2 ]] || { echo "error: --study must be v1 or v2, got $STUDY" >&2; exit 2; }
 
 PY="${PYTHON:-python}"
 REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-. "$ROOT/scripts/lib.sh"
 
 if [[ $STUDY == v2 ]]; then
     RUNS_DIR="${RUNS_DIR:-runs/contrastive2}"
@@ -93,7 +77,7 @@ if [[ $STUDY == v2 ]]; then
         out="$RESULTS/floor-$floor/probes.json"
         cmd=("$PY" "$ROOT/evaluate_contrastive.py" "$floor" --out "$out" ${floor_data[@]+"${floor_data[@]}"})
         [[ $floor == random ]] && cmd+=(--finetune)  # the tuned from-scratch baseline of fine-tuning
-        if [[ ${#LIST[@]} -gt 0 ]]; then
+        if [[ -n $LIST ]]; then
             if [[ ! -f "$out" ]]; then  # one line: the floor's folder, then the floor
                 echo "$(sh_words mkdir -p "$(dirname "$out")") && $(list_line "${cmd[@]}")"
             fi
@@ -109,7 +93,7 @@ if [[ $STUDY == v2 ]]; then
         local tag="$1" seeds="$2"
         shift 2
         "$REPRODUCE" --seeds "$seeds" --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-            --no-report ${LIST[@]+"${LIST[@]}"} -- "${V2[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+            --no-report ${LIST:+"$LIST"} -- "${V2[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
     }
     v2_run nt_xent "0" "${XENT[@]}" --augment views
     v2_run nt_log "0" "${LOG[@]}" --augment views
@@ -124,7 +108,7 @@ if [[ $STUDY == v2 ]]; then
     v2_run nt_xent-e48 "0" "${XENT[@]}" --augment views --max-epochs 48 --patience 48
     # linear probe, then fine-tuning, for the first run of each loss (the random-init floor has its own above)
     for name in contrastive-nt_xent-s0 contrastive-nt_log-s0; do
-        [[ ${#LIST[@]} -eq 0 ]] || continue
+        [[ -z $LIST ]] || continue
         if "$PY" "$ROOT/scripts/runs.py" has "$RESULTS/$name/probes.json" finetune; then
             echo "== skip fine-tuning $name: kept with it"
         elif [[ -f "$RUNS_DIR/$name/checkpoints/best.pt" ]]; then
@@ -149,7 +133,7 @@ sweep_run() {  # sweep_run TAG FLAGS...
     shift
     [[ -f "$RESULTS/contrastive-$tag-s0/metrics.json" ]] || SWEEP_LEFT=$((SWEEP_LEFT + 1))
     "$REPRODUCE" --seeds 0 --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report ${LIST[@]+"${LIST[@]}"} -- "${SWEEP[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+        --no-report ${LIST:+"$LIST"} -- "${SWEEP[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }
 for loss in nt_xent nt_log; do
     for tau in 0.03 0.1 0.3 1 3; do
@@ -159,7 +143,7 @@ for loss in nt_xent nt_log; do
 done
 sweep_run nt_log-learn-bias --loss nt_log --tau 0.1 --learn-tau --learn-bias
 
-if [[ ${#LIST[@]} -gt 0 && $SWEEP_LEFT -gt 0 ]]; then
+if [[ -n $LIST && $SWEEP_LEFT -gt 0 ]]; then
     echo "note: $SWEEP_LEFT sweep runs are not kept in $RESULTS yet; label efficiency is listed once they are" >&2
     exit 0
 fi
@@ -167,7 +151,7 @@ fi
 # the sweep's best run, by validation probe accuracy on both featurizers
 best=$("$PY" "$ROOT/scripts/runs.py" best "$RESULTS" 'contrastive-*-s0' val.probe.both)
 line="== best contrastive run (validation probe accuracy, both featurizers): $best"
-if [[ ${#LIST[@]} -gt 0 ]]; then echo "$line" >&2; else echo "$line"; fi  # --list: stdout holds commands only
+if [[ -n $LIST ]]; then echo "$line" >&2; else echo "$line"; fi  # --list: stdout holds commands only
 checkpoint="$RUNS_DIR/$best/checkpoints/best.pt"
 pre_trained_left() {  # true while some pre-trained label-efficiency run is not kept yet
     local seed fraction
@@ -179,7 +163,7 @@ pre_trained_left() {  # true while some pre-trained label-efficiency run is not 
     [[ ! -f "$RESULTS/multimodal-concat-f1-pre-s0/metrics.json" ]]
 }
 if [[ ! -f "$checkpoint" ]] && pre_trained_left; then
-    if [[ ${#LIST[@]} -gt 0 ]]; then
+    if [[ -n $LIST ]]; then
         echo "error: --list: $checkpoint is gone; run scripts/contrastive.sh once without --list to train it again" >&2
         exit 1
     fi
@@ -209,7 +193,7 @@ efficiency_run() {  # efficiency_run SEED F: from scratch, then with both featur
         init=()
         [[ "$tag" == *-pre ]] && init=(--init-from "$checkpoint")
         "$REPRODUCE" --seeds "$seed" --models concat --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-            --no-report ${LIST[@]+"${LIST[@]}"} -- --label-fraction "$fraction" --epoch-pairs "$EPOCH_PAIRS" \
+            --no-report ${LIST:+"$LIST"} -- --label-fraction "$fraction" --epoch-pairs "$EPOCH_PAIRS" \
             ${init[@]+"${init[@]}"} ${EXTRA[@]+"${EXTRA[@]}"}
     done
 }

@@ -1,4 +1,4 @@
-# Shared by the shell scripts (sourced, never run): quoting for the --list lines.
+# Shared by the shell scripts (sourced, never run): their flag parser, and quoting for the --list lines.
 
 # sh_words WORD...: the words as one line that any POSIX sh reads back as the same words (plain words
 # as they are, others in single quotes); bash's printf %q writes $'\t', which sh does not read.
@@ -22,4 +22,35 @@ list_line() {
     else
         sh_words "$@"
     fi
+}
+
+# parse_flags "VALUE FLAGS" "SWITCHES" "$@": a script's own flags, the same way in every script.
+# A value flag (--runs-dir DIR or --runs-dir=DIR) sets the variable of its name (RUNS_DIR); a switch
+# (--no-report) sets its variable (NO_REPORT) to the flag itself, and is "" when not given, so that
+# ${LIST:+"$LIST"} passes it on; -h / --help prints the script's `usage` and exits 0; "--" ends them,
+# the rest go to EXTRA (flags for the training scripts); anything else is one error line and exit 2.
+parse_flags() {
+    local values=" $1 " switches=" $2 " flag var
+    shift 2
+    for flag in $switches; do var="${flag#--}"; var="${var//-/_}"; printf -v "${var^^}" '%s' ""; done
+    EXTRA=()
+    while [[ $# -gt 0 ]]; do
+        flag="${1%%=*}"
+        var="${flag#--}"; var="${var//-/_}"; var="${var^^}"
+        if [[ $1 == -h || $1 == --help ]]; then
+            usage; exit 0
+        elif [[ $1 == -- ]]; then
+            shift; EXTRA=("$@"); return 0
+        elif [[ $values == *" $flag "* && $1 == *=* ]]; then
+            printf -v "$var" '%s' "${1#*=}"; shift
+        elif [[ $values == *" $flag "* ]]; then
+            [[ $# -ge 2 ]] || { echo "error: $1 needs a value" >&2; exit 2; }
+            printf -v "$var" '%s' "$2"; shift 2
+        elif [[ $switches == *" $1 "* ]]; then
+            printf -v "$var" '%s' "$1"; shift
+        else
+            echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
+            usage >&2; exit 2
+        fi
+    done
 }

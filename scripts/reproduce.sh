@@ -23,7 +23,7 @@ arguments.
 
 options:
   --seeds "S1 S2 ..."   seeds to run (default: "0")
-  --models "M1 M2 ..."  image, audio and fusion names (default: image, audio and all ten fusions),
+  --models "M1 M2 ..."  image, audio and fusion names (default: all = image, audio and all ten fusions),
                         or contrastive (train_contrastive.py, measured by evaluate_contrastive.py)
   --runs-dir DIR        folder for the run folders (default: runs/study)
   --tag TAG             name the runs NAME-TAG-sS (e.g. multimodal-concat-mel-s0): variants
@@ -44,56 +44,29 @@ environment:
 EOF
 }
 
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # scripts are called by path; user paths stay relative to here
+. "$ROOT/scripts/lib.sh"
 SEEDS="0"
 RUNS_DIR="runs/study"
-MODELS="image audio concat add mul max attention gated bilinear factorized attention-tokens late"
+MODELS="all"
 RESULTS=""
 TAG=""
-LIST=0
-REPORT=1
-EXTRA=()
-
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        -h|--help) usage; exit 0 ;;
-        --seeds) [[ $# -ge 2 ]] || { echo "error: --seeds needs a value" >&2; exit 2; }
-                 SEEDS="$2"; shift 2 ;;
-        --seeds=*) SEEDS="${1#*=}"; shift ;;
-        --models) [[ $# -ge 2 ]] || { echo "error: --models needs a value" >&2; exit 2; }
-                  MODELS="$2"; shift 2 ;;
-        --models=*) MODELS="${1#*=}"; shift ;;
-        --runs-dir) [[ $# -ge 2 ]] || { echo "error: --runs-dir needs a value" >&2; exit 2; }
-                    RUNS_DIR="$2"; shift 2 ;;
-        --runs-dir=*) RUNS_DIR="${1#*=}"; shift ;;
-        --results) [[ $# -ge 2 ]] || { echo "error: --results needs a value" >&2; exit 2; }
-                   RESULTS="$2"; shift 2 ;;
-        --results=*) RESULTS="${1#*=}"; shift ;;
-        --tag) [[ $# -ge 2 ]] || { echo "error: --tag needs a value" >&2; exit 2; }
-               TAG="$2"; shift 2 ;;
-        --tag=*) TAG="${1#*=}"; shift ;;
-        --list) LIST=1; shift ;;
-        --no-report) REPORT=0; shift ;;
-        --) shift; EXTRA=("$@"); break ;;
-        *) echo "error: unknown argument $1 (flags for the training scripts go after --)" >&2
-           usage >&2; exit 2 ;;
-    esac
-done
+parse_flags "--seeds --models --runs-dir --results --tag" "--list --no-report" "$@"
+PY="${PYTHON:-python}"
+STUDY_MODELS="$("$PY" "$ROOT/scripts/runs.py" models)" || { echo "error: $PY cannot list the study's models" >&2; exit 2; }
+[[ $MODELS != all ]] || MODELS="$STUDY_MODELS"
 [[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
 [[ -n "${MODELS// /}" ]] || { echo "error: --models is empty" >&2; exit 2; }
 [[ -z "$TAG" || "$TAG" =~ ^[A-Za-z0-9._]+(-[A-Za-z0-9._]+)*$ ]] || \
     { echo "error: --tag $TAG: use letters, digits, '.', '_' and inner '-'" >&2; exit 2; }
 for model in $MODELS; do
-    case " image audio concat add mul max attention gated bilinear factorized attention-tokens late contrastive " in
+    case " $STUDY_MODELS contrastive " in
         *" $model "*) ;;
         *) echo "error: unknown model $model in --models (image, audio, contrastive or a fusion name)" >&2; exit 2 ;;
     esac
 done
 
-PY="${PYTHON:-python}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"  # scripts are called by path; user paths stay relative to here
-. "$ROOT/scripts/lib.sh"
-
-if [[ $LIST == 1 ]]; then  # one line per run: this script for that one run, without the final report
+if [[ -n $LIST ]]; then  # one line per run: this script for that one run, without the final report
     for seed in $SEEDS; do
         for model in $MODELS; do
             line=("${BASH_SOURCE[0]}" --seeds "$seed" --models "$model" --runs-dir "$RUNS_DIR")
@@ -205,7 +178,7 @@ for seed in $SEEDS; do
         keep "$name"
     done
 done
-[[ $REPORT == 1 ]] || exit 0
+[[ -z $NO_REPORT ]] || exit 0
 
 REPORT_DIR="${RESULTS:-$RUNS_DIR}"
 "$PY" "$ROOT/report.py" "$REPORT_DIR" --out "$REPORT_DIR/results.md"

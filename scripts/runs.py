@@ -10,6 +10,8 @@
   python scripts/runs.py has FILE KEY             exit 0 when the JSON file FILE has the top-level KEY
   python scripts/runs.py kept RUN_DIR FILE...      exit 0 when each FILE (a JSON file of the run) is
                                                   there and readable, else 1 with a note on stderr
+  python scripts/runs.py models                   the study's models in order: image, audio, then every
+                                                  fusion (common/facts.py), late last
 """
 import fnmatch
 import os
@@ -80,6 +82,9 @@ def main(argv):
             return 1
     elif len(argv) >= 3 and argv[0] == "kept":
         return 0 if kept(argv[1], argv[2:]) else 1
+    elif argv == ["models"]:
+        from common.facts import FUSION_CHOICES
+        print(" ".join(["image", "audio", *FUSION_CHOICES]))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 
 from common.facts import FUSION_CHOICES
 from test_report import REPRODUCE, ROOT, run_report, table_rows, write_run
@@ -20,7 +21,7 @@ def stub_interpreter(tmp_path, text):
     stub, log = tmp_path / "stub-python", tmp_path / "calls.log"
     stub.write_text(text)
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    return stub, log, {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    return stub, log, {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log), "REAL_PYTHON": sys.executable}
 
 
 def test_reproduce_syntax_and_help():
@@ -34,7 +35,9 @@ def test_reproduce_syntax_and_help():
 
 
 STUB = r"""#!/usr/bin/env bash
-# Stand-in interpreter: records its arguments, then acts like the script it was asked to run.
+# Stand-in interpreter: records its arguments, then acts like the script it was asked to run;
+# the scripts' questions to scripts/runs.py (which trains nothing) go to the real interpreter, unrecorded.
+if [[ $(basename "$1") == runs.py ]]; then exec "$REAL_PYTHON" "$@"; fi
 printf '%s\n' "$*" >> "$STUB_LOG"
 script=$(basename "$1"); shift
 runs=""; name=""; fusion=""; seed=0; out=""; prev=""
@@ -68,7 +71,7 @@ def test_reproduce_loop_with_stub_interpreter(tmp_path, capsys):
               config=False)
     (runs / "audio-s1" / "checkpoints").mkdir(parents=True)
     (runs / "audio-s1" / "checkpoints" / "last.pt").write_bytes(b"")
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log)}
+    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(log), "REAL_PYTHON": sys.executable}
     extra = ["--data", "synthetic", "--limit", "8", "--max-epochs", "1"]
     r = subprocess.run(["bash", REPRODUCE, "--seeds", "0 1", "--runs-dir", str(runs), "--", *extra],
                        capture_output=True, text=True, env=env, timeout=60)
@@ -114,13 +117,10 @@ def test_reproduce_loop_with_stub_interpreter(tmp_path, capsys):
 
 
 def test_reproduce_refuses_half_made_folder(tmp_path):
-    stub = tmp_path / "stub-python"
-    stub.write_text(STUB)
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    _, _, env = stub_interpreter(tmp_path, STUB)
     runs = tmp_path / "study"
     (runs / "image-s0").mkdir(parents=True)
     (runs / "image-s0" / "config.json").write_text("{}")
-    env = {**os.environ, "PYTHON": str(stub), "STUB_LOG": str(tmp_path / "calls.log")}
     r = subprocess.run(["bash", REPRODUCE, "--seeds", "0", "--runs-dir", str(runs)],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1

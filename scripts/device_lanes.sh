@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One device call: the label-efficiency runs and the beyond-the-exam runs, LANES at a time on one GPU,
+# One device call, run from the repository root (results/device/README.md has the calls it made):
+# the label-efficiency runs and the beyond-the-exam runs, LANES at a time on one GPU,
 # each a self-contained line of `contrastive.sh --list` / `beyond.sh --list`. At DEADLINE seconds the
 # queue is stopped; only runs that finished and were evaluated are in results/, packed into $OUT.
 set -u
