@@ -8,7 +8,7 @@ from .argtypes import bounded_int, fraction, non_negative_float, positive_float,
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
-from .facts import MEL_CHANNELS
+from .facts import MEL_CHANNELS, RECIPES
 from .multimodal import AUDIO_FRONTENDS
 from .training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingError
 
@@ -74,12 +74,6 @@ def training_parser(description, default_lr=1e-3):
     p.add_argument("--num-threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch (None: PyTorch's choice)")
     return p
-
-
-# Named bundles of the optimizer flags: a recipe sets the flags it names that were not given explicitly.
-RECIPES = {"exam": {},
-           "stable": {"optimizer": "adamw", "weight_decay": 1e-4, "warmup_epochs": 1.0, "schedule": "cosine",
-                      "clip_grad": 1.0}}
 
 
 def apply_recipe(args, parser, argv=None):

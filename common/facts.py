@@ -11,6 +11,11 @@ REGIMES = ("image_noisy", "audio_noisy", "both_mild")  # the recipe's noise regi
 FUSION_NAMES = ("concat", "add", "mul", "max", "attention", "gated", "bilinear", "factorized", "attention-tokens")
 FUSION_CHOICES = list(FUSION_NAMES) + ["late"]
 MEL_CHANNELS = (32, 64)  # the mel front-end's default conv widths (the exam's Conv2Net widths)
+# Named bundles of the optimizer flags (--recipe): a recipe sets the flags it names that were not given
+# explicitly; the exam's recipe names none (Adam at a constant 1e-3, no decay, no clipping).
+RECIPES = {"exam": {},
+           "stable": {"optimizer": "adamw", "weight_decay": 1e-4, "warmup_epochs": 1.0, "schedule": "cosine",
+                      "clip_grad": 1.0}}
 
 
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 import report
+from common.facts import RECIPES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -519,3 +520,26 @@ def test_seconds_per_epoch_name_their_device_when_a_table_mixes_machines(tmp_pat
     os.remove(os.path.join(tmp_path, "multimodal-late-s0", "metrics.json"))  # one machine left: no device named
     code, out, err = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0 and table_rows(out)["multimodal-concat"][0][7] == "21.0 ± –" and "kinds of device" not in out
+
+
+def test_seed_by_seed_table_counts_failed_seeds_by_its_rule(tmp_path, capsys):
+    """Five exam seeds of attention-tokens (one at chance) beside five under --recipe stable: the
+    seed-by-seed table names the recipe, the median, the worst seed and the failed ones (more than 5
+    points below the model's best seed in the table); a study without a second recipe has no such table."""
+    stable = RECIPES["stable"]
+    exam_accs, stable_accs = (0.111, 0.9667, 0.9652, 0.955, 0.90), (0.965, 0.968, 0.96, 0.97, 0.962)
+    for seed, (a, b) in enumerate(zip(exam_accs, stable_accs)):
+        write_run(tmp_path / "runs", f"at-s{seed}", model="multimodal", fusion="attention-tokens", seed=seed, acc=a)
+        write_run(tmp_path / "runs", f"at-stable-s{seed}", model="multimodal", fusion="attention-tokens", seed=seed,
+                  acc=b, recipe="stable", **stable)
+    code, out, _ = run_report(capsys, tmp_path / "runs", "--no-figures")
+    assert code == 0
+    rows = table_rows(out.split("Seed by seed")[1].split("\n\n")[1])
+    exam, stable_row = rows["multimodal-attention-tokens"][0], rows["multimodal-attention-tokens (recipe=stable)"][0]
+    # best seed of the model: 97.00 (stable seed 3); failed: below 92.00
+    assert exam[1:] == ["5", "77.96 ± 37.47", "95.50", "11.10 (0)", "2 / 5 (seed 0, 4)",
+                        "0: 11.10, 1: 96.67, 2: 96.52, 3: 95.50, 4: 90.00"]
+    assert stable_row[3:6] == ["96.50", "96.00 (2)", "0 / 5"]
+    write_run(tmp_path / "plain", "at-s0", model="multimodal", fusion="attention-tokens", seed=0, acc=0.5)
+    code, out, _ = run_report(capsys, tmp_path / "plain", "--no-figures")
+    assert code == 0 and "Seed by seed" not in out

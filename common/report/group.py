@@ -6,7 +6,7 @@ from ..facts import FUSION_CHOICES, REGIMES
 from .columns import STAT_FIELDS
 from .contrastive import format_setting
 from .read import warn
-from .settings import BEYOND_KEYS, _beyond_the_exam, is_exam_setup
+from .settings import BEYOND_KEYS, RECIPE_KEYS, _beyond_the_exam, is_exam_setup, recipe_name
 from .stats import mean_std
 
 
@@ -89,6 +89,10 @@ def _disambiguate(groups):
             # a beyond-the-exam setting shows where a row departs from the exam (the exam's value goes unsaid)
             shown = [k for k in differing if k not in BEYOND_KEYS or k in beyond]
             shown += [k for k in beyond if k not in shown]
+            recipe = recipe_name(config)
+            if recipe not in (None, "exam") and any(k in RECIPE_KEYS for k in shown):  # a named bundle: its name
+                shown = [k for k in shown if k not in RECIPE_KEYS] + ["recipe"]
+                config["recipe"] = recipe
             g["settings"] = ", ".join(f"{k}={format_setting(config[k])}" for k in shown)
 
 

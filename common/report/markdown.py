@@ -1,11 +1,12 @@
-"""Rendering: the Markdown report (results table from the column spec, regimes, label efficiency,
-paired comparisons, robustness, and the contrastive sections)."""
+"""Rendering: the Markdown report (results table from the column spec, regimes, seed by seed, label
+efficiency, paired comparisons, robustness, and the contrastive sections)."""
 from ..facts import NOISE_SWEEPS, REGIMES
 from .columns import RUN_COLUMNS, TEST_COLUMNS
 from .contrastive import (label_efficiency_markdown, label_efficiency_sets, probe_groups, probe_markdown,
                           retrieval_markdown, sweep_markdown)
 from .format import best_labels, describe_dataset, describe_skipped, fmt_stat, row_name
 from .group import baselines
+from .seeds import seeds_markdown
 from .settings import EXAM, is_exam_setup, training_setup
 from .stats import ALPHA, SWEEP_AXES, is_number, mean_std, paired_comparisons, sweep_stats
 
@@ -69,6 +70,7 @@ def markdown(tables, runs_dir, n_runs, skipped, sweeps=(), probes=()):
             for g in with_regimes:
                 lines.append(f"| {row_name(g)} | {g['n']} | "
                              + " | ".join(fmt_stat(g["regime_acc"][r], 2) for r in REGIMES) + " |")
+        lines += seeds_markdown(groups, dkey[0])
         lines += label_efficiency_markdown(label_efficiency_sets(groups), describe_dataset(dkey))
         lines += comparisons_markdown(groups, dkey[0])
         lines += robustness_markdown(groups, dkey[0])
