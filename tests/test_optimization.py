@@ -1,6 +1,7 @@
 """common/training.py's optimizer, schedule and clipping pieces (--optimizer, --warmup-epochs, --schedule,
 --clip-grad), and what every train script does with them: the defaults change nothing, a resume continues
 the schedule exactly, a bad value is one line."""
+import csv
 import json
 import math
 import os
@@ -232,6 +233,13 @@ def test_diagnostics_are_logged_and_change_no_number(script, fusion, larger_cour
     plain = EventAccumulator(str(tmp_path / "plain"))
     plain.Reload()
     assert not any(t.startswith("diag/") for t in plain.Tags()["scalars"])
+    # scripts/diagnostics.py: the same numbers, one row per epoch, curves first
+    out = run_script(["scripts/diagnostics.py", str(tmp_path / "diag"), "--out", str(tmp_path / "diag.csv")])
+    assert out.returncode == 0, out.stderr
+    table = list(csv.DictReader(open(tmp_path / "diag.csv")))
+    assert [r["epoch"] for r in table] == ["1", "2"] and list(table[0])[:3] == ["epoch", "loss/train", "loss/val"]
+    tag = next(t for t in tags if t.startswith("diag/grad_norm/"))
+    assert [float(r[tag]) for r in table] == pytest.approx([e.value for e in events.Scalars(tag)], rel=1e-5)
 
 
 def test_a_gpu_run_asks_for_deterministic_kernels(monkeypatch):
