@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from common.cli import (add_audio_frontend_flags, add_diagnostics_flag, check_audio_frontend_flags,
                         check_optimizer_flags, run_main, training_parser)
 from common.data.batching import steps_per_epoch
-from common.diagnostics import Diagnostics, diagnostic_batch
+from common.diagnostics import start_diagnostics
 from common.models import Conv2Net, count_parameters
 from common.facts import AudioFrontend
 from common.multimodal import audio_classifier
@@ -50,7 +50,7 @@ def main(view="image", description=__doc__):
     early = EarlyStopping(args.patience)
     run = Progress(setup, model, optimizer, early, params=count_parameters(model))
     schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
-    diagnostics = Diagnostics(model, args.log_diagnostics)  # off by default, and then it does nothing
+    diagnostics = start_diagnostics(model, args, run.writer, train, val_idx, (view,), device)  # off by default
 
     with GracefulStop() as stop:
         for epoch in run.epochs():
@@ -75,8 +75,7 @@ def main(view="image", description=__doc__):
             val = evaluate(model, train, val_idx, (view,), EVAL_BATCH, device, precision)
             if early.step(val["loss"], epoch):  # a strictly lower validation loss (NaN never is)
                 run.save_best()
-            if args.log_diagnostics:
-                diagnostics.end_epoch(run.writer, epoch, diagnostic_batch(train, val_idx, (view,), device))
+            diagnostics.end_epoch(epoch)
             run.end_epoch(val["loss"], val_acc=val["acc"])
 
     # Only now, with the best validation weights back in place, is the test split used.

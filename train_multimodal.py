@@ -14,7 +14,7 @@ from common.argtypes import positive_int, probability
 from common.cli import (UsageError, add_audio_frontend_flags, add_diagnostics_flag, check_audio_frontend_flags,
                         check_optimizer_flags, run_main, training_parser)
 from common.data.batching import steps_per_epoch
-from common.diagnostics import Diagnostics, diagnostic_batch
+from common.diagnostics import start_diagnostics
 from common.fusion import DEFAULT_WIDTHS
 from common.models import FEATURE_DIM, count_parameters
 from common.facts import AudioFrontend
@@ -90,7 +90,7 @@ def main():
     run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion,
                    **({"init_from_source": source} if source else {}))
     schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
-    diagnostics = Diagnostics(model, args.log_diagnostics)  # off by default, and then it does nothing
+    diagnostics = start_diagnostics(model, args, run.writer, train, val_idx, VIEWS, device)  # off by default
 
     with GracefulStop() as stop:
         for epoch in run.epochs():
@@ -123,8 +123,7 @@ def main():
             val = evaluate(model, train, val_idx, VIEWS, EVAL_BATCH, device, precision)
             if early.step(val["loss"], epoch):  # a strictly lower validation loss (NaN never is)
                 run.save_best()
-            if args.log_diagnostics:
-                diagnostics.end_epoch(run.writer, epoch, diagnostic_batch(train, val_idx, VIEWS, device))
+            diagnostics.end_epoch(epoch)
             run.end_epoch(val["loss"], val_acc=val["acc"])
 
     # Only now, with the best validation weights back in place, is the test split used.

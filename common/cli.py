@@ -89,7 +89,8 @@ def apply_recipe(args, parser, argv=None):
 def add_diagnostics_flag(p):
     p.add_argument("--log-diagnostics", action="store_true",
                    help="log per-module gradient norms, the share of dead ReLU units and the attention entropy "
-                        "to TensorBoard every epoch (diag/...; common/diagnostics.py); changes no number of the run")
+                        "to TensorBoard every epoch (diag/...) and at each of the first 250 steps (diag_step/...; "
+                        "common/diagnostics.py); changes no number of the run")
 
 
 def check_optimizer_flags(args, parser):

@@ -1,6 +1,7 @@
-"""--log-diagnostics: what goes wrong inside a training that never leaves chance, logged per epoch.
+"""--log-diagnostics: what goes wrong inside a training that never leaves chance, logged per epoch
+(diag/...) and, for the first TRACE_STEPS optimizer steps, step by step (diag_step/...).
 
-Three measurements, written to TensorBoard under diag/ and nowhere else:
+Three measurements, written to TensorBoard and nowhere else:
 
 - diag/grad_norm/<module>: the gradient norm of each top-level module (the featurizers, the
   fusion, the head, ...), averaged over the epoch's steps; diag/grad_norm_max/<module>, the
@@ -12,9 +13,14 @@ Three measurements, written to TensorBoard under diag/ and nowhere else:
   nn.MultiheadAttention on that batch, beside its maximum ln(keys): near 0 is a saturated
   softmax, near the maximum a uniform one.
 
+diag_step/grad_norm/<module>, diag_step/dead_relu/<layer> and diag_step/attention_entropy/<layer>
+are the same measurements at each of the first TRACE_STEPS steps (x axis: the step, from 1), taken
+on the weights that step's gradient was computed on (step 1: the initial weights): where a run
+that never trains goes wrong in its first epoch. A resumed run does not log them again.
+
 Off by default, and then free: no hook is registered and nothing is computed. On, it reads
-gradients after backward() and runs the model once per epoch in eval mode under no_grad on the
-fixed batch, which changes no weight, no gradient and no random stream (eval mode draws no
+gradients after backward() and runs the model once per epoch (and at each traced step) in eval
+mode under no_grad on the fixed batch, which changes no weight, no gradient and no random stream (eval mode draws no
 dropout), so a seeded run gives the same metrics.json with and without it.
 """
 import math
@@ -23,39 +29,57 @@ import torch
 from torch import nn
 
 DIAGNOSTIC_PAIRS = 256
+TRACE_STEPS = 250  # the first epoch of the study's runs (14,048 training pairs / 64 = 220 steps), and a few more
+
+
+def start_diagnostics(model, args, writer, split, val_index, views, device):
+    """The run's Diagnostics: off (and free) without --log-diagnostics; a resumed run traces no first steps."""
+    if not args.log_diagnostics:
+        return Diagnostics(model, False)
+    return Diagnostics(model, True, writer, diagnostic_batch(split, val_index, views, device),
+                       trace_steps=0 if args.resume else TRACE_STEPS)
 
 
 class Diagnostics:
-    def __init__(self, model, enabled):
-        self.model, self.enabled = model, enabled
+    def __init__(self, model, enabled, writer=None, inputs=None, trace_steps=0):
+        """inputs: the fixed validation batch (a tuple of model inputs) the activations are read on."""
+        self.model, self.enabled, self.writer, self.inputs = model, enabled, writer, inputs
+        self.trace_steps, self._step = trace_steps, 0
         self._sums, self._max, self._steps = {}, {}, 0
 
     def after_backward(self):
-        """Add this step's per-module gradient norms (call between backward() and the optimizer step)."""
+        """Add this step's per-module gradient norms (call between backward() and the optimizer step);
+        at the first trace_steps steps, log them and the activations of these weights too."""
         if not self.enabled:
             return
+        norms = {}
         for name, module in self.model.named_children():
             grads = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
             if grads:
-                norm = float(torch.stack(grads).norm())
+                norms[name] = norm = float(torch.stack(grads).norm())
                 self._sums[name] = self._sums.get(name, 0.0) + norm
                 self._max[name] = max(self._max.get(name, 0.0), norm)
         self._steps += 1
+        self._step += 1
+        if self._step <= self.trace_steps:
+            traced = {f"diag_step/grad_norm/{k}": v for k, v in norms.items()}
+            traced.update({tag.replace("diag/", "diag_step/", 1): v for tag, v in self._activations(self.inputs).items()})
+            for tag, value in traced.items():
+                self.writer.add_scalar(tag, value, self._step)
 
-    @torch.no_grad()
-    def end_epoch(self, writer, epoch, inputs):
-        """Log the epoch's gradient norms, and the dead units and attention entropy on `inputs`
-        (the fixed validation batch: a tuple of model inputs)."""
+    def end_epoch(self, epoch):
+        """Log the epoch's gradient norms, and the dead units and attention entropy on the fixed batch."""
         if not self.enabled:
             return {}
         scalars = {f"diag/grad_norm/{k}": v / max(self._steps, 1) for k, v in self._sums.items()}
         scalars.update({f"diag/grad_norm_max/{k}": v for k, v in self._max.items()})
         self._sums, self._max, self._steps = {}, {}, 0
-        scalars.update(self._activations(inputs))
+        scalars.update(self._activations(self.inputs))
         for tag, value in scalars.items():
-            writer.add_scalar(tag, value, epoch)
+            self.writer.add_scalar(tag, value, epoch)
         return scalars
 
+    @torch.no_grad()
     def _activations(self, inputs):
         was_training = self.model.training
         self.model.eval()

@@ -230,6 +230,11 @@ def test_diagnostics_are_logged_and_change_no_number(script, fusion, larger_cour
         for tag in entropies:  # each attention layer's entropy lies between 0 and ln(keys)
             ceiling = tag.replace("attention_entropy/", "attention_entropy_max/")
             assert 0 <= events.Scalars(tag)[-1].value <= events.Scalars(ceiling)[-1].value + 1e-6
+    # the first steps one by one: every step of this short run (3 a epoch), from step 1
+    step_tags = [t for t in tags if t.startswith("diag_step/")]
+    assert any(t.startswith("diag_step/grad_norm/") for t in step_tags)
+    assert any(t.startswith("diag_step/dead_relu/") for t in step_tags)
+    assert all([e.step for e in events.Scalars(t)] == list(range(1, 7)) for t in step_tags)
     plain = EventAccumulator(str(tmp_path / "plain"))
     plain.Reload()
     assert not any(t.startswith("diag/") for t in plain.Tags()["scalars"])
