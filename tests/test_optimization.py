@@ -235,6 +235,12 @@ def test_diagnostics_are_logged_and_change_no_number(script, fusion, larger_cour
     assert any(t.startswith("diag_step/grad_norm/") for t in step_tags)
     assert any(t.startswith("diag_step/dead_relu/") for t in step_tags)
     assert all([e.step for e in events.Scalars(t)] == list(range(1, 7)) for t in step_tags)
+    out = run_script(["scripts/diagnostics.py", str(tmp_path / "diag"), "--steps", "--out", str(tmp_path / "s.csv")])
+    assert out.returncode == 0, out.stderr
+    trace = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert [r["step"] for r in trace] == [str(i) for i in range(1, 7)] and set(trace[0]) == {"step", *step_tags}
+    out = run_script(["scripts/diagnostics.py", str(tmp_path / "plain"), "--steps"])
+    assert out.returncode == 2 and "no first-steps trace" in out.stderr
     plain = EventAccumulator(str(tmp_path / "plain"))
     plain.Reload()
     assert not any(t.startswith("diag/") for t in plain.Tags()["scalars"])
