@@ -143,7 +143,8 @@ def main():
                                  "their views cannot be re-noised (evaluate avdigits or synthetic runs)")
             dataset = dataset_from_args(data_args)
             raw = load_raw_sources(dataset.name, data_args.data_root, data_args.data_seed, data_args.synthetic_size,
-                                   raw_fingerprint=dataset.info.get("raw_fingerprint"))
+                                   raw_fingerprint=dataset.info.get("raw_fingerprint"),
+                                   holdout_speaker=data_args.holdout_speaker)
             sources[key] = (dataset, raw)
         dataset, raw = sources[key]
         if dataset.fingerprint != config["dataset"]["fingerprint"]:

@@ -465,3 +465,29 @@ def test_audio_arithmetic_in_row_blocks_gives_the_same_bits_as_on_whole_chunks()
     assert np.array_equal(blocked, whole)
     for a, b in zip(standardise(blocked), whole_chunk_standardise(whole)):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_a_held_out_speaker_is_never_heard_in_training_and_is_the_whole_test(tmp_path):
+    from common.data.raw import speaker_of
+    from common.data.sources import load_raw_sources
+    quiet = dict(synthetic_size=200, log=lambda m: None)
+    seen = load_dataset("synthetic", **quiet)
+    held = load_dataset("synthetic", holdout_speaker="spk1", **quiet)
+
+    def speakers(split):
+        return {speaker_of(split.recording_names[i]) for i in split.meta["recording_index"].tolist()}
+    assert "spk1" in speakers(seen.train) and "spk1" in speakers(seen.test)
+    assert "spk1" not in speakers(held.train) and speakers(held.test) == {"spk1"}
+    # the speaker's training takes are test recordings too: all of that voice is unheard
+    raw = load_raw_sources("synthetic", synthetic_size=200, holdout_speaker="spk1")
+    everything = load_raw_sources("synthetic", synthetic_size=200)
+    assert sorted(raw.test.recording_names) == sorted(n for s in (everything.train, everything.test)
+                                                      for n in s.recording_names if speaker_of(n) == "spk1")
+    assert held.info["holdout_speaker"] == "spk1" and "holdout_speaker" not in seen.info
+    assert held.fingerprint != seen.fingerprint
+    assert load_dataset("synthetic", **quiet).fingerprint == seen.fingerprint  # the default build is untouched
+    with pytest.raises(DataError, match=r"--holdout-speaker nobody: no recordings of that speaker .*spk0, spk1"):
+        load_dataset("synthetic", holdout_speaker="nobody", **quiet)
+    write_course(tmp_path)
+    with pytest.raises(DataError, match="--holdout-speaker needs a source built by the recipe"):
+        load_dataset("course", data_root=str(tmp_path), holdout_speaker="spk1", log=lambda m: None)

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import statistics
 
 import pytest
 
@@ -543,3 +544,29 @@ def test_seed_by_seed_table_counts_failed_seeds_by_its_rule(tmp_path, capsys):
     write_run(tmp_path / "plain", "at-s0", model="multimodal", fusion="attention-tokens", seed=0, acc=0.5)
     code, out, _ = run_report(capsys, tmp_path / "plain", "--no-figures")
     assert code == 0 and "Seed by seed" not in out
+
+
+def test_held_out_speaker_runs_get_their_own_tables_and_the_unseen_voices_summary(tmp_path, capsys):
+    """Audio-only on the synthetic split by take and with spk0 / spk1 held out (one epoch each):
+    evaluate.py re-renders a held-out test split (its fingerprint check passes); the report gives each
+    fold its own table, named, without the exam's numbers, and one unseen-voices row."""
+    from conftest import SMALL_SYNTHETIC, run_script
+    runs = tmp_path / "runs"
+    for name, extra in (("audio-s0", []), ("audio-spk0-s0", ["--holdout-speaker", "spk0"]),
+                        ("audio-spk1-s0", ["--holdout-speaker", "spk1"])):
+        out = run_script(["train_audio.py", *SMALL_SYNTHETIC, "--runs-dir", str(runs), "--name", name,
+                          "--max-epochs", "1", "--batch-size", "16", "--num-threads", "1", *extra])
+        assert out.returncode == 0, out.stderr
+    out = run_script(["evaluate.py", str(runs / "audio-spk0-s0"), "--sweeps", "audio"])
+    assert out.returncode == 0, out.stderr
+    code, text, _ = run_report(capsys, runs, "--no-figures")
+    assert code == 0
+    assert "Dataset: synthetic, speaker spk0 unseen" in text and "Dataset: synthetic, speaker spk1 unseen" in text
+    accs = {}
+    for name in ("audio-s0", "audio-spk0-s0", "audio-spk1-s0"):
+        accs[name] = 100 * json.loads((runs / name / "metrics.json").read_text())["test"]["acc"]
+    [row] = table_rows(text.split("## Unseen voices")[1])["audio-only"]
+    mean = (accs["audio-spk0-s0"] + accs["audio-spk1-s0"]) / 2
+    assert row[1:] == [f"{accs['audio-spk0-s0']:.2f} ± –", f"{accs['audio-spk1-s0']:.2f} ± –",
+                       f"{mean:.2f} ± {statistics.stdev([accs['audio-spk0-s0'], accs['audio-spk1-s0']]):.2f} (n=2)",
+                       f"{accs['audio-s0']:.2f} ± –"]

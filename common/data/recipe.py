@@ -40,12 +40,15 @@ CHUNK = 2048  # pairs corrupted at once: bounds the temporary memory of the nois
 ROW_BLOCK = 64  # waveforms per step of the audio arithmetic (see _row_blocks)
 
 
-def recipe_params(sizes, seed, clean_views=False):
-    return {"recipe_version": RECIPE_VERSION, "numerics": NUMERICS_VERSION, "seed": int(seed),
-            "clean_views": bool(clean_views),
-            "sizes": {k: int(v) for k, v in sizes.items()},
-            "image_p": {"noisy": NOISY_P, "mild": MILD_P},
-            "audio_snr_db": {"noisy": NOISY_SNR_DB, "mild": MILD_SNR_DB}}
+def recipe_params(sizes, seed, clean_views=False, holdout_speaker=None):
+    params = {"recipe_version": RECIPE_VERSION, "numerics": NUMERICS_VERSION, "seed": int(seed),
+              "clean_views": bool(clean_views),
+              "sizes": {k: int(v) for k, v in sizes.items()},
+              "image_p": {"noisy": NOISY_P, "mild": MILD_P},
+              "audio_snr_db": {"noisy": NOISY_SNR_DB, "mild": MILD_SNR_DB}}
+    if holdout_speaker:  # only when set, so the builds (and cache keys) of the speaker-seen split stay as they were
+        params["holdout_speaker"] = holdout_speaker
+    return params
 
 
 def corrupt_images(images, p, rng):
@@ -223,12 +226,13 @@ def drawn_test_pairs(raw, n, seed):
     return draw_pairs(raw.test, n, split_generators(seed)[1])
 
 
-def build_dataset(raw, sizes, seed, progress=None, clean_views=False):
-    """The recipe applied to both splits of `raw`, deterministic in `seed`."""
+def build_dataset(raw, sizes, seed, progress=None, clean_views=False, holdout_speaker=None):
+    """The recipe applied to both splits of `raw`, deterministic in `seed` (holdout_speaker: the
+    speaker `raw` was held out by, raw.hold_out_speaker; recorded in the info)."""
     train_rng, test_rng = split_generators(seed)
     train = build_split(raw.train, sizes["train"], train_rng, progress, clean_views)
     test = build_split(raw.test, sizes["test"], test_rng, progress, clean_views)
-    info = recipe_params(sizes, seed, clean_views)
+    info = recipe_params(sizes, seed, clean_views, holdout_speaker)
     info["raw_fingerprint"] = raw.fingerprint
     return Dataset(name=raw.name, train=train, test=test,
                    fingerprint=fingerprint_splits(train, test), info=info)

@@ -12,7 +12,7 @@ from .course import course_files_present, load_course
 from .errors import DataError
 from .fsdd import list_recordings, load_recordings
 from .mnist import FILES as MNIST_FILES, load_mnist_split
-from .raw import RawSources, RawSplit
+from .raw import RawSources, RawSplit, hold_out_speaker
 from .recipe import DEFAULT_SIZES, RECIPE_VERSION, build_dataset, recipe_params
 
 SOURCES = ("auto", "avdigits", "course", "synthetic")
@@ -91,9 +91,16 @@ def load_avdigits_raw(root, fingerprint):
     return RawSources(name="avdigits", train=splits["train"], test=splits["test"], fingerprint=fingerprint)
 
 
-def load_raw_sources(name, data_root=None, data_seed=0, synthetic_size=None, raw_fingerprint=None):
+def load_raw_sources(name, data_root=None, data_seed=0, synthetic_size=None, raw_fingerprint=None,
+                     holdout_speaker=None):
     """The raw pools (images and recordings before pairing and noise) of a recipe-built source.
-    raw_fingerprint: the hash of the raw files when already known (a loaded dataset's info has it)."""
+    raw_fingerprint: the hash of the raw files when already known (a loaded dataset's info has it);
+    holdout_speaker: one speaker's voice out of training, and the test recordings all theirs."""
+    raw = _raw_sources(name, data_root, data_seed, synthetic_size, raw_fingerprint)
+    return hold_out_speaker(raw, holdout_speaker) if holdout_speaker else raw
+
+
+def _raw_sources(name, data_root, data_seed, synthetic_size, raw_fingerprint):
     if name == "avdigits":
         root = resolve_data_root(data_root)
         if not avdigits_files_present(root):
@@ -116,18 +123,22 @@ def synthetic_sizes(total):
     return {"train": n_train, "test": total - n_train}
 
 
-def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_views=False):
-    params = recipe_params(sizes, seed, clean_views)
+def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_views=False, holdout_speaker=None):
+    params = recipe_params(sizes, seed, clean_views, holdout_speaker)
     params.update(source=name, raw_fingerprint=raw_fingerprint)
     path = cache.cache_path(name, params)
     dataset = cache.load_cached(path, params)
     if dataset is not None:
         return dataset
     raw = make_raw()  # reads and checks the raw files first, so bad input fails before any progress output
-    log(f"building {name} (recipe v{RECIPE_VERSION}, data seed {seed}); cached afterwards in {path}")
+    if holdout_speaker:
+        raw = hold_out_speaker(raw, holdout_speaker)
+    held = f", speaker {holdout_speaker} held out" if holdout_speaker else ""
+    log(f"building {name} (recipe v{RECIPE_VERSION}, data seed {seed}{held}); cached afterwards in {path}")
     with tqdm(total=sum(sizes.values()), desc=f"build {name}", unit="pair", disable=None,
               file=sys.stderr) as bar:
-        dataset = build_dataset(raw, sizes, seed, progress=bar, clean_views=clean_views)
+        dataset = build_dataset(raw, sizes, seed, progress=bar, clean_views=clean_views,
+                                holdout_speaker=holdout_speaker)
     try:
         cache.save_cached(path, params, dataset)
     except OSError as e:  # a read-only cache folder costs time, not correctness
@@ -136,7 +147,7 @@ def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_v
 
 
 def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None, clean_views=False,
-                 log=log_stderr):
+                 log=log_stderr, holdout_speaker=None):
     """The Dataset a run asked for. Raises DataError with a one-line message on bad data."""
     root = resolve_data_root(data_root)
     if source not in SOURCES:
@@ -148,20 +159,21 @@ def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None
                             + GET_DATA_HINT)
         fingerprint = avdigits_raw_fingerprint(root)
         return _build_with_cache("avdigits", dict(DEFAULT_SIZES), data_seed, fingerprint,
-                                 lambda: load_avdigits_raw(root, fingerprint), log, clean_views)
+                                 lambda: load_avdigits_raw(root, fingerprint), log, clean_views, holdout_speaker)
     if name == "course":
         folder = course_folder(root)
         if folder is None:
             raise DataError(f"no course files (training_images.pth, ...) in {root!r} or {root!r}/course")
-        if clean_views:
-            raise DataError("--clean-views needs a source built by the recipe (avdigits or synthetic); "
-                            "the course files come already corrupted")
+        if clean_views or holdout_speaker:
+            raise DataError(f"{'--clean-views' if clean_views else '--holdout-speaker'} needs a source built by "
+                            "the recipe (avdigits or synthetic); the course files come already paired and corrupted")
         return load_course(folder, log)
     from .synthetic import SYNTHETIC_VERSION, synthetic_raw_sources
     sizes = dict(DEFAULT_SIZES) if synthetic_size is None else synthetic_sizes(synthetic_size)
     raw_fp = f"synthetic-v{SYNTHETIC_VERSION}"
     return _build_with_cache("synthetic", sizes, data_seed, raw_fp,
-                             lambda: synthetic_raw_sources(sizes["train"], sizes["test"], data_seed), log, clean_views)
+                             lambda: synthetic_raw_sources(sizes["train"], sizes["test"], data_seed), log, clean_views,
+                             holdout_speaker)
 
 
 def add_data_flags(parser):
@@ -177,10 +189,14 @@ def add_data_flags(parser):
                         help="total pairs of the synthetic source, about 75%% train (None: the course's sizes)")
     parser.add_argument("--clean-views", action="store_true",
                         help="pair as usual but add no noise to either view (a control: how hard are the clean views?)")
+    parser.add_argument("--holdout-speaker", default=None, metavar="NAME",
+                        help="unseen voices: leave every recording of this FSDD speaker (e.g. jackson) out of training "
+                             "and make the test pairs from that speaker's recordings only (None: FSDD's split by take)")
 
 
 def dataset_from_args(args, log=log_stderr):
-    return load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size, args.clean_views, log)
+    return load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size, args.clean_views, log,
+                        getattr(args, "holdout_speaker", None))
 
 
 def class_counts(labels):

@@ -48,6 +48,7 @@ def group_runs(runs):
                  f"than one run with the same configuration; each run counts once in n")
         group = {"model": model, "fusion": fusion, "label": model_label(model, fusion), "config": config,
                  "dataset": dkey[0], "synthetic": dkey[1], "fingerprint": dkey[2], "limit": dkey[3],
+                 "holdout_speaker": members[0]["holdout_speaker"],
                  "n": len(members), "seeds": seeds, "paths": [r["path"] for r in members],
                  "predictions": [r.get("predictions") for r in members]}
         for field in STAT_FIELDS:

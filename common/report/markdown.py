@@ -7,6 +7,7 @@ from .contrastive import (label_efficiency_markdown, label_efficiency_sets, prob
 from .format import best_labels, describe_dataset, describe_skipped, fmt_stat, row_name
 from .group import baselines
 from .seeds import seeds_markdown
+from .speakers import unseen_voices_markdown
 from .settings import EXAM, is_exam_setup, training_setup
 from .stats import ALPHA, SWEEP_AXES, is_number, mean_std, paired_comparisons, sweep_stats
 
@@ -25,7 +26,8 @@ def results_table(groups, dkey):
             for c in TEST_COLUMNS + RUN_COLUMNS if c.best}
     devices = sorted({d for g in groups for d in g["devices"]})
     for i, g in enumerate(groups):
-        comparable = is_exam_setup(g) and not dkey[1] and dkey[3] is None  # the exam's setup, real data
+        # the exam's setup on real data and the exam's split (its speakers are the test speakers)
+        comparable = is_exam_setup(g) and not dkey[1] and dkey[3] is None and not g["holdout_speaker"]
         exam = EXAM.get((g["model"], g["fusion"])) if comparable else None
         cells = [row_name(g), g["dataset"], str(g["n"])]
         cells += [c.markdown(g, bold=i in best.get(c.field, ())) for c in TEST_COLUMNS]
@@ -74,6 +76,7 @@ def markdown(tables, runs_dir, n_runs, skipped, sweeps=(), probes=()):
         lines += label_efficiency_markdown(label_efficiency_sets(groups), describe_dataset(dkey))
         lines += comparisons_markdown(groups, dkey[0])
         lines += robustness_markdown(groups, dkey[0])
+    lines += unseen_voices_markdown(tables)
     return "\n".join(lines) + "\n"
 
 

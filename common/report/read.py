@@ -34,6 +34,11 @@ def find_metrics(runs_dir):
     return find_files(runs_dir, "metrics.json")
 
 
+def held_out_name(dataset, speaker):
+    """A dataset's name as the tables show it: a held-out-speaker build (--holdout-speaker) says so."""
+    return f"{dataset}, speaker {speaker} unseen" if speaker else dataset
+
+
 def load_config_args(run_dir):
     """The args saved in config.json beside metrics.json, with the precision and device the run
     used ({} when absent or unreadable)."""
@@ -103,7 +108,8 @@ def read_runs(runs_dir):
         runs.append({
             "path": path,
             "model": m["model"], "fusion": m.get("fusion") if m["model"] == "multimodal" else None,
-            "dataset": m["dataset"], "synthetic": bool(m.get("synthetic")),
+            "dataset": held_out_name(m["dataset"], args.get("holdout_speaker")),
+            "holdout_speaker": args.get("holdout_speaker"), "synthetic": bool(m.get("synthetic")),
             "fingerprint": m.get("fingerprint"), "limit": m.get("limit"),
             "seed": m.get("seed", args.get("seed")),
             "config": config_key(args),
