@@ -78,6 +78,16 @@ def bounded_int(low, high):
     return parse
 
 
+def bounded_float(low, high):
+    """A finite float type for argparse within [low, high]."""
+    def parse(text):
+        value = _number(text, float)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}, got {text}")
+        return value
+    return parse
+
+
 def non_negative_float(text):
     value = _number(text, float)
     if not (value >= 0.0 and math.isfinite(value)):  # refuses nan, inf and anything < 0

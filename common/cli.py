@@ -4,7 +4,7 @@ import copy
 import sys
 import traceback
 
-from .argtypes import bounded_int, fraction, non_negative_float, positive_float, positive_int, run_name, share
+from .argtypes import bounded_float, bounded_int, fraction, non_negative_float, positive_float, positive_int, run_name, share
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
@@ -109,11 +109,16 @@ def add_audio_frontend_flags(p):
     p.add_argument("--mel-channels", type=bounded_int(1, MAX_MEL_CHANNELS), nargs=2, default=list(MEL_CHANNELS),
                    metavar=("C1", "C2"),
                    help="channels of the two conv layers of the mel front-end's CNN")
+    p.add_argument("--mel-top-db", type=bounded_float(1.0, 200.0), default=None, metavar="DB",
+                   help="floor each log-mel map DB below its loudest bin (e.g. 50), so that a clean recording's "
+                        "silent padding looks like the mild noise floor training saw (default: no floor)")
 
 
 def check_audio_frontend_flags(args):
     if args.audio_frontend != "mel" and list(args.mel_channels) != list(MEL_CHANNELS):
         raise UsageError("--mel-channels needs --audio-frontend mel")
+    if args.audio_frontend != "mel" and args.mel_top_db is not None:
+        raise UsageError("--mel-top-db needs --audio-frontend mel")
 
 
 def explicit_flags(parser, argv=None):

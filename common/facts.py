@@ -22,16 +22,18 @@ RECIPES = {"exam": {},
 @dataclass(frozen=True)
 class AudioFrontend:
     """The audio featurizer's input stage, one value through every model builder: raw (the exam's
-    Conv1d stack on the waveform) or mel (a log-mel spectrogram and 2-D convs `channels` wide)."""
+    Conv1d stack on the waveform) or mel (a log-mel spectrogram and 2-D convs `channels` wide;
+    top_db: its floor, that many dB below each utterance's loudest bin; None: none but 1e-6)."""
     kind: str = "raw"
     channels: tuple = MEL_CHANNELS
+    top_db: float = None
 
     @classmethod
     def of(cls, args):
         """From parsed flags (a Namespace) or a saved config's args (a dict); a run from before the
         flags existed used the raw waveform."""
         get = args.get if isinstance(args, dict) else (lambda key: getattr(args, key, None))
-        return cls(get("audio_frontend") or "raw", tuple(get("mel_channels") or MEL_CHANNELS))
+        return cls(get("audio_frontend") or "raw", tuple(get("mel_channels") or MEL_CHANNELS), get("mel_top_db"))
 
 
 IMAGE_P_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # pixel replacement probability

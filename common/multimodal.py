@@ -34,7 +34,7 @@ def build_audio_featurizer(frontend=AudioFrontend(), dropout=0.5, out_dim=FEATUR
     if frontend.kind == "raw":
         return AudioFeaturizer(dropout, out_dim=out_dim)
     if frontend.kind == "mel":
-        return MelAudioFeaturizer(dropout, out_dim=out_dim, channels=tuple(frontend.channels))
+        return MelAudioFeaturizer(dropout, out_dim=out_dim, channels=tuple(frontend.channels), top_db=frontend.top_db)
     raise ValueError(f"unknown audio front-end {frontend.kind!r}; valid: {', '.join(AUDIO_FRONTENDS)}")
 
 

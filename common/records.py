@@ -18,7 +18,7 @@ from .facts import MEL_CHANNELS, saved_precision
 # What runs made before a flag existed did: their config.json lacks the flag, and they trained with
 # this value. The one table of such defaults; readers ask `run_args` instead of spelling them.
 OLD_RUN_DEFAULTS = {"label_fraction": 1.0, "epoch_pairs": 0, "modality_dropout": 0.0, "modality_dropout_fill": "zeros",
-                    "audio_frontend": "raw", "mel_channels": list(MEL_CHANNELS),
+                    "audio_frontend": "raw", "mel_channels": list(MEL_CHANNELS), "mel_top_db": None,
                     "optimizer": "adam", "weight_decay": 0.0, "warmup_epochs": 0.0, "schedule": "constant",
                     "clip_grad": 0.0}
 

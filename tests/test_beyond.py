@@ -138,6 +138,32 @@ def test_mel_front_end_gives_finite_features(signal):
         assert logmel[0, 0].mean(1).argmax() == (centres - 440).abs().argmin()
 
 
+def test_mel_top_db_floors_the_map_below_its_loudest_bin_and_is_off_by_default():
+    """A tone in one second of exact zeros (a clean recording's padding): with --mel-top-db 50 no bin
+    of the log-mel map lies more than 50 dB below its loudest, so the padding sits at that floor, not
+    at log(1e-6); without it the map is as before; a noisy second above the floor is unchanged."""
+    torch.manual_seed(0)
+    t = torch.arange(2000) / 8000
+    x = torch.zeros(2, 1, 8000)
+    x[:, 0, 3000:5000] = torch.sin(2 * math.pi * 440 * t)
+    noisy = x + 0.3 * torch.randn(2, 1, 8000)
+    floor = 50 * math.log(10) / 10  # 50 dB of power, in the map's natural-log units
+
+    plain, floored = LogMel(), LogMel(top_db=50.0)
+    with torch.no_grad():
+        mel = torch.matmul(torch.stft(x.flatten(1), 512, 80, 200, plain.window, center=True, pad_mode="constant",
+                                      return_complex=True).abs().square().transpose(1, 2),
+                           plain.filterbank).transpose(1, 2)
+        logmel = torch.log(mel + 1e-6)
+        expected = torch.maximum(logmel, logmel.amax(dim=(1, 2), keepdim=True) - floor)
+        expected = (expected - expected.mean(dim=(1, 2), keepdim=True)) / (expected.std(dim=(1, 2), keepdim=True)
+                                                                              + 1e-5)
+        assert torch.allclose(floored(x)[:, 0], expected, atol=1e-5)
+        assert (logmel.amax(dim=(1, 2)) - logmel.amin(dim=(1, 2)) > 1.5 * floor).all()  # the cliff it removes: ~96 dB
+        assert torch.equal(LogMel(top_db=None)(x), plain(x))
+        assert torch.allclose(LogMel(top_db=200.0)(noisy), plain(noisy))  # a floor below every bin binds nowhere
+
+
 @pytest.mark.parametrize("fusion", FUSION_CHOICES)
 def test_every_fusion_takes_a_training_step_with_the_mel_front_end(fusion):
     torch.manual_seed(0)
@@ -167,6 +193,14 @@ def test_mel_runs_end_to_end_and_refuse_mismatched_flags(labelled_course, tmp_pa
     model.load_state_dict(state)  # evaluate.py rebuilds the same network from config.json
     bad = train_on_course("train_audio.py", labelled_course, tmp_path, "--mel-channels", "8", "16", "--name", "bad")
     assert bad.returncode == 2 and bad.stderr.strip().endswith("--mel-channels needs --audio-frontend mel")
+    bad = train_on_course("train_audio.py", labelled_course, tmp_path, "--mel-top-db", "50", "--name", "bad")
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("--mel-top-db needs --audio-frontend mel")
+    floored = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--audio-frontend", "mel",
+                              "--mel-top-db", "50", "--name", "floored")
+    assert floored.returncode == 0, floored.stderr
+    config = json.loads((tmp_path / "floored/config.json").read_text())
+    assert config["args"]["mel_top_db"] == 50.0
+    assert build_from_config(config).audio_featurizer.logmel.floor_nats == pytest.approx(50 * math.log(10) / 10)
     raw = train_on_course("train_multimodal.py", labelled_course, tmp_path,
                           "--init-from", str(tmp_path / "mel/checkpoints/best.pt"),
                           "--name", "raw-from-mel")  # a mel featurizer does not fit the raw front-end
