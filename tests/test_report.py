@@ -10,6 +10,7 @@ import pytest
 
 import report
 from common.facts import RECIPES
+from common.report.columns import COLUMNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -570,3 +571,21 @@ def test_held_out_speaker_runs_get_their_own_tables_and_the_unseen_voices_summar
     assert row[1:] == [f"{accs['audio-spk0-s0']:.2f} ± –", f"{accs['audio-spk1-s0']:.2f} ± –",
                        f"{mean:.2f} ± {statistics.stdev([accs['audio-spk0-s0'], accs['audio-spk1-s0']]):.2f} (n=2)",
                        f"{accs['audio-s0']:.2f} ± –"]
+
+
+def test_the_fake_runs_here_have_the_fields_a_real_run_writes(tmp_path):
+    """write_run's metrics.json and config.json are what these tests feed report.py: their fields must be
+    the fields a training script writes (a real one-epoch run), so a field the writer adds or renames
+    shows up here, not first in a report of real runs."""
+    from conftest import SMALL_SYNTHETIC, run_script
+    out = run_script(["train_multimodal.py", *SMALL_SYNTHETIC, "--runs-dir", str(tmp_path), "--name", "real",
+                      "--fusion", "concat", "--max-epochs", "1", "--batch-size", "16", "--num-threads", "1"])
+    assert out.returncode == 0, out.stderr
+    fake = write_run(tmp_path, "fake", model="multimodal", fusion="concat", regimes=(0.5, 0.5, 0.5))
+    real_m, fake_m = (json.loads(open(os.path.join(d, "metrics.json")).read()) for d in (tmp_path / "real", fake))
+    assert set(fake_m) <= set(real_m), set(fake_m) - set(real_m)
+    assert set(fake_m["test"]) <= set(real_m["test"]), set(fake_m["test"]) - set(real_m["test"])
+    read = {c.source[0] for c in COLUMNS}
+    assert read <= set(fake_m), read - set(fake_m)  # every field the report's columns read is in the fake
+    real_c, fake_c = (json.loads(open(os.path.join(d, "config.json")).read()) for d in (tmp_path / "real", fake))
+    assert set(fake_c["args"]) <= set(real_c["args"]), set(fake_c["args"]) - set(real_c["args"])
