@@ -10,6 +10,7 @@ whose featurizers came from a contrastive checkpoint (--init-from).
 import math
 import os
 import statistics
+from dataclasses import dataclass
 
 DIRECTIONS = (("img2aud", "image → audio"), ("aud2img", "audio → image"))
 # the training set-up of a contrastive run besides its loss and temperature (default: before the flag existed)
@@ -23,24 +24,53 @@ RECIPE_KEYS = {"head": "mlp", "feat_dropout": 0.5, "optimizer": "adam", "weight_
 
 # ---------------------------------------------------------------- the temperature sweep
 
+@dataclass
+class ContrastiveRun:
+    """One contrastive run (train_contrastive.py) as the sweep table and figure read it."""
+    path: str
+    name: str
+    dataset: str
+    synthetic: bool
+    fingerprint: str
+    limit: int
+    seed: object
+    loss: str
+    tau_init: float  # --tau, where the temperature started
+    tau: float       # the temperature at the best epoch (learned or fixed)
+    learn_tau: bool
+    bias: float      # NT-Log's bias (None: NT-Xent)
+    learn_bias: bool
+    setup: dict      # SETUP_KEYS: the training set-up besides the loss and temperature
+    recipe: dict     # RECIPE_KEYS: the second recipe's flags
+    best_epoch: int
+    epochs_run: int
+    seconds_per_epoch: float
+    val_loss: float
+    retrieval: dict  # metrics.json's test retrieval
+    probe: dict      # ... and its linear probes (image, audio, both)
+
+    def dataset_key(self):
+        return (self.dataset, self.synthetic, self.fingerprint, self.limit)
+
+
 def contrastive_row(path, metrics, args):
-    """One contrastive run as a flat dict, or None when its metrics lack the test measurements."""
+    """One contrastive run as a ContrastiveRun, or None when its metrics lack the test measurements."""
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
     retrieval, probe = test.get("retrieval"), test.get("probe")
     if not isinstance(retrieval, dict) or "recall@1_img2aud" not in retrieval:
         return None
-    return {"path": path, "name": os.path.basename(os.path.dirname(path)),
-            "dataset": metrics.get("dataset"), "synthetic": bool(metrics.get("synthetic")),
-            "fingerprint": metrics.get("fingerprint"), "limit": metrics.get("limit"),
-            "seed": metrics.get("seed", args.get("seed")), "loss": metrics.get("loss"),
-            "tau_init": args.get("tau"), "tau": metrics.get("tau"), "learn_tau": bool(metrics.get("learn_tau")),
-            "bias": metrics.get("bias"), "learn_bias": bool(metrics.get("learn_bias")),
-            "setup": {key: args.get(key, default) for key, default in SETUP_KEYS.items()},
-            "recipe": {key: args.get(key, default) for key, default in RECIPE_KEYS.items()},
-            "best_epoch": metrics.get("best_epoch"),
-            "epochs_run": metrics.get("epochs_run"), "seconds_per_epoch": metrics.get("seconds_per_epoch"),
-            "val_loss": (metrics.get("val") or {}).get("loss"), "retrieval": retrieval,
-            "probe": probe if isinstance(probe, dict) else {}}
+    return ContrastiveRun(
+        path=path, name=os.path.basename(os.path.dirname(path)),
+        dataset=metrics.get("dataset"), synthetic=bool(metrics.get("synthetic")),
+        fingerprint=metrics.get("fingerprint"), limit=metrics.get("limit"),
+        seed=metrics.get("seed", args.get("seed")), loss=metrics.get("loss"),
+        tau_init=args.get("tau"), tau=metrics.get("tau"), learn_tau=bool(metrics.get("learn_tau")),
+        bias=metrics.get("bias"), learn_bias=bool(metrics.get("learn_bias")),
+        setup={key: args.get(key, default) for key, default in SETUP_KEYS.items()},
+        recipe={key: args.get(key, default) for key, default in RECIPE_KEYS.items()},
+        best_epoch=metrics.get("best_epoch"), epochs_run=metrics.get("epochs_run"),
+        seconds_per_epoch=metrics.get("seconds_per_epoch"), val_loss=(metrics.get("val") or {}).get("loss"),
+        retrieval=retrieval, probe=probe if isinstance(probe, dict) else {})
 
 
 def format_setting(value):
@@ -49,8 +79,7 @@ def format_setting(value):
 
 
 def _sweep_order(row):
-    return (str(row["loss"]), row["learn_tau"], row["learn_bias"], row["tau_init"] or 0.0, str(row["seed"]),
-            row["name"])
+    return (str(row.loss), row.learn_tau, row.learn_bias, row.tau_init or 0.0, str(row.seed), row.name)
 
 
 def _pct(x, digits=1):
@@ -58,24 +87,22 @@ def _pct(x, digits=1):
 
 
 def _tau(row):
-    start = f"{row['tau_init']:g}" if isinstance(row["tau_init"], (int, float)) else "?"
-    if row["learn_tau"]:
-        return f"learned: {start} → {row['tau']:.3g}"
+    start = f"{row.tau_init:g}" if isinstance(row.tau_init, (int, float)) else "?"
+    if row.learn_tau:
+        return f"learned: {start} → {row.tau:.3g}"
     return start
 
 
 def sweep_markdown(rows, dataset_heading):
     """The sweep table: one row per contrastive run, sorted by loss, then by temperature."""
     rows = sorted(rows, key=_sweep_order)
-    shared = {k: rows[0]["setup"][k] for k in SETUP_KEYS if len({repr(r["setup"][k]) for r in rows}) == 1}
+    shared = {k: rows[0].setup[k] for k in SETUP_KEYS if len({repr(r.setup[k]) for r in rows}) == 1}
     differing = [k for k in SETUP_KEYS if k not in shared]
-    recipe = [k for k in RECIPE_KEYS if any(r["recipe"][k] != RECIPE_KEYS[k] for r in rows)]
-    shared.update({k: rows[0]["recipe"][k] for k in recipe if len({repr(r["recipe"][k]) for r in rows}) == 1})
+    recipe = [k for k in RECIPE_KEYS if any(r.recipe[k] != RECIPE_KEYS[k] for r in rows)]
+    shared.update({k: rows[0].recipe[k] for k in recipe if len({repr(r.recipe[k]) for r in rows}) == 1})
     differing += [k for k in recipe if k not in shared]
-    for r in rows:
-        r["setup"] = {**r["setup"], **{k: r["recipe"][k] for k in recipe}}
     budget = ", ".join(f"{k}={format_setting(v)}" for k, v in shared.items() if v is not None)
-    selections = {r["recipe"]["select"] for r in rows}
+    selections = {r.recipe["select"] for r in rows}
     chosen = "the weights of the lowest validation contrastive loss" if selections == {"val_loss"} else \
         "the weights of the highest validation digit@1" if selections == {"val_digit1"} else \
         "the weights each run's --select chose"
@@ -91,12 +118,11 @@ def sweep_markdown(rows, dataset_heading):
              "| probe image (%) | probe audio (%) | probe both (%) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        ret, probe = r["retrieval"], r["probe"]
-        bias = f"{r['bias']:.2f}" + (" (learned)" if r["learn_bias"] else "") if isinstance(r["bias"], (int, float)) \
-            else "–"
-        name = r["name"] + (" (" + ", ".join(f"{k}={format_setting(r['setup'][k])}" for k in differing) + ")"
-                            if differing else "")
-        cells = [name, str(r["loss"]), _tau(r), bias, f"{r['epochs_run']} ({r['best_epoch']})"]
+        ret, probe, settings = r.retrieval, r.probe, {**r.setup, **{k: r.recipe[k] for k in recipe}}
+        bias = f"{r.bias:.2f}" + (" (learned)" if r.learn_bias else "") if isinstance(r.bias, (int, float)) else "–"
+        name = r.name + (" (" + ", ".join(f"{k}={format_setting(settings[k])}" for k in differing) + ")"
+                         if differing else "")
+        cells = [name, str(r.loss), _tau(r), bias, f"{r.epochs_run} ({r.best_epoch})"]
         for key in ("digit@1", "digit@5", "recall@1"):
             cells.append(" / ".join(_pct(ret.get(f"{key}_{d}"), 1 if key != "recall@1" else 2) for d, _ in DIRECTIONS))
         cells.append(_pct(ret.get("recall@1_ceiling"), 2))
@@ -111,10 +137,10 @@ def _mean_directions(ret, key):
     return 100 * statistics.fmean(values) if values else float("nan")
 
 
-SWEEP_PANELS = (("class-level retrieval: digit@1 (%)", lambda r: _mean_directions(r["retrieval"], "digit@1")),
-                ("class-level retrieval: digit@5 (%)", lambda r: _mean_directions(r["retrieval"], "digit@5")),
-                ("linear probe, image featurizer (%)", lambda r: 100 * r["probe"].get("image", float("nan"))),
-                ("linear probe, audio featurizer (%)", lambda r: 100 * r["probe"].get("audio", float("nan"))))
+SWEEP_PANELS = (("class-level retrieval: digit@1 (%)", lambda r: _mean_directions(r.retrieval, "digit@1")),
+                ("class-level retrieval: digit@5 (%)", lambda r: _mean_directions(r.retrieval, "digit@5")),
+                ("linear probe, image featurizer (%)", lambda r: 100 * r.probe.get("image", float("nan"))),
+                ("linear probe, audio featurizer (%)", lambda r: 100 * r.probe.get("audio", float("nan"))))
 
 
 def sweep_figure(rows, title):
@@ -123,18 +149,18 @@ def sweep_figure(rows, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(SWEEP_PANELS), figsize=(4.2 * len(SWEEP_PANELS), 3.6))
-    losses = sorted({str(r["loss"]) for r in rows})
+    losses = sorted({str(r.loss) for r in rows})
     for ax, (name, value) in zip(axes, SWEEP_PANELS):
         for k, loss in enumerate(losses):
-            fixed = sorted((r for r in rows if str(r["loss"]) == loss and not r["learn_tau"] and not r["learn_bias"]),
-                           key=lambda r: r["tau"])
+            fixed = sorted((r for r in rows if str(r.loss) == loss and not r.learn_tau and not r.learn_bias),
+                           key=lambda r: r.tau)
             if fixed:
-                ax.plot([r["tau"] for r in fixed], [value(r) for r in fixed], "o-", color=f"C{k}", label=loss)
+                ax.plot([r.tau for r in fixed], [value(r) for r in fixed], "o-", color=f"C{k}", label=loss)
             for r in rows:
-                if str(r["loss"]) == loss and (r["learn_tau"] or r["learn_bias"]):
-                    what = "learned τ" if r["learn_tau"] else "learned bias"
-                    ax.plot([r["tau"]], [value(r)], "*" if r["learn_tau"] else "s", color=f"C{k}", markersize=11,
-                            label=f"{loss}, {what}" + (" and bias" if r["learn_tau"] and r["learn_bias"] else ""))
+                if str(r.loss) == loss and (r.learn_tau or r.learn_bias):
+                    what = "learned τ" if r.learn_tau else "learned bias"
+                    ax.plot([r.tau], [value(r)], "*" if r.learn_tau else "s", color=f"C{k}", markersize=11,
+                            label=f"{loss}, {what}" + (" and bias" if r.learn_tau and r.learn_bias else ""))
         if name.startswith("class") and "digit@1" in name:
             ax.axhline(10.0, color="grey", ls=":", lw=1, label="chance (10 digits)")
         ax.set_xscale("log")

@@ -106,5 +106,5 @@ def contrastive_tables(contrastive):
     """[(dataset_key, [row, ...]), ...] of the contrastive runs, one table per dataset."""
     by_key = {}
     for row in contrastive:
-        by_key.setdefault(dataset_key(row), []).append(row)
+        by_key.setdefault(row.dataset_key(), []).append(row)
     return sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][3] is not None, str(kv[0][2])))

@@ -152,7 +152,7 @@ def read_all(runs_dirs):
         found, found_contrastive, found_skipped = read_runs(runs_dir)
         for kept, new in ((runs, found), (contrastive, found_contrastive)):
             for run in new:
-                real = os.path.realpath(run["path"])
+                real = os.path.realpath(run.path if kept is contrastive else run["path"])
                 if real not in seen:
                     seen.add(real)
                     kept.append(run)
