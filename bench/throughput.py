@@ -13,6 +13,8 @@ configuration after another (never two at once), it times:
   architecture and parameter count. This is what a Lightning loop runs
   underneath;
 - the float32 and bf16 peak of a 2048 x 2048 matmul;
+- on request (--recipes stable), the project's step under another --recipe (AdamW with its
+  parameter groups, the warm-up and cosine schedule, gradient clipping), beside the exam's Adam;
 - on request (--models), the log-mel audio front-end (audio-mel, concat-mel) at its
   default channels and at a quarter of them (-lean), in the project's loop only; its
   FLOP count leaves out the STFT, which the counter does not see.
@@ -26,6 +28,7 @@ of the real shapes: the speed of these models does not depend on the values.
     python bench/throughput.py --out docs/throughput.json
 """
 import argparse
+from types import SimpleNamespace
 import os
 import platform
 import statistics
@@ -42,7 +45,9 @@ from common.data import Split, batch_indices, shuffle_order  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import Dropout, PhaseSplitConv1d, count_parameters  # noqa: E402
 from common.multimodal import build_from_config  # noqa: E402
-from common.training import autocast, batch_inputs, cpu_has_native_bf16, make_adam  # noqa: E402
+from common.facts import RECIPES  # noqa: E402
+from common.training import (autocast, batch_inputs, clip_gradients, cpu_has_native_bf16, make_optimizer,  # noqa: E402
+                             make_schedule)
 
 BATCH = 64
 VIEWS = {"image": ("image",), "audio": ("audio",), "concat": ("image", "audio"),
@@ -97,13 +102,22 @@ class PairDataset(torch.utils.data.Dataset):
         return tuple(getattr(self.split, v)[i] for v in self.views) + (self.split.label[i],)
 
 
-def project_steps(model_name, precision, split, seed):
-    """A generator of training steps exactly as the train_*.py loops take them."""
+def recipe_flags(recipe):
+    """The optimizer flags a training script has under --recipe, at the scripts' defaults otherwise."""
+    flags = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 0.0, "schedule": "constant",
+             "clip_grad": 0.0, "max_epochs": 100}
+    return SimpleNamespace(**{**flags, **RECIPES[recipe]})
+
+
+def project_steps(model_name, precision, split, seed, recipe="exam"):
+    """A generator of training steps exactly as the train_*.py loops take them (under --recipe)."""
     torch.manual_seed(seed)
     device = torch.device("cpu")
     model = build(model_name)
     model.train()
-    optimizer = make_adam(model.parameters(), 1e-3)
+    flags = recipe_flags(recipe)
+    optimizer = make_optimizer(model, flags)  # the exam's: make_adam, as the scripts build it
+    schedule = make_schedule(optimizer, flags, len(split) // BATCH)
     views = VIEWS[model_name]
     order_gen = torch.Generator().manual_seed(seed)
     while True:
@@ -117,6 +131,8 @@ def project_steps(model_name, precision, split, seed):
             loss = F.cross_entropy(logits.float(), label)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            clip_gradients(model, flags.clip_grad)
+            schedule.step()
             optimizer.step()
             yield len(index)
 
@@ -215,6 +231,8 @@ def main():
     p.add_argument("--models", nargs="+", default=["image", "audio", "concat"], choices=list(VIEWS))
     p.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
                    help="precisions of the project's step (default: fp32, and bf16 where the CPU has it natively)")
+    p.add_argument("--recipes", nargs="+", default=["exam"], choices=list(RECIPES),
+                   help="--recipe of the project's step (default: exam; e.g. exam stable to time both)")
     p.add_argument("--num-threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default="runs/bench/throughput.json", help="where the JSON goes")
     p.add_argument("--profile", action="store_true",
@@ -251,12 +269,14 @@ def main():
                          "gflops": peer * flops / 1e9, "peak_fraction": peer * flops / 1e9 / peak["fp32"],
                          "vs_peer": 1.0})
         for precision in precisions:
-            value, runs = timed(f"{model_name} project {precision}",
-                                lambda r: project_steps(model_name, precision, split, r))
-            rows.append({"model": model_name, "loop": "project", "precision": precision, "samples_per_s": value,
-                         "repeats": runs, "params": params, "flops_per_sample": flops,
-                         "gflops": value * flops / 1e9, "peak_fraction": value * flops / 1e9 / peak[precision],
-                         "vs_peer": value / peer if peer else None})
+            for recipe in args.recipes:
+                loop = "project" if recipe == "exam" else f"project, recipe {recipe}"
+                value, runs = timed(f"{model_name} {loop} {precision}",
+                                    lambda r: project_steps(model_name, precision, split, r, recipe))
+                rows.append({"model": model_name, "loop": loop, "precision": precision, "samples_per_s": value,
+                             "repeats": runs, "params": params, "flops_per_sample": flops,
+                             "gflops": value * flops / 1e9, "peak_fraction": value * flops / 1e9 / peak[precision],
+                             "vs_peer": value / peer if peer else None})
 
     machine = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                "native_bf16": native_bf16, "torch": torch.__version__, "python": platform.python_version(),
