@@ -187,6 +187,28 @@ def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
     assert all(" ".join(variants[n[:-3]]) + " --data synthetic" in " ".join(c) for c, n in zip(lines, names))
 
 
+def test_speakers_runs_fold_by_fold_with_the_held_out_voice_and_the_known_speaker_reference(tmp_path):
+    stub, log, env = stub_interpreter(tmp_path, STUB)
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "speakers.sh"), "--speakers", "ann bob", "--runs-dir",
+                        str(tmp_path / "runs"), "--results", str(tmp_path / "kept"), "--", "--data", "synthetic"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    calls = [c.split() for c in log.read_text().splitlines()]
+    trained = [c for c in calls if "--name" in c]
+    names = [c[c.index("--name") + 1] for c in trained]
+    fold = ["audio-spk-{}-s0", "multimodal-concat-spk-{}-s0", "audio-mel-lean-spk-{}-s0",
+            "multimodal-concat-mel-lean-mdrop0.3-spk-{}-s0"]
+    assert names == ["multimodal-concat-mel-lean-mdrop0.3-s0"] + [n.format(s) for s in ("ann", "bob") for n in fold]
+    for c, name in zip(trained, names):
+        held = c[c.index("--holdout-speaker") + 1] if "--holdout-speaker" in c else None
+        assert held == (name.split("-spk-")[1][:-3] if "-spk-" in name else None), c
+        assert ("--mel-channels" in c) == ("mel-lean" in name) and ("--modality-dropout" in c) == ("mdrop" in name)
+        assert c[-2:] == ["--data", "synthetic"]
+    bad = subprocess.run(["bash", os.path.join(ROOT, "scripts", "speakers.sh"), "--speakers", "../x", "--list"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --speakers: ../x is not a speaker name"
+
+
 RUN_STUB = r"""#!/usr/bin/env bash
 # Stand-in interpreter for scripts/contrastive.sh: records each call; a training script leaves a finished
 # run with a best.pt (a contrastive one scores its validation probe by the length of its name), evaluate.py

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Unseen voices: leave-one-speaker-out (--holdout-speaker) for four audio paths, through the study's machinery.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: scripts/speakers.sh [--seeds "0"] [--speakers "george jackson lucas nicolas theo yweweler"]
+                          [--runs-dir runs/speakers] [--results results/speakers] [--list] [-- EXTRA...]
+
+For each speaker left out (one fold: that speaker's every recording out of training, the test pairs
+from that voice alone), trains four models once per seed, each evaluated by evaluate.py right after
+training (scripts/reproduce.sh does the work; its rules for skipping, resuming and keeping apply):
+
+  audio-spk-NAME-sS                              audio only, raw waveform
+  audio-mel-lean-spk-NAME-sS                     audio only, --audio-frontend mel --mel-channels 8 16
+  multimodal-concat-spk-NAME-sS                  concat, raw waveform
+  multimodal-concat-mel-lean-mdrop0.3-spk-NAME-sS  concat, lean mel, --modality-dropout 0.3
+
+and, once per seed before the folds, the last of these on FSDD's own split (known speakers), the
+one of the four that results/study and results/beyond do not hold:
+
+  multimodal-concat-mel-lean-mdrop0.3-sS
+
+Fold by fold, so that a stopped session leaves whole folds. --list prints one self-contained
+command per run instead and exits. EXTRA goes to every training script (e.g. -- --data avdigits
+--data-root ../shared/data). Then: python report.py results/study results/beyond RESULTS
+--figures RESULTS gives each fold its table and the "Unseen voices" table beside the known speakers.
+
+environment:
+  PYTHON                interpreter to use (default: python)
+EOF
+}
+
+SEEDS="0"
+SPEAKERS="george jackson lucas nicolas theo yweweler"  # FSDD v1.0.10's six
+RUNS_DIR="runs/speakers"
+RESULTS="results/speakers"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_flags "--seeds --speakers --runs-dir --results" "--list" "$@"
+[[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
+[[ -n "${SPEAKERS// /}" ]] || { echo "error: --speakers is empty" >&2; exit 2; }
+for speaker in $SPEAKERS; do
+    [[ "$speaker" =~ ^[A-Za-z0-9]+$ ]] || { echo "error: --speakers: $speaker is not a speaker name" >&2; exit 2; }
+done
+
+REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
+variant() {  # variant SEED MODELS TAG FLAGS...: one variant at one seed
+    local seed="$1" models="$2" tag="$3"
+    shift 3
+    "$REPRODUCE" --seeds "$seed" --models "$models" --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
+        --no-report ${LIST:+"$LIST"} -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+}
+LEAN=(--audio-frontend mel --mel-channels 8 16)
+for seed in $SEEDS; do
+    variant "$seed" concat mel-lean-mdrop0.3 "${LEAN[@]}" --modality-dropout 0.3
+done
+for speaker in $SPEAKERS; do
+    for seed in $SEEDS; do
+        held=(--holdout-speaker "$speaker")
+        variant "$seed" "audio concat" "spk-$speaker" "${held[@]}"
+        variant "$seed" audio "mel-lean-spk-$speaker" "${LEAN[@]}" "${held[@]}"
+        variant "$seed" concat "mel-lean-mdrop0.3-spk-$speaker" "${LEAN[@]}" --modality-dropout 0.3 "${held[@]}"
+    done
+done
