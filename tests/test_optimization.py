@@ -241,6 +241,16 @@ def test_diagnostics_are_logged_and_change_no_number(script, fusion, larger_cour
     assert [r["step"] for r in trace] == [str(i) for i in range(1, 7)] and set(trace[0]) == {"step", *step_tags}
     out = run_script(["scripts/diagnostics.py", str(tmp_path / "plain"), "--steps"])
     assert out.returncode == 2 and "no first-steps trace" in out.stderr
+    tag = step_tags[0]
+    out = run_script(["scripts/diagnostics.py", str(tmp_path / "diag"), str(tmp_path / "diag"), "--steps",
+                      "--figure", str(tmp_path / "f.png"), "--tags", tag])
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = run_script(["scripts/diagnostics.py", str(tmp_path / "diag"), "--figure", str(tmp_path / "g.png"),
+                      "--tags", "diag/nothing"])
+    assert out.returncode == 2 and "no scalar diag/nothing" in out.stderr and not (tmp_path / "g.png").exists()
+    out = run_script(["scripts/diagnostics.py", str(tmp_path / "diag"), str(tmp_path / "plain")])
+    assert out.returncode == 2 and "one RUN_DIR for a CSV" in out.stderr
     plain = EventAccumulator(str(tmp_path / "plain"))
     plain.Reload()
     assert not any(t.startswith("diag/") for t in plain.Tags()["scalars"])
