@@ -62,7 +62,8 @@ def build(model_name):
     """The named model as a training script builds it: build_from_config on the flags its run records
     (image, audio, a fusion; -mel: --audio-frontend mel; -mel-lean: also --mel-channels 8 16)."""
     base, mel, lean = model_name.partition("-mel")
-    args = {"audio_frontend": "mel", "mel_channels": list(LEAN_MEL_CHANNELS) if lean == "-lean" else None} if mel else {}
+    channels = list(LEAN_MEL_CHANNELS) if lean == "-lean" else None
+    args = {"audio_frontend": "mel", "mel_channels": channels} if mel else {}
     if base in ("image", "audio"):
         return build_from_config({"model": base, "args": args})
     return build_from_config({"model": "multimodal", "args": {"fusion": base, **args}})

@@ -4,7 +4,8 @@ import copy
 import sys
 import traceback
 
-from .argtypes import bounded_float, bounded_int, fraction, non_negative_float, positive_float, positive_int, run_name, share
+from .argtypes import (bounded_float, bounded_int, fraction, non_negative_float, positive_float, positive_int, run_name,
+                       share)
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks

@@ -63,7 +63,8 @@ class Diagnostics:
         self._step += 1
         if self._step <= self.trace_steps:
             traced = {f"diag_step/grad_norm/{k}": v for k, v in norms.items()}
-            traced.update({tag.replace("diag/", "diag_step/", 1): v for tag, v in self._activations(self.inputs).items()})
+            activations = self._activations(self.inputs)
+            traced.update({tag.replace("diag/", "diag_step/", 1): v for tag, v in activations.items()})
             for tag, value in traced.items():
                 self.writer.add_scalar(tag, value, self._step)
 
