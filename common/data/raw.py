@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import DataError
+
 
 @dataclass
 class RawSplit:
@@ -35,7 +37,6 @@ def hold_out_speaker(raw, speaker):
     """The raw pools with one speaker's voice kept out of training: the training recordings lose
     every take of `speaker`, and the test recordings are all of that speaker's takes (training
     and test takes alike) and nobody else's. The images are untouched."""
-    from .errors import DataError
     speakers = sorted({speaker_of(n) for split in (raw.train, raw.test) for n in split.recording_names})
     if speaker not in speakers:
         raise DataError(f"--holdout-speaker {speaker}: no recordings of that speaker in {raw.name} "
