@@ -32,6 +32,8 @@ def cmd_info(args):
         return
     print(ds.describe())
     print(f"full fingerprint: {ds.fingerprint}")
+    if ds.info.get("holdout_speaker"):
+        print(f"speaker {ds.info['holdout_speaker']} held out: not in the training pairs, the only voice of the test pairs")
     for name, s in summary["splits"].items():
         print(f"{name}: {s['n']} pairs, {'labelled' if s['labeled'] else 'unlabelled'}")
         if s["class_counts"] is not None:
