@@ -38,13 +38,6 @@ parse_flags "--seeds --runs-dir --results" "--list" "$@"
 
 [[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
 
-REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
-variant() {  # variant SEED MODELS TAG FLAGS...: one variant at one seed
-    local seed="$1" models="$2" tag="$3"
-    shift 3
-    "$REPRODUCE" --seeds "$seed" --models "$models" --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report ${LIST:+"$LIST"} -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
-}
 # seed by seed, so that a stopped session leaves whole seeds of every variant
 for seed in $SEEDS; do
     variant "$seed" "concat late" mdrop0.3 --modality-dropout 0.3

@@ -54,3 +54,12 @@ parse_flags() {
         fi
     done
 }
+
+# variant SEED MODELS TAG FLAGS...: one tagged variant of the study at one seed, through reproduce.sh, into
+# the caller's RUNS_DIR and RESULTS (and its --list, when LIST is set); FLAGS, then EXTRA, go to the scripts
+variant() {
+    local seed="$1" models="$2" tag="$3"
+    shift 3
+    "$(dirname "${BASH_SOURCE[0]}")/reproduce.sh" --seeds "$seed" --models "$models" --tag "$tag" \
+        --runs-dir "$RUNS_DIR" --results "$RESULTS" --no-report ${LIST:+"$LIST"} -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+}

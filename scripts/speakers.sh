@@ -43,13 +43,6 @@ for speaker in $SPEAKERS; do
     [[ "$speaker" =~ ^[A-Za-z0-9]+$ ]] || { echo "error: --speakers: $speaker is not a speaker name" >&2; exit 2; }
 done
 
-REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
-variant() {  # variant SEED MODELS TAG FLAGS...: one variant at one seed
-    local seed="$1" models="$2" tag="$3"
-    shift 3
-    "$REPRODUCE" --seeds "$seed" --models "$models" --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
-        --no-report ${LIST:+"$LIST"} -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
-}
 LEAN=(--audio-frontend mel --mel-channels 8 16)
 for seed in $SEEDS; do
     variant "$seed" concat mel-lean-mdrop0.3 "${LEAN[@]}" --modality-dropout 0.3
