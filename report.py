@@ -36,7 +36,7 @@ Examples:
 import argparse
 import sys
 
-from common.io import output_file_problem, save_text
+from common.io import output_file_problem, write_output
 from common.report.figures import accuracy_figure, write_figures  # noqa: F401  (accuracy_figure: for callers)
 from common.report.group import contrastive_tables, group_runs
 from common.report.markdown import markdown
@@ -96,20 +96,7 @@ def main(argv=None):
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.out:
-        try:
-            save_text(text, args.out)
-        except OSError as e:
-            print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
-            return 2
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return write_output(text, args.out)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ over the target with os.replace, which is atomic on one filesystem.
 """
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 
@@ -89,6 +90,21 @@ def save_json(obj, path):
 def save_text(text, path):
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
+
+
+def write_output(text, out):
+    """A command's text: to the file `out` (atomically, saying so on stderr), or to stdout when out is
+    None. Returns the exit code: 2, with one line naming the file, when it cannot be written."""
+    if not out:
+        sys.stdout.write(text)
+        return 0
+    try:
+        save_text(text, out)
+    except OSError as e:
+        print(f"error: --out {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 
 def save_torch(obj, path):

@@ -21,7 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.io import output_file_problem, save_text  # noqa: E402
+from common.io import output_file_problem, write_output  # noqa: E402
 
 CURVES = ("loss/train", "loss/val", "acc/val", "lr")  # first, in this order; the diag/* tags follow, sorted
 
@@ -110,13 +110,7 @@ def main(argv=None):
         save_figure(figure(tables, args.tags, x), args.figure)
         print(f"wrote {args.figure}", file=sys.stderr)
         return 0
-    text = to_csv(*tables[os.path.basename(os.path.normpath(args.run_dirs[0]))], x=x)
-    if args.out:
-        save_text(text, args.out)
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return write_output(to_csv(*tables[os.path.basename(os.path.normpath(args.run_dirs[0]))], x=x), args.out)
 
 
 if __name__ == "__main__":
