@@ -28,7 +28,6 @@ of the real shapes: the speed of these models does not depend on the values.
     python bench/throughput.py --out docs/throughput.json
 """
 import argparse
-from types import SimpleNamespace
 import os
 import platform
 import statistics
@@ -41,6 +40,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common.cli import apply_recipe, training_parser  # noqa: E402
 from common.data import Split, batch_indices, shuffle_order  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import Dropout, PhaseSplitConv1d, count_parameters  # noqa: E402
@@ -104,10 +104,9 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 def recipe_flags(recipe):
-    """The optimizer flags a training script has under --recipe, at the scripts' defaults otherwise."""
-    flags = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "warmup_epochs": 0.0, "schedule": "constant",
-             "clip_grad": 0.0, "max_epochs": 100}
-    return SimpleNamespace(**{**flags, **RECIPES[recipe]})
+    """The flags a training script has under --recipe, at its defaults otherwise (its own parser)."""
+    parser, argv = training_parser(__doc__), ["--recipe", recipe]
+    return apply_recipe(parser.parse_args(argv), parser, argv)
 
 
 def project_steps(model_name, precision, split, seed, recipe="exam"):
