@@ -124,6 +124,8 @@ def synthetic_sizes(total):
 
 
 def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_views=False, holdout_speaker=None):
+    """The built dataset from the cache, or built from make_raw() (the raw pools, already held out by
+    holdout_speaker: that, like every other build parameter, is in the cache key) and cached."""
     params = recipe_params(sizes, seed, clean_views, holdout_speaker)
     params.update(source=name, raw_fingerprint=raw_fingerprint)
     path = cache.cache_path(name, params)
@@ -131,8 +133,6 @@ def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_v
     if dataset is not None:
         return dataset
     raw = make_raw()  # reads and checks the raw files first, so bad input fails before any progress output
-    if holdout_speaker:
-        raw = hold_out_speaker(raw, holdout_speaker)
     held = f", speaker {holdout_speaker} held out" if holdout_speaker else ""
     log(f"building {name} (recipe v{RECIPE_VERSION}, data seed {seed}{held}); cached afterwards in {path}")
     with tqdm(total=sum(sizes.values()), desc=f"build {name}", unit="pair", disable=None,
@@ -159,7 +159,9 @@ def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None
                             + GET_DATA_HINT)
         fingerprint = avdigits_raw_fingerprint(root)
         return _build_with_cache("avdigits", dict(DEFAULT_SIZES), data_seed, fingerprint,
-                                 lambda: load_avdigits_raw(root, fingerprint), log, clean_views, holdout_speaker)
+                                 lambda: load_raw_sources("avdigits", root, raw_fingerprint=fingerprint,
+                                                          holdout_speaker=holdout_speaker),
+                                 log, clean_views, holdout_speaker)
     if name == "course":
         folder = course_folder(root)
         if folder is None:
@@ -168,12 +170,13 @@ def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None
             raise DataError(f"{'--clean-views' if clean_views else '--holdout-speaker'} needs a source built by "
                             "the recipe (avdigits or synthetic); the course files come already paired and corrupted")
         return load_course(folder, log)
-    from .synthetic import SYNTHETIC_VERSION, synthetic_raw_sources
+    from .synthetic import SYNTHETIC_VERSION
     sizes = dict(DEFAULT_SIZES) if synthetic_size is None else synthetic_sizes(synthetic_size)
     raw_fp = f"synthetic-v{SYNTHETIC_VERSION}"
     return _build_with_cache("synthetic", sizes, data_seed, raw_fp,
-                             lambda: synthetic_raw_sources(sizes["train"], sizes["test"], data_seed), log, clean_views,
-                             holdout_speaker)
+                             lambda: load_raw_sources("synthetic", data_seed=data_seed, synthetic_size=synthetic_size,
+                                                      holdout_speaker=holdout_speaker),
+                             log, clean_views, holdout_speaker)
 
 
 def add_data_flags(parser):
