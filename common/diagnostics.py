@@ -20,8 +20,8 @@ that never trains goes wrong in its first epoch. A resumed run does not log them
 
 Off by default, and then free: no hook is registered and nothing is computed. On, it reads
 gradients after backward() and runs the model once per epoch (and at each traced step) in eval
-mode under no_grad on the fixed batch, which changes no weight, no gradient and no random stream (eval mode draws no
-dropout), so a seeded run gives the same metrics.json with and without it.
+mode under no_grad on the fixed batch, which changes no weight, no gradient and no random stream
+(eval mode draws no dropout), so a seeded run gives the same metrics.json with and without it.
 """
 import math
 

@@ -18,7 +18,6 @@ RECIPES = {"exam": {},
                       "clip_grad": 1.0}}
 
 
-
 @dataclass(frozen=True)
 class AudioFrontend:
     """The audio featurizer's input stage, one value through every model builder: raw (the exam's

@@ -25,8 +25,7 @@ def failure_rows(groups):
         accs = dict(zip(g["seeds"], g["run_acc"]["all"]))
         worst = min(accs, key=accs.get)
         out.append({"group": g, "accs": accs, "median": statistics.median(accs.values()), "worst": worst,
-                    "failed": sorted(s for s, a in accs.items() if a < best[g["label"]] - FAILED_POINTS),
-                    "best": best[g["label"]]})
+                    "failed": sorted(s for s, a in accs.items() if a < best[g["label"]] - FAILED_POINTS)})
     return out
 
 

@@ -2,6 +2,7 @@
 speaker left out, beside the same rows trained on FSDD's own split by take (test speakers = training
 speakers). Each held-out build is a dataset of its own (its own table above); this gathers them."""
 from .format import fmt_stat, row_name
+from .read import held_out_name
 from .stats import mean_std
 
 
@@ -13,11 +14,11 @@ def unseen_voices_markdown(tables):
     rows = {}  # row name -> {speaker: group}, in the order the rows first appear
     for _, g in folds:
         rows.setdefault(row_name(g), {})[g["holdout_speaker"]] = g
-    source = {g["dataset"].split(",")[0] for _, g in folds}
+    fold_datasets = {g["dataset"] for _, g in folds}
     known = {}  # the same rows on the split by take of the same source (the first such table)
     for _, groups in tables:
         for g in groups:
-            if not g["holdout_speaker"] and g["dataset"] in source:
+            if not g["holdout_speaker"] and any(held_out_name(g["dataset"], s) in fold_datasets for s in speakers):
                 known.setdefault(row_name(g), g)
     lines = ["", "## Unseen voices", "",
              "Test accuracy (%) with one speaker's every recording left out of training and the test pairs made "
