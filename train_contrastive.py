@@ -97,14 +97,15 @@ def main():
     args = parser.parse_args()
     check_audio_frontend_flags(args)
     check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
-    if args.own_lr is not None and args.optimizer != "adamw":
-        raise UsageError("--own-lr needs --optimizer adamw")
-    if args.bias_init is not None and args.loss != "nt_log":
-        raise UsageError("--bias-init needs --loss nt_log (NT-Xent has no bias)")
     if args.label_fraction != 1.0:
         raise UsageError("--label-fraction is for the classifiers: contrastive pre-training uses no labels")
-    if args.learn_bias and args.loss != "nt_log":
-        raise UsageError("--learn-bias needs --loss nt_log (NT-Xent has no bias)")
+    if not args.resume:  # a resumed run's saved flags come back in start_run, which refuses any change
+        if args.own_lr is not None and args.optimizer != "adamw":
+            raise UsageError("--own-lr needs --optimizer adamw")
+        if args.bias_init is not None and args.loss != "nt_log":
+            raise UsageError("--bias-init needs --loss nt_log (NT-Xent has no bias)")
+        if args.learn_bias and args.loss != "nt_log":
+            raise UsageError("--learn-bias needs --loss nt_log (NT-Xent has no bias)")
     build_loss(args)  # refuse a bad --tau before a run folder is made
     setup = start_run(args, parser, MODEL, default_name=f"{MODEL}-{args.loss}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train

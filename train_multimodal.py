@@ -60,7 +60,7 @@ def main():
     args = parser.parse_args()
     check_audio_frontend_flags(args)
     check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
-    if args.modality_dropout_fill != "zeros" and (not args.modality_dropout or args.fusion == "late"):
+    if not args.resume and args.modality_dropout_fill != "zeros" and (not args.modality_dropout or args.fusion == "late"):
         raise UsageError("--modality-dropout-fill needs --modality-dropout above 0 and a fusion other than late "
                          "(late fusion leaves the lost view's head out instead of filling the view)")
     setup = start_run(args, parser, MODEL, default_name=f"{MODEL}-{args.fusion}-s{args.seed}")

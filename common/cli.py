@@ -98,6 +98,8 @@ def check_optimizer_flags(args, parser):
     """--recipe's flags filled in, then the optimizer flags that cannot work together (argparse has
     checked each value)."""
     apply_recipe(args, parser)
+    if args.resume:  # the run's saved flags come back in start_run, which refuses any that would change
+        return
     if args.weight_decay and args.optimizer != "adamw":
         raise UsageError("--weight-decay needs --optimizer adamw (the exam's Adam has none)")
 
@@ -116,6 +118,8 @@ def add_audio_frontend_flags(p):
 
 
 def check_audio_frontend_flags(args):
+    if args.resume:  # checked against the run's saved flags in start_run instead
+        return
     if args.audio_frontend != "mel" and list(args.mel_channels) != list(MEL_CHANNELS):
         raise UsageError("--mel-channels needs --audio-frontend mel")
     if args.audio_frontend != "mel" and args.mel_top_db is not None:

@@ -180,6 +180,18 @@ def test_resume_refuses_a_changed_recipe_flag(larger_course, tmp_path):
     assert out.returncode == 2 and "--schedule cosine differs from the run's saved constant" in out.stderr
 
 
+def test_resume_given_part_of_the_runs_own_flags_judges_them_against_the_saved_ones(larger_course, tmp_path):
+    """`--resume --weight-decay 0.1` on a run trained with AdamW at 0.1: the saved flags decide, not the
+    defaults the other half of the combination has on this command line."""
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--optimizer", "adamw",
+                 "--weight-decay", "0.1").returncode == 0
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--weight-decay", "0.1")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["epochs_run"] == 2
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "3", "--weight-decay", "0.2")
+    assert out.returncode == 2 and "--weight-decay 0.2 differs from the run's saved 0.1" in out.stderr
+
+
 def test_resume_refuses_a_flag_the_run_predates(larger_course, tmp_path):
     """A run saved before --warmup-epochs existed trained without warm-up; asking for one on resume is refused."""
     assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1").returncode == 0
