@@ -8,8 +8,9 @@ train_audio.py runs this same loop on the waveforms with Conv1Net (Problem 1b).
 """
 import torch.nn.functional as F
 
-from common.cli import (add_audio_frontend_flags, add_diagnostics_flag, check_audio_frontend_flags,
-                        check_optimizer_flags, run_main, training_parser)
+from common.augment import speed_perturb
+from common.cli import (add_audio_frontend_flags, add_diagnostics_flag, add_speed_perturb_flag,
+                        check_audio_frontend_flags, check_optimizer_flags, run_main, training_parser)
 from common.data.batching import steps_per_epoch
 from common.diagnostics import start_diagnostics
 from common.models import Conv2Net, count_parameters
@@ -36,6 +37,7 @@ def main(view="image", description=__doc__):
     add_diagnostics_flag(parser)
     if view == "audio":
         add_audio_frontend_flags(parser)
+        add_speed_perturb_flag(parser)
     args = parser.parse_args()
     if view == "audio":
         check_audio_frontend_flags(args)
@@ -56,7 +58,10 @@ def main(view="image", description=__doc__):
         for epoch in run.epochs():
             model.train()
             for index in run.batches(train_idx):
-                x, label = getattr(train, view)[index].to(device), train.label[index].to(device)
+                x, label = getattr(train, view)[index], train.label[index].to(device)
+                if view == "audio":  # --speed-perturb (off by default: x itself, nothing drawn)
+                    x = speed_perturb(x, args.speed_perturb)
+                x = x.to(device)
                 with autocast(precision, device):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), label)  # the loss in fp32 whatever the precision

@@ -11,8 +11,9 @@ opt-in: the defaults are the exam's network and training).
 import torch.nn.functional as F
 
 from common.argtypes import positive_int, probability
-from common.cli import (UsageError, add_audio_frontend_flags, add_diagnostics_flag, check_audio_frontend_flags,
-                        check_optimizer_flags, run_main, training_parser)
+from common.augment import speed_perturb
+from common.cli import (UsageError, add_audio_frontend_flags, add_diagnostics_flag, add_speed_perturb_flag,
+                        check_audio_frontend_flags, check_optimizer_flags, run_main, training_parser)
 from common.data.batching import steps_per_epoch
 from common.diagnostics import start_diagnostics
 from common.fusion import DEFAULT_WIDTHS
@@ -56,11 +57,13 @@ def main():
                         help="what a view lost to --modality-dropout becomes (evaluate.py's two stand-ins for a "
                              "missing view)")
     add_audio_frontend_flags(parser)
+    add_speed_perturb_flag(parser)
     add_diagnostics_flag(parser)
     args = parser.parse_args()
     check_audio_frontend_flags(args)
     check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
-    if not args.resume and args.modality_dropout_fill != "zeros" and (not args.modality_dropout or args.fusion == "late"):
+    if not args.resume and args.modality_dropout_fill != "zeros" and (not args.modality_dropout
+                                                                      or args.fusion == "late"):
         raise UsageError("--modality-dropout-fill needs --modality-dropout above 0 and a fusion other than late "
                          "(late fusion leaves the lost view's head out instead of filling the view)")
     setup = start_run(args, parser, MODEL, default_name=f"{MODEL}-{args.fusion}-s{args.seed}")
@@ -96,7 +99,9 @@ def main():
         for epoch in run.epochs():
             model.train()
             for index in run.batches(train_idx):
-                image, audio = train.image[index].to(device), train.audio[index].to(device)
+                image = train.image[index].to(device)
+                # --speed-perturb (off by default: the waveforms themselves, nothing drawn)
+                audio = speed_perturb(train.audio[index], args.speed_perturb).to(device)
                 label = train.label[index].to(device)
                 # modality dropout (off by default, and then no random number is drawn)
                 present = draw_present_views(len(index), args.modality_dropout) if args.modality_dropout else None

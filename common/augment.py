@@ -1,4 +1,7 @@
-"""View augmentation for contrastive pre-training: more noise and small shifts on the noisy views.
+"""Training-time augmentation of the views: ViewAugment (--augment views) for contrastive
+pre-training, speed_perturb (--speed-perturb) for the classifiers' waveforms.
+
+ViewAugment: more noise and small shifts on the noisy views.
 
 The course's data holds no clean originals, so the augmentation works on the views a run is given.
 Each view of each pair gets its own, independent draw at every step:
@@ -19,7 +22,10 @@ run and its resume draw the same augmentations. Shapes and dtypes are kept; with
 """
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from .data.recipe import standardise
 
 AUGMENTATIONS = ("none", "views")
 PIXEL_VALUES = (0.0, 0.5, 1.0)
@@ -79,3 +85,37 @@ def build_augment(name):
     if name == "views":
         return ViewAugment()
     raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
+
+
+SPEED_STEP = 0.01  # speed factors are multiples of this, so each is an exact ratio of small integers
+
+
+def speed_perturb(x, max_change):
+    """x: [B, 1, T] standardised waveforms -> the same shape and dtype, each played at its own speed.
+
+    Each waveform gets a factor f drawn uniformly from 1 - max_change ... 1 + max_change in steps of
+    SPEED_STEP (torch's global generator, so --seed and last.pt fix it) and is resampled by 1/f with
+    scipy's polyphase resampler (as a recording sped up f-fold: pitch and tempo change together, as
+    between two voices); then fitted back to T samples (centre-cropped when longer, wrapped around when
+    shorter: the ends hold the recipe's noise floor, not the word) and standardised again as the recipe
+    does. max_change 0: x itself, and nothing is drawn."""
+    if max_change <= 0:
+        return x
+    from scipy.signal import resample_poly
+
+    batch, length = x.shape[0], x.shape[-1]
+    base, span = round(1 / SPEED_STEP), round(max_change / SPEED_STEP)
+    downs = (base + torch.randint(-span, span + 1, (batch,))).numpy()  # f = down / base
+    waves = x.reshape(batch, length).double().numpy()
+    out = np.empty_like(waves)
+    for down in np.unique(downs):  # one resampler call per factor in the batch
+        rows = downs == down
+        y = resample_poly(waves[rows], base, int(down), axis=1)
+        if y.shape[1] >= length:
+            start = (y.shape[1] - length) // 2
+            y = y[:, start:start + length]
+        else:
+            left = (length - y.shape[1]) // 2
+            y = np.pad(y, ((0, 0), (left, length - y.shape[1] - left)), mode="wrap")
+        out[rows] = y
+    return torch.from_numpy(standardise(out)[0]).to(x.dtype).reshape(x.shape)

@@ -1,8 +1,13 @@
 """common/augment.py: view augmentation keeps shapes and dtypes, is the identity at level 0, draws from
-torch's global generator (so --seed and last.pt govern it), and changes each pair independently."""
+torch's global generator (so --seed and last.pt govern it), and changes each pair independently; the
+speed perturbation moves a tone's pitch by the factor it drew. (Its exact resume: test_optimization.)"""
+import json
+import math
+
 import torch
 
-from common.augment import OFF, ViewAugment, build_augment
+from common.augment import OFF, SPEED_STEP, ViewAugment, build_augment, speed_perturb
+from conftest import train_on_course
 
 
 def views(batch=16):
@@ -67,3 +72,44 @@ def test_shift_only_moves_pixels_and_samples_around():
 
 def test_build_augment_names():
     assert build_augment("none") is None and isinstance(build_augment("views"), ViewAugment)
+
+
+def test_speed_perturbation_at_zero_is_the_identity_and_draws_nothing():
+    _, audio = views()
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    assert speed_perturb(audio, 0.0) is audio
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_speed_perturbation_moves_a_tone_by_the_factor_it_drew_and_keeps_shape_dtype_and_standardisation():
+    """A 500 Hz tone in the middle of a noise-free second: played f times faster, its peak moves to
+    500 f Hz; the factors are the ones torch's generator gives after the same seed."""
+    t = torch.arange(8000) / 8000.0
+    tone = torch.sin(2 * math.pi * 500 * t) * (torch.abs(t - 0.5) < 0.3)
+    batch = tone.repeat(32, 1, 1)
+    for dtype in (torch.float32, torch.bfloat16):
+        torch.manual_seed(5)
+        out = speed_perturb(batch.to(dtype), 0.1)
+        assert out.shape == batch.shape and out.dtype == dtype
+    torch.manual_seed(5)
+    factors = (100 + torch.randint(-10, 11, (32,))) * SPEED_STEP
+    assert len(set(factors.tolist())) > 5  # the batch holds many speeds
+    torch.manual_seed(5)
+    out = speed_perturb(batch, 0.1)
+    peaks = torch.fft.rfft(out[:, 0].double()).abs().argmax(dim=1).double()  # 1 Hz bins at 8000 samples
+    assert torch.allclose(peaks, 500 * factors.double(), atol=1.5)
+    assert torch.allclose(out.mean(-1), torch.zeros(32, 1), atol=1e-5)
+    assert torch.allclose(out.std(-1, correction=0), torch.ones(32, 1), atol=1e-4)
+
+
+def test_the_flag_changes_training_is_recorded_and_is_bounded(labelled_course, tmp_path):
+    plain = train_on_course("train_audio.py", labelled_course, tmp_path, name="plain")
+    faster = train_on_course("train_audio.py", labelled_course, tmp_path, "--speed-perturb", "0.15", name="sped")
+    assert plain.returncode == 0 and faster.returncode == 0, faster.stderr
+    config = json.loads((tmp_path / "sped/config.json").read_text())["args"]
+    assert config["speed_perturb"] == 0.15
+    val_loss = [json.loads((tmp_path / n / "metrics.json").read_text())["val"]["loss"] for n in ("plain", "sped")]
+    assert val_loss[0] != val_loss[1]
+    bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--speed-perturb", "0.5", name="bad")
+    assert bad.returncode == 2 and "must be a number from 0 to 0.3" in bad.stderr and not (tmp_path / "bad").exists()

@@ -127,11 +127,13 @@ RECIPE = ["--optimizer", "adamw", "--weight-decay", "0.01", "--warmup-epochs", "
           "--clip-grad", "1.0"]
 
 
-@pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py"])
-def test_the_flags_train_and_resume_exactly(script, larger_course, tmp_path):
-    """Stopped by Ctrl-C after epoch 1 of 3 and resumed: the warm-up and the cosine go on where they were."""
+@pytest.mark.parametrize("script, extra", [("train_image.py", []), ("train_audio.py", ["--speed-perturb", "0.1"]),
+                                           ("train_multimodal.py", ["--speed-perturb", "0.1"])])
+def test_the_flags_train_and_resume_exactly(script, extra, larger_course, tmp_path):
+    """Stopped by Ctrl-C after epoch 1 of 3 and resumed: the warm-up and the cosine go on where they were,
+    and so do the speed perturbation's draws."""
     common = ["--data", "course", "--data-root", str(larger_course), "--runs-dir", str(tmp_path), "--batch-size", "8",
-              "--num-threads", "1", "--max-epochs", "3", *RECIPE]
+              "--num-threads", "1", "--max-epochs", "3", *RECIPE, *extra]
     assert run_script([script, *common, "--name", "straight"]).returncode == 0
     proc = subprocess.Popen([sys.executable, "-u", script, *common, "--name", "cut"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
