@@ -156,7 +156,11 @@ def measure_floor(kind, args, device):
 
 
 def dataset_fields(dataset):
-    return {"dataset": dataset.name, "synthetic": dataset.is_synthetic, "fingerprint": dataset.fingerprint}
+    """The build the probes were measured on; a held-out-speaker build names its speaker (only then,
+    so the other builds' probes.json stay as they were)."""
+    held_out = dataset.info.get("holdout_speaker")
+    return {"dataset": dataset.name, "synthetic": dataset.is_synthetic, "fingerprint": dataset.fingerprint,
+            **({"holdout_speaker": held_out} if held_out else {})}
 
 
 def protocol(args, split):

@@ -122,7 +122,7 @@ def add_speed_perturb_flag(p):
     p.add_argument("--speed-perturb", type=bounded_float(0.0, 0.3), default=0.0, metavar="R",
                    help="speed perturbation of the training waveforms: at every step each one is resampled by a "
                         "factor drawn from 1-R ... 1+R in steps of 0.01 (pitch and tempo change together, as "
-                        "between voices; common/augment.py); e.g. 0.15. Default 0: off, nothing drawn")
+                        "between voices; common/augment.py); e.g. 0.15; 0 is off and draws nothing")
 
 
 def check_audio_frontend_flags(args):

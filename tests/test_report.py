@@ -560,9 +560,15 @@ def test_held_out_speaker_runs_get_their_own_tables_and_the_unseen_voices_summar
         assert out.returncode == 0, out.stderr
     out = run_script(["evaluate.py", str(runs / "audio-spk0-s0"), "--sweeps", "audio"])
     assert out.returncode == 0, out.stderr
+    out = run_script(["evaluate_contrastive.py", "raw", *SMALL_SYNTHETIC, "--holdout-speaker", "spk0", "--fractions", "1",
+                      "--label-seeds", "0", "--num-threads", "1", "--out", str(runs / "floor-spk0/probes.json")])
+    assert out.returncode == 0, out.stderr
+    assert json.loads((runs / "floor-spk0/probes.json").read_text())["holdout_speaker"] == "spk0"
     code, text, _ = run_report(capsys, runs, "--no-figures")
     assert code == 0
     assert "Dataset: synthetic, speaker spk0 unseen" in text and "Dataset: synthetic, speaker spk1 unseen" in text
+    [floor_heading] = [line for line in text.splitlines() if line.startswith("## Problem 2: frozen features")]
+    assert "Dataset: synthetic, speaker spk0 unseen (" in floor_heading  # the fold's floor is named as its fold
     accs = {}
     for name in ("audio-s0", "audio-spk0-s0", "audio-spk1-s0"):
         accs[name] = 100 * json.loads((runs / name / "metrics.json").read_text())["test"]["acc"]

@@ -12,6 +12,8 @@ import os
 import statistics
 from dataclasses import dataclass
 
+from .settings import held_out_name
+
 DIRECTIONS = (("img2aud", "image → audio"), ("aud2img", "audio → image"))
 # the training set-up of a contrastive run besides its loss and temperature (default: before the flag existed)
 SETUP_KEYS = {"batch_size": None, "max_epochs": None, "patience": None, "lr": None, "similarity": "cosine",
@@ -61,7 +63,8 @@ def contrastive_row(path, metrics, args):
         return None
     return ContrastiveRun(
         path=path, name=os.path.basename(os.path.dirname(path)),
-        dataset=metrics.get("dataset"), synthetic=bool(metrics.get("synthetic")),
+        dataset=held_out_name(metrics.get("dataset"), args.get("holdout_speaker")),
+        synthetic=bool(metrics.get("synthetic")),
         fingerprint=metrics.get("fingerprint"), limit=metrics.get("limit"),
         seed=metrics.get("seed", args.get("seed")), loss=metrics.get("loss"),
         tau_init=args.get("tau"), tau=metrics.get("tau"), learn_tau=bool(metrics.get("learn_tau")),

@@ -8,7 +8,7 @@ from ..facts import NOISE_SWEEPS, REGIMES
 from ..records import RecordError, RunFolder, read_json_object, robustness_problem, run_args
 from .columns import COLUMNS
 from .contrastive import contrastive_row
-from .settings import MODELS, config_key
+from .settings import MODELS, config_key, held_out_name
 from .stats import is_number, sweep_curve
 
 
@@ -32,11 +32,6 @@ def find_files(runs_dir, name):
 
 def find_metrics(runs_dir):
     return find_files(runs_dir, "metrics.json")
-
-
-def held_out_name(dataset, speaker):
-    """A dataset's name as the tables show it: a held-out-speaker build (--holdout-speaker) says so."""
-    return f"{dataset}, speaker {speaker} unseen" if speaker else dataset
 
 
 def load_config_args(run_dir):
@@ -138,7 +133,8 @@ def read_probes(runs_dirs):
             except RecordError as e:
                 warn(f"skipping corrupt {e}")
                 continue
-            key = (probes.get("dataset"), bool(probes.get("synthetic")), probes.get("fingerprint"), probes.get("limit"))
+            key = (held_out_name(probes.get("dataset"), probes.get("holdout_speaker")), bool(probes.get("synthetic")),
+                   probes.get("fingerprint"), probes.get("limit"))
             by_key.setdefault(key, []).append((os.path.basename(os.path.dirname(path)), probes))
     return sorted(by_key.items(), key=lambda kv: (kv[0][1], str(kv[0][0]), kv[0][3] is not None, str(kv[0][2])))
 

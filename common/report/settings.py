@@ -35,6 +35,11 @@ EXAM = {("image", None): (0.437, 88.2), ("audio", None): (0.923, 71.5),
         ("multimodal", "bilinear"): (0.449, 86.0), ("multimodal", "factorized"): (0.213, 94.0)}
 
 
+def held_out_name(dataset, speaker):
+    """A dataset's name as the tables show it: a held-out-speaker build (--holdout-speaker) says so."""
+    return f"{dataset}, speaker {speaker} unseen" if speaker else dataset
+
+
 def config_key(args):
     """The training configuration as a hashable tuple of (name, value) pairs."""
     key = []

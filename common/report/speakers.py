@@ -2,7 +2,7 @@
 speaker left out, beside the same rows trained on FSDD's own split by take (test speakers = training
 speakers). Each held-out build is a dataset of its own (its own table above); this gathers them."""
 from .format import fmt_stat, row_name
-from .read import held_out_name
+from .settings import held_out_name
 from .stats import mean_std
 
 
