@@ -1,9 +1,13 @@
 """A person's own inputs, made into what the models were trained on (predict.py).
 
-Images (any size and mode, PNG/JPEG/...): greyscale in [0, 1]; a light background is inverted to
-MNIST's white-on-black; cropped to the ink; scaled so its longer side is 20 pixels; placed in a
-28x28 frame with its centre of mass at the centre. That is MNIST's own preprocessing (a 20x20 box,
-centred by mass in 28x28), so a photo of a digit on paper looks like a test digit.
+Images (any size and mode, PNG/JPEG/...): greyscale in [0, 1] (16-bit greys scaled, not clipped;
+a transparent background laid on white paper); a light background is inverted to MNIST's
+white-on-black; cropped to the ink; scaled so its longer side is 20 pixels; placed in a 28x28 frame
+with its centre of mass at the centre. That is MNIST's own preprocessing (a 20x20 box, centred by
+mass in 28x28), so a photo of a digit on paper looks like a test digit. An image that is already
+28x28 is taken to be in MNIST's format already (a test digit saved as PNG, say) and is fed as it
+is, inverted only when its border is light: cropping a noisy test digit to its "ink" would
+shrink it, and its median is no guide to its background.
 
 Audio (WAV of any sample rate, bit depth and channel count): mixed to mono, resampled to 8 kHz
 with scipy's polyphase resampler, silence trimmed at both ends (frames of 10 ms below 5% of the
@@ -22,6 +26,10 @@ IMAGE_SIZE, BOX = 28, 20
 SAMPLE_RATE, AUDIO_LENGTH = 8000, 8000
 SILENCE_FRAME, SILENCE_SHARE = 80, 0.05  # 10 ms frames; quieter than 5% of the loudest frame's RMS is silence
 INK = 0.1  # a pixel darker than this (after inversion: lighter) is background
+# A 28x28 image is dark ink on light paper when the ring of its outer BORDER pixels averages above
+# LIGHT_BORDER: paper is near 1, and a noisy test digit's ring averages 0.5 x p (p <= 0.85 in the
+# recipe), at most 0.48 over the 5,859 real test digits.
+BORDER, LIGHT_BORDER = 2, 0.75
 
 
 def load_image(path):
@@ -30,7 +38,7 @@ def load_image(path):
     try:
         with Image.open(path) as img:
             img.load()
-            grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+            grey = greyscale(img)
     except FileNotFoundError:
         raise DataError(f"no image file {path}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
@@ -38,11 +46,31 @@ def load_image(path):
     return mnist_like(grey, path)
 
 
+def greyscale(img):
+    """A PIL image of any mode as float32 greys in [0, 1]."""
+    from PIL import Image
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNG greys: convert("L") would clip them at 255
+        return np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)
+    if img.mode == "F":
+        grey = np.asarray(img, dtype=np.float32)
+        return np.clip(grey / 255.0 if grey.max() > 1.0 else grey, 0.0, 1.0)
+    if "A" in img.getbands() or "transparency" in img.info:  # ink on a transparent sheet: lay it on white paper
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
 def mnist_like(grey, name="image"):
     """MNIST's preprocessing of a greyscale array in [0, 1] (see the module docstring)."""
     from PIL import Image
     if grey.size == 0:
         raise DataError(f"{name} is empty")
+    if grey.shape == (IMAGE_SIZE, IMAGE_SIZE):  # already MNIST's format: as it is
+        border = np.concatenate([grey[:BORDER].ravel(), grey[-BORDER:].ravel(), grey[:, :BORDER].ravel(),
+                                 grey[:, -BORDER:].ravel()])
+        grey = 1.0 - grey if border.mean() > LIGHT_BORDER else grey
+        if grey.max() <= 0:
+            raise DataError(f"{name} has no ink: a blank image")
+        return np.clip(grey, 0.0, 1.0).astype(np.float32)
     if np.median(grey) > 0.5:  # dark ink on light paper: MNIST's digits are light on dark
         grey = 1.0 - grey
     grey = np.clip(grey - np.median(grey), 0.0, None)  # the background (the median) goes to 0

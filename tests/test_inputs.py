@@ -30,6 +30,34 @@ def test_a_dark_on_light_photo_becomes_an_mnist_digit(tmp_path):
     assert np.abs(light - x).mean() < 0.05  # light on dark: the same digit, not inverted
 
 
+def test_sixteen_bit_and_transparent_images_read_as_their_eight_bit_opaque_twins(tmp_path):
+    """A 16-bit grey PNG is scaled, not clipped at 255 (PIL's convert('L') would make it all white);
+    black ink on a transparent sheet is ink on white paper, not black on black."""
+    eight = load_image(str(draw_seven(tmp_path / "seven.png", mode="L")))
+    grey = np.asarray(Image.open(tmp_path / "seven.png"), dtype=np.uint16) * 257  # 255 -> 65535
+    Image.fromarray(grey).save(tmp_path / "seven16.png")
+    assert Image.open(tmp_path / "seven16.png").mode.startswith("I")
+    assert np.abs(load_image(str(tmp_path / "seven16.png")) - eight).max() < 1e-2
+    sheet = Image.new("RGBA", (200, 260), (0, 0, 0, 0))  # transparent black, as drawing apps export
+    ImageDraw.Draw(sheet).line([(40, 40), (160, 40), (90, 230)], fill=(0, 0, 0, 255), width=18)
+    sheet.save(tmp_path / "sheet.png")
+    assert np.abs(load_image(str(tmp_path / "sheet.png")) - eight).max() < 1e-2
+
+
+def test_a_28x28_image_is_fed_as_it_is_and_inverted_only_on_a_light_border():
+    """MNIST's format already: a noisy test digit keeps every pixel (cropping its "ink" would shrink it);
+    the same digit drawn dark on light is inverted."""
+    g = np.random.default_rng(0)
+    digit = np.zeros((28, 28), np.float32)
+    digit[6:22, 12:16] = 1.0
+    replace = g.random((28, 28)) < 0.85  # the recipe's noisiest p
+    noisy = np.where(replace, g.choice([0.0, 0.5, 1.0], (28, 28)), digit).astype(np.float32)
+    assert np.array_equal(mnist_like(noisy), noisy)
+    assert np.array_equal(mnist_like(1.0 - digit), digit)
+    with pytest.raises(DataError, match="no ink"):
+        mnist_like(np.ones((28, 28), np.float32))
+
+
 def test_blank_or_unreadable_images_are_one_line(tmp_path):
     Image.new("L", (30, 30), "white").save(tmp_path / "blank.png")
     with pytest.raises(DataError, match="no ink"):
@@ -73,10 +101,21 @@ def test_silent_empty_or_broken_audio_is_one_line(tmp_path):
         load_audio(str(tmp_path / "broken.wav"))
 
 
+def write_wav24(path, rate, channels):
+    """channels: [samples, C] floats in [-1, 1] -> a 24-bit PCM WAV (scipy writes no 24-bit)."""
+    import wave
+    ints = np.round(np.clip(channels, -1, 1) * (2 ** 23 - 1)).astype("<i4")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels.shape[1])
+        w.setsampwidth(3)
+        w.setframerate(rate)
+        w.writeframes(ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes())
+
+
 @pytest.fixture(scope="module")
 def trained(labelled_course, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    for script, name in (("train_image.py", "img"), ("train_multimodal.py", "mm")):
+    for script, name in (("train_image.py", "img"), ("train_audio.py", "aud"), ("train_multimodal.py", "mm")):
         out = train_on_course(script, labelled_course, runs, name=name)
         assert out.returncode == 0, out.stderr
     return runs
@@ -117,3 +156,70 @@ def test_predict_refuses_in_one_line(trained, tmp_path):
                           ([str(trained / "img")], "give --image")]:
         out = run_script(["predict.py", *args])
         assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+
+
+def predicted(run, flag, files):
+    """predict.py's answers for the files, one {"digit", "top3"} per file."""
+    out = run_script(["predict.py", str(run), flag, *map(str, files), "--json"])
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def own_top3(run, view, x):
+    """The run's best.pt on x, as predict.py ranks it: [[digit, probability], ...] x 3 per input."""
+    import torch
+    from common.multimodal import build_from_config
+    from common.records import RunFolder
+    from common.training import autocast, load_checkpoint, saved_precision
+    folder = RunFolder(str(run))
+    config = folder.read_config()
+    model = build_from_config(config)
+    model.load_state_dict(load_checkpoint(folder.best)["model"])
+    with torch.inference_mode(), autocast(saved_precision(config) or "fp32", torch.device("cpu")):
+        probs = torch.softmax(model.eval()(x).float(), dim=1)
+    top = torch.topk(probs, 3)
+    return [[[int(d), float(q)] for d, q in zip(i, v)] for i, v in zip(top.indices, top.values)]
+
+
+def assert_same_top3(answers, expected, tolerance):
+    for answer, want in zip(answers, expected, strict=True):
+        assert [d for d, _ in answer["top3"]] == [d for d, _ in want], (answer, want)
+        assert all(abs(q - w) <= tolerance for (_, q), (_, w) in zip(answer["top3"], want)), (answer, want)
+
+
+def test_a_test_digit_saved_as_png_gets_the_runs_own_prediction(trained, labelled_course, tmp_path):
+    """Every test image of the run written as a 16-bit PNG: predict.py ranks the digits as the run's
+    own forward on the test tensor does, with the same probabilities (to its 4 decimals), and so
+    agrees with predictions_test.csv."""
+    from common.data.sources import load_dataset
+    test = load_dataset("course", str(labelled_course), log=lambda _: None).test
+    files = []
+    for i, image in enumerate(test.image[:, 0].numpy()):
+        files.append(tmp_path / f"test{i}.png")
+        Image.fromarray(np.round(image * 65535).astype(np.uint16)).save(files[-1])
+    answers = predicted(trained / "img", "--image", files)
+    assert_same_top3(answers, own_top3(trained / "img", "image", test.image), tolerance=1e-3)
+    own = [int(line.split(",")[1]) for line in (trained / "img/predictions_test.csv").read_text().splitlines()[1:]]
+    assert [a["digit"] for a in answers] == own
+
+
+def test_a_recording_as_44k_stereo_24_bit_gets_the_class_of_its_8k_original(trained, labelled_course, tmp_path):
+    """Each test recording written at 8 kHz (float) and as 44.1 kHz stereo 24-bit PCM: predict.py ranks
+    the digits the same way for both, with probabilities within a hundredth."""
+    from scipy.io import wavfile
+    from scipy.signal import resample_poly
+    from common.data.sources import load_dataset
+    test = load_dataset("course", str(labelled_course), log=lambda _: None).test
+    originals, converted = [], []
+    for i, wave in enumerate(test.audio[:, 0].numpy().astype(np.float64)):
+        wave = 0.9 * wave / np.abs(wave).max()
+        originals.append(tmp_path / f"rec{i}-8k.wav")
+        wavfile.write(originals[-1], 8000, wave.astype(np.float32))
+        up = resample_poly(wave, 441, 80)  # 8 kHz -> 44.1 kHz
+        converted.append(tmp_path / f"rec{i}-44k.wav")
+        write_wav24(converted[-1], 44100, np.stack([up, 0.8 * up], axis=1))
+    assert wavfile.read(converted[0])[1].shape[1] == 2
+    # the same second, up to the two resamplers' roll-off near 4 kHz (the course's audio is noise-like)
+    assert np.corrcoef(load_audio(str(converted[0])), load_audio(str(originals[0])))[0, 1] > 0.98
+    assert_same_top3(predicted(trained / "aud", "--audio", converted),
+                     [a["top3"] for a in predicted(trained / "aud", "--audio", originals)], tolerance=1e-2)
