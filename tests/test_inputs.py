@@ -223,3 +223,13 @@ def test_a_recording_as_44k_stereo_24_bit_gets_the_class_of_its_8k_original(trai
     assert np.corrcoef(load_audio(str(converted[0])), load_audio(str(originals[0])))[0, 1] > 0.98
     assert_same_top3(predicted(trained / "aud", "--audio", converted),
                      [a["top3"] for a in predicted(trained / "aud", "--audio", originals)], tolerance=1e-2)
+
+
+def test_the_roundtrip_check_on_a_run(trained, tmp_path):
+    """scripts/predict_roundtrip.py: the run's test images as 8-bit PNG through predict.py; it refuses a
+    run that is not image-only in one line."""
+    out = run_script(["scripts/predict_roundtrip.py", str(trained / "img"), "--n", "20"])
+    assert out.returncode == 0, out.stderr
+    assert "agrees with predictions_test.csv on 20 / 20" in out.stdout
+    out = run_script(["scripts/predict_roundtrip.py", str(trained / "aud")])
+    assert out.returncode == 2 and "takes an image-only run" in out.stderr
