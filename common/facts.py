@@ -11,6 +11,11 @@ REGIMES = ("image_noisy", "audio_noisy", "both_mild")  # the recipe's noise regi
 FUSION_NAMES = ("concat", "add", "mul", "max", "attention", "gated", "bilinear", "factorized", "attention-tokens")
 FUSION_CHOICES = list(FUSION_NAMES) + ["late"]
 MEL_CHANNELS = (32, 64)  # the mel front-end's default conv widths (the exam's Conv2Net widths)
+# Flags a resumed run may change: how long and where it trains, and where its data lives (the data
+# itself is checked by fingerprint); every other flag of a run is part of what it trained.
+RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "retest", "runs_dir", "name",
+                 "data_root")
+
 # Named bundles of the optimizer flags (--recipe): a recipe sets the flags it names that were not given
 # explicitly; the exam's recipe names none (Adam at a constant 1e-3, no decay, no clipping).
 RECIPES = {"exam": {},

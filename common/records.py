@@ -13,7 +13,7 @@ import os
 import re
 from types import SimpleNamespace
 
-from .facts import MEL_CHANNELS, saved_precision
+from .facts import MEL_CHANNELS, RUNTIME_FLAGS, saved_precision
 
 # What runs made before a flag existed did: their config.json lacks the flag, and they trained with
 # this value. The one table of such defaults; readers ask `run_args` instead of spelling them.
@@ -194,3 +194,62 @@ def init_source(paths, recorded=None):
         folder = os.path.dirname(os.path.dirname(os.path.normpath(p))) or p
         names.append(re.sub(r"-s\d+$", "", os.path.basename(folder)))
     return "+".join(sorted(names))
+
+
+def command_flags(words):
+    """{"--flag": (value, ...)} of a command line's words (anything before the first flag, the
+    script, left out; --flag=value split); numbers compare as numbers ("0.30" is "0.3")."""
+    flags, current = {}, None
+    for word in words:
+        if word.startswith("--"):
+            current, eq, value = word.partition("=")
+            flags[current] = (_as_number(value),) if eq else ()
+        elif current is not None:
+            flags[current] += (_as_number(word),)
+    return flags
+
+
+def _as_number(word):
+    try:
+        return repr(float(word))
+    except ValueError:
+        return word
+
+
+def flags_differ(config, asked):
+    """How the command a run was trained with differs from the flags `asked` (a list of words), the
+    RUNTIME_FLAGS aside (a resume may change those): ["--flag: trained with X, asked Y", ...], [] when
+    they agree, None when config.json recorded no command. --data is compared with the data the run
+    found (its dataset name), and not at all when asked is auto or not given."""
+    command = config.get("command")
+    if not isinstance(command, str):
+        return None
+    runtime = {"--" + flag.replace("_", "-") for flag in RUNTIME_FLAGS}
+    saved, wanted = ({k: v for k, v in command_flags(words).items() if k not in runtime}
+                     for words in (command.split(), asked))
+    saved.pop("--data", None)
+    data = wanted.pop("--data", ("auto",))
+    found = (config.get("dataset") or {}).get("name")
+    problems = [] if data == ("auto",) or data == (found,) else [f"--data: trained on {found}, asked {data[0]}"]
+
+    def spell(values):
+        return " ".join(values) if values else "(set)"
+    args = config.get("args") or {}
+    for flag in sorted(set(saved) | set(wanted)):
+        if flag not in saved and _saved_value_words(args, flag) == wanted[flag]:
+            continue  # given now, left at that value then (its default, or a value from --recipe)
+        if saved.get(flag) != wanted.get(flag):
+            was = spell(saved[flag]) if flag in saved else "(not given)"
+            now = spell(wanted[flag]) if flag in wanted else "(not given)"
+            problems.append(f"{flag}: trained with {was}, asked {now}")
+    return problems
+
+
+def _saved_value_words(args, flag):
+    """A flag's saved value (config.json args) as command_flags spells it; None when it has none."""
+    value = args.get(flag[2:].replace("-", "_"))
+    if value is True:
+        return ()
+    if value is None or value is False:
+        return None
+    return tuple(_as_number(str(v)) for v in (value if isinstance(value, list) else [value]))

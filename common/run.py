@@ -32,15 +32,12 @@ from tqdm import tqdm
 from .cli import UsageError, explicit_flags
 from .data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
 from .data.sources import dataset_from_args
+from .facts import RUNTIME_FLAGS
 from .io import hold_lock, is_locked, output_dir_problem, save_json
 from .records import RecordError, RunFolder
 from .training import (TrainingError, load_checkpoint, pick_device, request_determinism, resolve_precision,
                        restore_training, save_checkpoint, saved_precision, training_checkpoint)
 
-# Flags a resumed run may change: how long and where it trains, and where its data lives
-# (the data itself is checked by fingerprint in load_run_data).
-RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "retest", "runs_dir", "name",
-                 "data_root")
 
 
 @dataclass

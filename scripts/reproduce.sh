@@ -13,7 +13,9 @@ multimodal-FUSION-sS); right after each training, while its checkpoint
 exists, evaluate.py measures its robustness (RUNS_DIR/NAME/robustness.json).
 Then it writes RUNS_DIR/results.md with report.py and prints it.
 
-A run whose folder already has metrics.json is skipped; one with
+A run whose folder already has metrics.json is skipped (if its config.json says it
+was trained with the flags asked now, runtime ones like --max-epochs and --data-root
+aside; else the script stops: give the variant its own --tag); one with
 checkpoints/last.pt but no metrics.json is continued with --resume; a run
 with no folder starts fresh; a folder with neither stops the script (remove
 it to start that run again). A finished run without robustness.json is
@@ -116,6 +118,16 @@ keep() {
     echo "== kept $name in $RESULTS/$name"
 }
 
+# same_flags RUN_DIR FLAGS...: a finished or kept run is skipped only if it trained what is asked now
+# (FLAGS and EXTRA; the runtime flags aside): else the run folder's name is taken by another variant
+same_flags() {
+    local dir="$1"
+    shift
+    "$PY" "$ROOT/scripts/runs.py" same "$dir" "$@" ${EXTRA[@]+"${EXTRA[@]}"} && return 0
+    echo "error: $dir holds a run with other flags under the name asked for; give this variant its own --tag" >&2
+    exit 1
+}
+
 # train SCRIPT NAME [FLAGS...]: run one training script unless its run is already finished.
 train() {
     local script="$1" name="$2"
@@ -123,6 +135,7 @@ train() {
     local dir="$RUNS_DIR/$name"
     local cmd=("$PY" "$ROOT/$script" --runs-dir "$RUNS_DIR" --name "$name" "$@" ${EXTRA[@]+"${EXTRA[@]}"})
     if [[ -f "$dir/metrics.json" ]]; then
+        same_flags "$dir" "$@"
         echo "== skip $name: already finished ($dir/metrics.json)"
     elif [[ -f "$dir/checkpoints/last.pt" ]]; then
         echo "== resume $name from $dir/checkpoints/last.pt"
@@ -170,6 +183,7 @@ for seed in $SEEDS; do
                flags=(--fusion "$model" --seed "$seed") ;;
         esac
         if kept "$name"; then
+            same_flags "$RESULTS/$name" "${flags[@]}"
             echo "== skip $name: kept in $RESULTS/$name"
             continue
         fi

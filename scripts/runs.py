@@ -10,6 +10,9 @@
   python scripts/runs.py has FILE KEY             exit 0 when the JSON file FILE has the top-level KEY
   python scripts/runs.py kept RUN_DIR FILE...      exit 0 when each FILE (a JSON file of the run) is
                                                   there and readable, else 1 with a note on stderr
+  python scripts/runs.py same RUN_DIR FLAG...      exit 0 when the run was trained with these flags (the
+                                                  runtime ones aside: --max-epochs, --data-root, ...),
+                                                  else 1 with the differences on stderr
   python scripts/runs.py models                   the study's models in order: image, audio, then every
                                                   fusion (common/facts.py), late last
 """
@@ -18,7 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.records import RecordError, RunFolder, robustness_problem  # noqa: E402
+from common.records import RecordError, RunFolder, flags_differ, robustness_problem  # noqa: E402
 
 
 def best(folder, pattern, field):
@@ -82,6 +85,15 @@ def main(argv):
             return 1
     elif len(argv) >= 3 and argv[0] == "kept":
         return 0 if kept(argv[1], argv[2:]) else 1
+    elif len(argv) >= 2 and argv[0] == "same":
+        folder = RunFolder(argv[1])
+        if not os.path.exists(folder.config):
+            print(f"note: {folder.config} is missing: the run's flags cannot be checked", file=sys.stderr)
+            return 0
+        problems = flags_differ(folder.read_config(), argv[2:])
+        if problems:
+            print(f"{argv[1]} was trained with other flags than asked: {'; '.join(problems)}", file=sys.stderr)
+        return 1 if problems else 0
     elif argv == ["models"]:
         from common.facts import FUSION_CHOICES
         print(" ".join(["image", "audio", *FUSION_CHOICES]))

@@ -51,6 +51,9 @@ if [[ $script == report.py ]]; then echo "# stub report" > "$out"; exit 0; fi
 model=${script#train_}; model=${model%.py}
 fusion_json=null; [[ -n $fusion ]] && fusion_json="\"$fusion\""
 mkdir -p "$runs/$name"
+cat > "$runs/$name/config.json" <<EOF
+{"model": "$model", "command": "$script $*", "args": {}, "dataset": {"name": "synthetic"}}
+EOF
 cat > "$runs/$name/metrics.json" <<EOF
 {"model": "$model", "fusion": $fusion_json, "dataset": "synthetic", "synthetic": true, "fingerprint": "fp",
  "seed": $seed, "limit": 8, "best_epoch": 1, "epochs_run": 1, "params": 10, "seconds_per_epoch": 0.5,
@@ -114,6 +117,16 @@ def test_reproduce_loop_with_stub_interpreter(tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert [c for c in log.read_text().splitlines() if "report.py" not in c] == []
     assert len(re.findall(r"== skip ", r.stdout)) == len(expected) + 1
+    # ... also when only runtime flags change; another variant under the same names is refused, not skipped
+    r = subprocess.run(["bash", REPRODUCE, "--seeds", "0 1", "--runs-dir", str(runs), "--", *extra, "--max-epochs", "3",
+                        "--data-root", str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and len(re.findall(r"== skip ", r.stdout)) == len(expected) + 1, r.stderr
+    r = subprocess.run(["bash", REPRODUCE, "--seeds", "0 1", "--runs-dir", str(runs), "--", *extra,
+                        "--speed-perturb", "0.1"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1 and "skip audio-s0" not in r.stdout  # image-s0 has no config.json: skipped
+    assert f"{runs}/audio-s0 was trained with other flags than asked: --speed-perturb: trained with (not given), " \
+           "asked 0.1" in r.stderr and "give this variant its own --tag" in r.stderr
+    assert [c for c in log.read_text().splitlines() if "report.py" not in c] == []
 
 
 def test_reproduce_refuses_half_made_folder(tmp_path):
