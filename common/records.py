@@ -198,22 +198,25 @@ def init_source(paths, recorded=None):
 
 def command_flags(words):
     """{"--flag": (value, ...)} of a command line's words (anything before the first flag, the
-    script, left out; --flag=value split); numbers compare as numbers ("0.30" is "0.3")."""
+    script, left out; --flag=value split)."""
     flags, current = {}, None
     for word in words:
         if word.startswith("--"):
             current, eq, value = word.partition("=")
-            flags[current] = (_as_number(value),) if eq else ()
+            flags[current] = (value,) if eq else ()
         elif current is not None:
-            flags[current] += (_as_number(word),)
+            flags[current] += (word,)
     return flags
 
 
-def _as_number(word):
-    try:
-        return repr(float(word))
-    except ValueError:
-        return word
+def _as_numbers(values):
+    """Values as compared: numbers as numbers ("0.30" is "0.3", "1e-3" is "0.001")."""
+    def one(word):
+        try:
+            return repr(float(word))
+        except ValueError:
+            return word
+    return None if values is None else tuple(one(str(v)) for v in values)
 
 
 def flags_differ(config, asked):
@@ -236,9 +239,9 @@ def flags_differ(config, asked):
         return " ".join(values) if values else "(set)"
     args = config.get("args") or {}
     for flag in sorted(set(saved) | set(wanted)):
-        if flag not in saved and _saved_value_words(args, flag) == wanted[flag]:
+        if flag not in saved and _saved_value_words(args, flag) == _as_numbers(wanted[flag]):
             continue  # given now, left at that value then (its default, or a value from --recipe)
-        if saved.get(flag) != wanted.get(flag):
+        if _as_numbers(saved.get(flag)) != _as_numbers(wanted.get(flag)):
             was = spell(saved[flag]) if flag in saved else "(not given)"
             now = spell(wanted[flag]) if flag in wanted else "(not given)"
             problems.append(f"{flag}: trained with {was}, asked {now}")
@@ -252,4 +255,4 @@ def _saved_value_words(args, flag):
         return ()
     if value is None or value is False:
         return None
-    return tuple(_as_number(str(v)) for v in (value if isinstance(value, list) else [value]))
+    return _as_numbers(value if isinstance(value, list) else [value])

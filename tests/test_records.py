@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from common.records import RecordError, RunFolder, init_source, run_args, source_label
+from common.records import RecordError, RunFolder, flags_differ, init_source, run_args, source_label
 from conftest import ROOT
 
 
@@ -72,3 +72,20 @@ def test_runs_py_answers_the_shell_scripts(tmp_path):
     write(tmp_path / "broken-s0/metrics.json", "{")
     out = runs_py("best", str(tmp_path), "broken-*", "val")
     assert out.returncode == 2 and "is not valid JSON" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_flags_differ_compares_what_a_run_trained_with_what_is_asked():
+    config = {"command": "train_audio.py --runs-dir runs/x --name a-s0 --seed 0 --mel-channels 8 16 --lr=0.0010 "
+                         "--data avdigits --data-root /old --log-diagnostics",
+              "args": {"seed": 0, "mel_channels": [8, 16], "lr": 0.001, "weight_decay": 0.0001, "clip_grad": 1.0},
+              "dataset": {"name": "avdigits"}}
+    same = ["--seed", "0", "--mel-channels", "8", "16", "--lr", "1e-3", "--log-diagnostics"]
+    assert flags_differ(config, same) == []  # numbers as numbers, --flag=value, runtime flags and --data left out
+    assert flags_differ(config, same + ["--data", "auto", "--max-epochs", "3", "--data-root", "/new"]) == []
+    assert flags_differ(config, same + ["--weight-decay", "1e-4"]) == []  # not given then, but that value
+    assert flags_differ(config, same + ["--data", "synthetic"]) == ["--data: trained on avdigits, asked synthetic"]
+    assert flags_differ(config, same[:-1]) == ["--log-diagnostics: trained with (set), asked (not given)"]
+    assert flags_differ(config, same + ["--speed-perturb", "0.1"]) == [
+        "--speed-perturb: trained with (not given), asked 0.1"]
+    assert flags_differ(config, ["--seed", "1", *same[2:]]) == ["--seed: trained with 0, asked 1"]
+    assert flags_differ({"args": {}}, same) is None  # no command recorded: cannot tell
