@@ -531,9 +531,10 @@ def test_seed_by_seed_table_counts_failed_seeds_by_its_rule(tmp_path, capsys):
     stable = RECIPES["stable"]
     exam_accs, stable_accs = (0.111, 0.9667, 0.9652, 0.955, 0.90), (0.965, 0.968, 0.96, 0.97, 0.962)
     for seed, (a, b) in enumerate(zip(exam_accs, stable_accs)):
-        write_run(tmp_path / "runs", f"at-s{seed}", model="multimodal", fusion="attention-tokens", seed=seed, acc=a)
-        write_run(tmp_path / "runs", f"at-stable-s{seed}", model="multimodal", fusion="attention-tokens", seed=seed,
-                  acc=b, recipe="stable", **stable)
+        for name, acc, extra in ((f"at-s{seed}", a, {}), (f"at-stable-s{seed}", b, {"recipe": "stable", **stable})):
+            folder = write_run(tmp_path / "runs", name, model="multimodal", fusion="attention-tokens", seed=seed,
+                               acc=acc, **extra)
+            write_predictions(folder, [i < int(100 * acc) for i in range(100)])  # the first 100 acc pairs right
     code, out, _ = run_report(capsys, tmp_path / "runs", "--no-figures")
     assert code == 0
     rows = table_rows(out.split("Seed by seed")[1].split("\n\n")[1])
@@ -542,6 +543,11 @@ def test_seed_by_seed_table_counts_failed_seeds_by_its_rule(tmp_path, capsys):
     assert exam[1:] == ["5", "77.96 ± 37.47", "95.50", "11.10 (0)", "2 / 5 (seed 0, 4)",
                         "0: 11.10, 1: 96.67, 2: 96.52, 3: 95.50, 4: 90.00"]
     assert stable_row[3:6] == ["96.50", "96.00 (2)", "0 / 5"]
+    # the recipe against the exam's, seed by seed: stable right where exam is, and more (b/c = extra/0)
+    [paired] = table_rows(out.split("Each recipe against the exam's")[1].split("\n\n")[1])[
+        "multimodal-attention-tokens (recipe=stable)"]
+    extra = [int(100 * b) - int(100 * a) for a, b in zip(exam_accs, stable_accs)]
+    assert paired[1] == "5" and paired[3] == ", ".join(f"{e}/0" for e in extra)
     write_run(tmp_path / "plain", "at-s0", model="multimodal", fusion="attention-tokens", seed=0, acc=0.5)
     code, out, _ = run_report(capsys, tmp_path / "plain", "--no-figures")
     assert code == 0 and "Seed by seed" not in out

@@ -4,7 +4,7 @@ from ..facts import NOISE_SWEEPS, REGIMES
 from .columns import RUN_COLUMNS, TEST_COLUMNS
 from .contrastive import (label_efficiency_markdown, label_efficiency_sets, probe_groups, probe_markdown,
                           retrieval_markdown, sweep_markdown)
-from .format import best_labels, describe_dataset, describe_skipped, fmt_stat, row_name
+from .format import PAIRED_TEST_TEXT, best_labels, describe_dataset, describe_skipped, fmt_stat, paired_table, row_name
 from .group import baselines
 from .seeds import seeds_markdown
 from .speakers import unseen_voices_markdown
@@ -90,25 +90,9 @@ def comparisons_markdown(groups, dataset_name):
             lines += ["", f"### Paired against {row_name(baseline)} ({dataset_name})", "",
                       "Seed by seed on the same test pairs. Δ acc: this model's accuracy minus "
                       f"{row_name(baseline)}'s, mean over the paired seeds with a 95% t interval. b/c per seed: "
-                      "test pairs only this model got right / only the baseline got right. p: McNemar's exact "
-                      "test, per seed in the last column; the seeds share their test pairs, so they are not "
-                      "pooled: a difference must hold at every seed in the same direction, so p is twice "
-                      "the largest per-seed one-sided p in the likelier direction (the largest per-seed p when "
-                      "every seed agrees; about 1 when they disagree), then "
-                      f"Holm-corrected over the models of this table. Significant: Holm-adjusted p < {ALPHA}.", "",
-                      "| model | seeds | Δ acc (points) | b/c per seed | p | p (Holm) | significant | p per seed |",
-                      "|---|---:|---:|---|---:|---:|---|---|"]
-            for r in rows:
-                mean, half = r["diff"]
-                diff = f"{mean:+.2f}" + (f" ± {half:.2f}" if half is not None else " ± –")
-                significant = "no" if r["p_holm"] >= ALPHA else "yes, better" if r["direction"] > 0 else "yes, worse"
-                lines.append(f"| {row_name(r['group'])} | {r['n']} | {diff} | {', '.join(r['discordant'])} | "
-                             f"{r['p']:.2g} | {r['p_holm']:.2g} | {significant} | "
-                             f"{', '.join(f'{p:.2g}' for p in r['p_seeds'])} |")
-            if dropped:
-                lines += ["", "Left out of these tests: " + "; ".join(
-                    f"{row_name(g)} seed {seed}" for g, seed in dropped) + " (its predictions_test.csv covers other "
-                    "test pairs than the baseline's: a damaged file, or another split)."]
+                      "test pairs only this model got right / only the baseline got right. " + PAIRED_TEST_TEXT
+                      + f"Holm-corrected over the models of this table. Significant: Holm-adjusted p < {ALPHA}.", ""]
+            lines += paired_table(rows, dropped, "the baseline's")
     return lines
 
 

@@ -1,10 +1,13 @@
 """Seed by seed: which runs failed to train, by one stated rule, for the models trained under more
 than one recipe (--recipe). A mean ± std over seeds hides a failed seed in its spread; this table
-shows each row's median, its worst seed and the count of failed seeds beside it."""
+shows each row's median, its worst seed and the count of failed seeds beside it. Then each named
+recipe against the exam's, model by model, on the same test pairs (the paired test of the other
+tables, stats.paired_comparisons)."""
 import statistics
 
-from .format import row_name
+from .format import PAIRED_TEST_TEXT, paired_table, row_name
 from .settings import is_exam_setup, recipe_name
+from .stats import ALPHA, holm, paired_comparisons
 
 # A seed failed when its test accuracy is more than this many points below the best seed of the same
 # model in the table (under any recipe): the best seed is what that network can do on this data.
@@ -48,4 +51,23 @@ def seeds_markdown(groups, dataset_name):
         per_seed = ", ".join(f"{s}: {a:.2f}" for s, a in accs.items())
         lines.append(f"| {row_name(g)} | {len(accs)} | {mean:.2f} ± {std} | {r['median']:.2f} | "
                      f"{accs[r['worst']]:.2f} ({r['worst']}) | {failed} | {per_seed} |")
-    return lines
+    return lines + recipes_paired_markdown([r["group"] for r in rows], dataset_name)
+
+
+def recipes_paired_markdown(groups, dataset_name):
+    """Each named recipe's row against the same model's row trained as the exam did, seed by seed."""
+    rows, dropped = [], []
+    for exam in [g for g in groups if is_exam_setup(g)]:
+        mine, left_out = paired_comparisons([g for g in groups if g["label"] == exam["label"]], exam)
+        rows += mine
+        dropped += left_out
+    if not rows and not dropped:
+        return []
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = adjusted  # over every row of this table, not model by model
+    return ["", f"Each recipe against the exam's, same model ({dataset_name}): seed by seed on the same test "
+                "pairs, at the seeds both rows have. Δ acc: the recipe's accuracy minus the exam recipe's, mean "
+                "over the paired seeds with a 95% t interval. b/c per seed: test pairs only the recipe's run "
+                "got right / only the exam recipe's run got right. " + PAIRED_TEST_TEXT
+            + f"Holm-corrected over the rows of this table. Significant: Holm-adjusted p < {ALPHA}.", ""] \
+        + paired_table(rows, dropped, "the exam recipe's run")
