@@ -25,8 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data.recipe import standardise
-
 AUGMENTATIONS = ("none", "views")
 PIXEL_VALUES = (0.0, 0.5, 1.0)
 
@@ -87,7 +85,7 @@ def build_augment(name):
     raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
 
 
-SPEED_STEP = 0.01  # speed factors are multiples of this, so each is an exact ratio of small integers
+SPEED_STEP = 0.05  # speed factors are multiples of this, so each is an exact ratio of small integers (17/20, ...)
 
 
 def speed_perturb(x, max_change):
@@ -97,8 +95,8 @@ def speed_perturb(x, max_change):
     SPEED_STEP (torch's global generator, so --seed and last.pt fix it) and is resampled by 1/f with
     scipy's polyphase resampler (as a recording sped up f-fold: pitch and tempo change together, as
     between two voices); then fitted back to T samples (centre-cropped when longer, wrapped around when
-    shorter: the ends hold the recipe's noise floor, not the word) and standardised again as the recipe
-    does. max_change 0: x itself, and nothing is drawn."""
+    shorter: the ends hold the recipe's noise floor, not the word) and standardised again (zero mean,
+    unit variance, in float64). max_change 0: x itself, and nothing is drawn."""
     if max_change <= 0:
         return x
     from scipy.signal import resample_poly
@@ -118,4 +116,6 @@ def speed_perturb(x, max_change):
             left = (length - y.shape[1]) // 2
             y = np.pad(y, ((0, 0), (left, length - y.shape[1] - left)), mode="wrap")
         out[rows] = y
-    return torch.from_numpy(standardise(out)[0]).to(x.dtype).reshape(x.shape)
+    out -= out.mean(axis=1, keepdims=True)  # standardised again, as the recipe leaves every waveform
+    out /= np.sqrt((out * out).mean(axis=1, keepdims=True)) + 1e-8
+    return torch.from_numpy(out).to(x.dtype).reshape(x.shape)

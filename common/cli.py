@@ -15,6 +15,7 @@ from .training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingError
 
 
 MAX_EPOCH_PAIRS = 10_000_000  # pairs between two validations: 700 passes over the full training split
+SPEED_CHANGES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # --speed-perturb: multiples of augment.SPEED_STEP
 MAX_MEL_CHANNELS = 1024  # conv widths of the mel CNN: at 1024 x 1024 its conv has 9.4 M weights, its fc 52 M
 
 
@@ -119,10 +120,11 @@ def add_audio_frontend_flags(p):
 
 def add_speed_perturb_flag(p):
     """--speed-perturb, for the classifier scripts that train on the waveforms."""
-    p.add_argument("--speed-perturb", type=bounded_float(0.0, 0.3), default=0.0, metavar="R",
+    p.add_argument("--speed-perturb", type=float, default=0.0, metavar="R", choices=SPEED_CHANGES,
                    help="speed perturbation of the training waveforms: at every step each one is resampled by a "
-                        "factor drawn from 1-R ... 1+R in steps of 0.01 (pitch and tempo change together, as "
-                        "between voices; common/augment.py); e.g. 0.15; 0 is off and draws nothing")
+                        "factor drawn from 1-R ... 1+R in steps of 0.05, R one of 0.05 ... 0.3 (pitch and tempo "
+                        "change together, as between voices; common/augment.py); e.g. 0.15; 0 is off and draws "
+                        "nothing")
 
 
 def check_audio_frontend_flags(args):

@@ -93,8 +93,9 @@ def test_speed_perturbation_moves_a_tone_by_the_factor_it_drew_and_keeps_shape_d
         out = speed_perturb(batch.to(dtype), 0.1)
         assert out.shape == batch.shape and out.dtype == dtype
     torch.manual_seed(5)
-    factors = (100 + torch.randint(-10, 11, (32,))) * SPEED_STEP
-    assert len(set(factors.tolist())) > 5  # the batch holds many speeds
+    base, span = round(1 / SPEED_STEP), round(0.1 / SPEED_STEP)
+    factors = (base + torch.randint(-span, span + 1, (32,))) / base
+    assert len(set(factors.tolist())) == 2 * span + 1  # the batch holds every speed of the range
     torch.manual_seed(5)
     out = speed_perturb(batch, 0.1)
     peaks = torch.fft.rfft(out[:, 0].double()).abs().argmax(dim=1).double()  # 1 Hz bins at 8000 samples
@@ -112,4 +113,6 @@ def test_the_flag_changes_training_is_recorded_and_is_bounded(labelled_course, t
     val_loss = [json.loads((tmp_path / n / "metrics.json").read_text())["val"]["loss"] for n in ("plain", "sped")]
     assert val_loss[0] != val_loss[1]
     bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--speed-perturb", "0.5", name="bad")
-    assert bad.returncode == 2 and "must be a number from 0 to 0.3" in bad.stderr and not (tmp_path / "bad").exists()
+    assert bad.returncode == 2 and "invalid choice: 0.5" in bad.stderr and not (tmp_path / "bad").exists()
+    bad = train_on_course("train_audio.py", labelled_course, tmp_path, "--speed-perturb", "0.12", name="bad")
+    assert bad.returncode == 2 and "invalid choice: 0.12" in bad.stderr  # not a multiple of the 0.05 step

@@ -566,8 +566,9 @@ def test_held_out_speaker_runs_get_their_own_tables_and_the_unseen_voices_summar
         assert out.returncode == 0, out.stderr
     out = run_script(["evaluate.py", str(runs / "audio-spk0-s0"), "--sweeps", "audio"])
     assert out.returncode == 0, out.stderr
-    out = run_script(["evaluate_contrastive.py", "raw", *SMALL_SYNTHETIC, "--holdout-speaker", "spk0", "--fractions", "1",
-                      "--label-seeds", "0", "--num-threads", "1", "--out", str(runs / "floor-spk0/probes.json")])
+    out = run_script(["evaluate_contrastive.py", "raw", *SMALL_SYNTHETIC, "--holdout-speaker", "spk0",
+                      "--fractions", "1", "--label-seeds", "0", "--num-threads", "1",
+                      "--out", str(runs / "floor-spk0/probes.json")])
     assert out.returncode == 0, out.stderr
     assert json.loads((runs / "floor-spk0/probes.json").read_text())["holdout_speaker"] == "spk0"
     code, text, _ = run_report(capsys, runs, "--no-figures")
