@@ -6,6 +6,7 @@ import traceback
 
 from .argtypes import (bounded_float, bounded_int, fraction, non_negative_float, positive_float, positive_int, run_name,
                        share)
+from .augment import SPEED_STEP
 from .data import DataError
 from .data.sources import add_data_flags
 from .io import release_locks
@@ -15,7 +16,7 @@ from .training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingError
 
 
 MAX_EPOCH_PAIRS = 10_000_000  # pairs between two validations: 700 passes over the full training split
-SPEED_CHANGES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # --speed-perturb: multiples of augment.SPEED_STEP
+SPEED_CHANGES = tuple(round(i * SPEED_STEP, 2) for i in range(7))  # --speed-perturb R: 0, 0.05, ..., 0.3
 MAX_MEL_CHANNELS = 1024  # conv widths of the mel CNN: at 1024 x 1024 its conv has 9.4 M weights, its fc 52 M
 
 
@@ -122,7 +123,8 @@ def add_speed_perturb_flag(p):
     """--speed-perturb, for the classifier scripts that train on the waveforms."""
     p.add_argument("--speed-perturb", type=float, default=0.0, metavar="R", choices=SPEED_CHANGES,
                    help="speed perturbation of the training waveforms: at every step each one is resampled by a "
-                        "factor drawn from 1-R ... 1+R in steps of 0.05, R one of 0.05 ... 0.3 (pitch and tempo "
+                        f"factor drawn from 1-R ... 1+R in steps of {SPEED_STEP:g}, R one of {SPEED_CHANGES[1]:g} ... "
+                        f"{SPEED_CHANGES[-1]:g} (pitch and tempo "
                         "change together, as between voices; common/augment.py); e.g. 0.15; 0 is off and draws "
                         "nothing")
 

@@ -210,24 +210,33 @@ def command_flags(words):
 
 
 def _as_numbers(values):
-    """Values as compared: numbers as numbers ("0.30" is "0.3", "1e-3" is "0.001")."""
+    """Values as compared: numbers as numbers ("0.30" is "0.3", "1e-3" is "0.001"), a checkpoint path
+    by its run folder and file (runs/X/checkpoints/best.pt wherever --runs-dir puts runs/)."""
     def one(word):
         try:
             return repr(float(word))
         except ValueError:
-            return word
+            parts = os.path.normpath(word).split(os.sep)
+            return "/".join(parts[-3:]) if word.endswith(".pt") else word
     return None if values is None else tuple(one(str(v)) for v in values)
+
+
+# flags that change no number of a run, so a kept run answers for a command with or without them
+NUMBER_NEUTRAL_FLAGS = ("--log-diagnostics",)
 
 
 def flags_differ(config, asked):
     """How the command a run was trained with differs from the flags `asked` (a list of words), the
-    RUNTIME_FLAGS aside (a resume may change those): ["--flag: trained with X, asked Y", ...], [] when
-    they agree, None when config.json recorded no command. --data is compared with the data the run
-    found (its dataset name), and not at all when asked is auto or not given."""
+    RUNTIME_FLAGS (a resume may change those) and NUMBER_NEUTRAL_FLAGS aside: ["--flag: trained with
+    X, asked Y", ...], [] when they agree, None when config.json recorded no command. --data is
+    compared with the data the run found (its dataset name), and not at all when asked is auto or
+    not given. A flag asked now that the command did not give agrees when the run's saved value (or,
+    for a run older than the flag, OLD_RUN_DEFAULTS) is the value asked; a flag the command gave that
+    is not asked now always counts as a difference (its default is the script's, unknown here)."""
     command = config.get("command")
     if not isinstance(command, str):
         return None
-    runtime = {"--" + flag.replace("_", "-") for flag in RUNTIME_FLAGS}
+    runtime = {"--" + flag.replace("_", "-") for flag in RUNTIME_FLAGS} | set(NUMBER_NEUTRAL_FLAGS)
     saved, wanted = ({k: v for k, v in command_flags(words).items() if k not in runtime}
                      for words in (command.split(), asked))
     saved.pop("--data", None)
@@ -250,7 +259,8 @@ def flags_differ(config, asked):
 
 def _saved_value_words(args, flag):
     """A flag's saved value (config.json args) as command_flags spells it; None when it has none."""
-    value = args.get(flag[2:].replace("-", "_"))
+    key = flag[2:].replace("-", "_")
+    value = args.get(key, OLD_RUN_DEFAULTS.get(key))
     if value is True:
         return ()
     if value is None or value is False:

@@ -19,6 +19,7 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from common.argtypes import positive_int  # noqa: E402
 from common.cli import UsageError, run_main  # noqa: E402
 from common.data.sources import dataset_from_args  # noqa: E402
 from common.records import RecordError, RunFolder, saved_data_args  # noqa: E402
@@ -27,7 +28,7 @@ from common.records import RecordError, RunFolder, saved_data_args  # noqa: E402
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished image-only run (train_image.py)")
-    p.add_argument("--n", type=int, default=200, help="how many test images, from the first")
+    p.add_argument("--n", type=positive_int, default=200, help="how many test images, from the first")
     p.add_argument("--data-root", default=None, help="where the raw data lives now (default: the run's)")
     args = p.parse_args()
     folder = RunFolder(args.run_dir)
@@ -43,7 +44,7 @@ def main():
     with open(own_path) as f:
         own = {int(r["id"]): int(r["digit"]) for r in csv.DictReader(f)}
     test = dataset_from_args(saved_data_args(config, args.data_root), log=lambda _: None).test
-    ids = list(range(min(args.n, len(test))))
+    ids = list(range(min(args.n, len(test), len(own))))  # a --limit run predicted its first pairs only
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for i in ids:
@@ -53,10 +54,11 @@ def main():
         done = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), args.run_dir, "--image", *files,
                                "--out", out_csv], capture_output=True, text=True)
         if done.returncode != 0:
-            raise UsageError(f"predict.py failed: {done.stderr.strip().splitlines()[-1]}")
+            said = done.stderr.strip().splitlines()
+            raise UsageError(f"predict.py failed: {said[-1] if said else f'exit code {done.returncode}'}")
         with open(out_csv) as f:
             predicted = [int(r["digit"]) for r in csv.DictReader(f)]
-    wrong = [i for i, digit in zip(ids, predicted) if digit != own[i]]
+    wrong = [i for i, digit in zip(ids, predicted, strict=True) if digit != own[i]]
     print(f"{args.run_dir}: predict.py on {len(ids)} test images saved as 8-bit PNG agrees with "
           f"predictions_test.csv on {len(ids) - len(wrong)} / {len(ids)}"
           + (f"; differs on ids {', '.join(map(str, wrong))}" if wrong else ""))

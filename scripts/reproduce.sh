@@ -123,8 +123,14 @@ keep() {
 same_flags() {
     local dir="$1"
     shift
-    "$PY" "$ROOT/scripts/runs.py" same "$dir" "$@" ${EXTRA[@]+"${EXTRA[@]}"} && return 0
-    echo "error: $dir holds a run with other flags under the name asked for; give this variant its own --tag" >&2
+    local rc=0
+    "$PY" "$ROOT/scripts/runs.py" same "$dir" "$@" ${EXTRA[@]+"${EXTRA[@]}"} || rc=$?
+    [[ $rc == 0 ]] && return 0
+    if [[ $rc == 1 ]]; then
+        echo "error: $dir holds a run with other flags under the name asked for; give this variant its own --tag" >&2
+    else
+        echo "error: cannot tell which flags $dir was trained with (see above); move it away or mend it" >&2
+    fi
     exit 1
 }
 

@@ -91,7 +91,9 @@ def main(argv):
             print(f"note: {folder.config} is missing: the run's flags cannot be checked", file=sys.stderr)
             return 0
         problems = flags_differ(folder.read_config(), argv[2:])
-        if problems:
+        if problems is None:
+            print(f"note: {folder.config} records no command: the run's flags cannot be checked", file=sys.stderr)
+        elif problems:
             print(f"{argv[1]} was trained with other flags than asked: {'; '.join(problems)}", file=sys.stderr)
         return 1 if problems else 0
     elif argv == ["models"]:

@@ -44,18 +44,21 @@ def test_sixteen_bit_and_transparent_images_read_as_their_eight_bit_opaque_twins
     assert np.abs(load_image(str(tmp_path / "sheet.png")) - eight).max() < 1e-2
 
 
-def test_a_28x28_image_is_fed_as_it_is_and_inverted_only_on_a_light_border():
+def test_a_28x28_image_with_a_dark_border_is_fed_as_it_is():
     """MNIST's format already: a noisy test digit keeps every pixel (cropping its "ink" would shrink it);
-    the same digit drawn dark on light is inverted."""
+    the same digit drawn dark on light gets the preprocessing of any photo (inverted, boxed, centred)."""
     g = np.random.default_rng(0)
     digit = np.zeros((28, 28), np.float32)
     digit[6:22, 12:16] = 1.0
     replace = g.random((28, 28)) < 0.85  # the recipe's noisiest p
     noisy = np.where(replace, g.choice([0.0, 0.5, 1.0], (28, 28)), digit).astype(np.float32)
     assert np.array_equal(mnist_like(noisy), noisy)
-    assert np.array_equal(mnist_like(1.0 - digit), digit)
-    with pytest.raises(DataError, match="no ink"):
-        mnist_like(np.ones((28, 28), np.float32))
+    drawn = mnist_like(1.0 - digit)
+    rows = np.flatnonzero(drawn.max(1) > 0.1)
+    assert drawn[0].max() == 0 and rows[-1] - rows[0] + 1 == 20  # light on black, the bar in the 20-pixel box
+    for blank in (np.zeros((28, 28), np.float32), np.ones((28, 28), np.float32)):
+        with pytest.raises(DataError, match="no ink"):
+            mnist_like(blank)
 
 
 def test_blank_or_unreadable_images_are_one_line(tmp_path):

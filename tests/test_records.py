@@ -84,7 +84,13 @@ def test_flags_differ_compares_what_a_run_trained_with_what_is_asked():
     assert flags_differ(config, same + ["--data", "auto", "--max-epochs", "3", "--data-root", "/new"]) == []
     assert flags_differ(config, same + ["--weight-decay", "1e-4"]) == []  # not given then, but that value
     assert flags_differ(config, same + ["--data", "synthetic"]) == ["--data: trained on avdigits, asked synthetic"]
-    assert flags_differ(config, same[:-1]) == ["--log-diagnostics: trained with (set), asked (not given)"]
+    assert flags_differ(config, same[:-1]) == []  # --log-diagnostics changes no number of a run
+    assert flags_differ(config, same + ["--modality-dropout", "0"]) == []  # older than the flag: its old default
+    moved = {**config, "command": config["command"] + " --init-from runs/c/contrastive-s0/checkpoints/best.pt"}
+    assert flags_differ(moved, same + ["--init-from", "/abs/elsewhere/contrastive-s0/checkpoints/best.pt"]) == []
+    assert flags_differ(moved, same + ["--init-from", "runs/c/contrastive-s1/checkpoints/best.pt"]) == [
+        "--init-from: trained with runs/c/contrastive-s0/checkpoints/best.pt, "
+        "asked runs/c/contrastive-s1/checkpoints/best.pt"]
     assert flags_differ(config, same + ["--speed-perturb", "0.1"]) == [
         "--speed-perturb: trained with (not given), asked 0.1"]
     assert flags_differ(config, ["--seed", "1", *same[2:]]) == ["--seed: trained with 0, asked 1"]

@@ -1,4 +1,5 @@
 """How the report writes a number, a row's name and a dataset: the formatting every table shares."""
+from .stats import ALPHA
 
 
 def fmt_stat(stat, digits, with_std=True):
@@ -62,7 +63,6 @@ PAIRED_TEST_TEXT = ("p: McNemar's exact test, per seed in the last column; the s
 def paired_table(rows, dropped, baseline_files):
     """The lines of a paired-comparison table (stats.paired_comparisons' rows, p_holm filled in) and its
     note on the seeds left out; baseline_files: whose predictions a left-out seed's do not match."""
-    from .stats import ALPHA
     lines = ["| model | seeds | Δ acc (points) | b/c per seed | p | p (Holm) | significant | p per seed |",
              "|---|---:|---:|---|---:|---:|---|---|"]
     for r in rows:

@@ -6,7 +6,7 @@ tables, stats.paired_comparisons)."""
 import statistics
 
 from .format import PAIRED_TEST_TEXT, paired_table, row_name
-from .settings import is_exam_setup, recipe_name
+from .settings import RECIPE_KEYS, is_exam_setup, recipe_name
 from .stats import ALPHA, holm, paired_comparisons
 
 # A seed failed when its test accuracy is more than this many points below the best seed of the same
@@ -55,10 +55,15 @@ def seeds_markdown(groups, dataset_name):
 
 
 def recipes_paired_markdown(groups, dataset_name):
-    """Each named recipe's row against the same model's row trained as the exam did, seed by seed."""
+    """Each named recipe's row against the same model's row trained as the exam did, seed by seed;
+    only rows that differ from it in the recipe's flags alone (not also in a front-end, a learning
+    rate or a share of the labels), so that the difference is the recipe's."""
+    def outside_recipe(g):
+        return [(k, v) for k, v in g["config"] if k not in RECIPE_KEYS]
     rows, dropped = [], []
     for exam in [g for g in groups if is_exam_setup(g)]:
-        mine, left_out = paired_comparisons([g for g in groups if g["label"] == exam["label"]], exam)
+        same_model = [g for g in groups if g["label"] == exam["label"] and outside_recipe(g) == outside_recipe(exam)]
+        mine, left_out = paired_comparisons(same_model, exam)
         rows += mine
         dropped += left_out
     if not rows and not dropped:
