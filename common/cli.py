@@ -124,9 +124,8 @@ def add_speed_perturb_flag(p):
     p.add_argument("--speed-perturb", type=float, default=0.0, metavar="R", choices=SPEED_CHANGES,
                    help="speed perturbation of the training waveforms: at every step each one is resampled by a "
                         f"factor drawn from 1-R ... 1+R in steps of {SPEED_STEP:g}, R one of {SPEED_CHANGES[1]:g} ... "
-                        f"{SPEED_CHANGES[-1]:g} (pitch and tempo "
-                        "change together, as between voices; common/augment.py); e.g. 0.15; 0 is off and draws "
-                        "nothing")
+                        f"{SPEED_CHANGES[-1]:g} (pitch and tempo change together, as between voices; "
+                        "common/augment.py); e.g. 0.15; 0 is off and draws nothing")
 
 
 def check_audio_frontend_flags(args):
