@@ -9,7 +9,7 @@ train_audio.py runs this same loop on the waveforms with Conv1Net (Problem 1b).
 import torch.nn.functional as F
 
 from common.augment import speed_perturb
-from common.cli import (add_audio_frontend_flags, add_diagnostics_flag, add_speed_perturb_flag,
+from common.cli import (add_audio_frontend_flags, add_diagnostics_flag, add_select_flag, add_speed_perturb_flag,
                         check_audio_frontend_flags, check_optimizer_flags, run_main, training_parser)
 from common.data.batching import steps_per_epoch
 from common.diagnostics import start_diagnostics
@@ -19,7 +19,7 @@ from common.multimodal import audio_classifier
 from common.reporting import finish_run, log_text_summary
 from common.run import Progress, prepare_splits, start_run
 from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
-                             make_optimizer, make_schedule, set_seed)
+                             make_optimizer, make_schedule, selection_score, set_seed)
 
 EVAL_BATCH = 512
 
@@ -34,6 +34,7 @@ def build_network(view, args):
 
 def main(view="image", description=__doc__):
     parser = training_parser(description)
+    add_select_flag(parser)
     add_diagnostics_flag(parser)
     if view == "audio":
         add_audio_frontend_flags(parser)
@@ -78,7 +79,7 @@ def main(view="image", description=__doc__):
             if stop.requested:
                 return run.save_and_exit(stop)
             val = evaluate(model, train, val_idx, (view,), EVAL_BATCH, device, precision)
-            if early.step(val["loss"], epoch):  # a strictly lower validation loss (NaN never is)
+            if early.step(selection_score(val, args.select), epoch):  # strictly better (NaN never is)
                 run.save_best()
             diagnostics.end_epoch(epoch)
             run.end_epoch(val["loss"], val_acc=val["acc"])

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from common.argtypes import positive_int, probability
 from common.augment import speed_perturb
-from common.cli import (UsageError, add_audio_frontend_flags, add_diagnostics_flag, add_speed_perturb_flag,
-                        check_audio_frontend_flags, check_optimizer_flags, run_main, training_parser)
+from common.cli import (UsageError, add_audio_frontend_flags, add_diagnostics_flag, add_select_flag,
+                        add_speed_perturb_flag, check_audio_frontend_flags, check_optimizer_flags, run_main,
+                        training_parser)
 from common.data.batching import steps_per_epoch
 from common.diagnostics import start_diagnostics
 from common.fusion import DEFAULT_WIDTHS
@@ -25,7 +26,7 @@ from common.records import source_label
 from common.reporting import finish_run, log_text_summary
 from common.run import Progress, prepare_splits, start_run
 from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
-                             load_checkpoint, make_optimizer, make_schedule, set_seed)
+                             load_checkpoint, make_optimizer, make_schedule, selection_score, set_seed)
 
 MODEL = "multimodal"
 VIEWS = ("image", "audio")  # the inputs this model sees, in forward() order
@@ -58,6 +59,7 @@ def main():
                              "missing view)")
     add_audio_frontend_flags(parser)
     add_speed_perturb_flag(parser)
+    add_select_flag(parser)
     add_diagnostics_flag(parser)
     args = parser.parse_args()
     check_audio_frontend_flags(args)
@@ -126,7 +128,7 @@ def main():
             if stop.requested:
                 return run.save_and_exit(stop)
             val = evaluate(model, train, val_idx, VIEWS, EVAL_BATCH, device, precision)
-            if early.step(val["loss"], epoch):  # a strictly lower validation loss (NaN never is)
+            if early.step(selection_score(val, args.select), epoch):  # strictly better (NaN never is)
                 run.save_best()
             diagnostics.end_epoch(epoch)
             run.end_epoch(val["loss"], val_acc=val["acc"])

@@ -12,7 +12,7 @@ from .data.sources import add_data_flags
 from .io import release_locks
 from .facts import MEL_CHANNELS, RECIPES
 from .multimodal import AUDIO_FRONTENDS
-from .training import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingError
+from .training import CLASSIFIER_SELECTIONS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainingError
 
 
 MAX_EPOCH_PAIRS = 10_000_000  # pairs between two validations: 700 passes over the full training split
@@ -58,7 +58,8 @@ def training_parser(description, default_lr=1e-3):
                         + ", each unless given explicitly")
     p.add_argument("--max-epochs", type=positive_int, default=100, help="upper bound on epochs")
     p.add_argument("--patience", type=positive_int, default=5,
-                   help="stop after this many epochs without a lower validation loss")
+                   help="stop after this many epochs without a better validation score (--select: by default a "
+                        "lower validation loss)")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N pairs of each split (smoke runs)")
     p.add_argument("--runs-dir", default="runs", help="folder that holds one folder per run")
@@ -126,6 +127,13 @@ def add_speed_perturb_flag(p):
                         f"factor drawn from 1-R ... 1+R in steps of {SPEED_STEP:g}, R one of {SPEED_CHANGES[1]:g} ... "
                         f"{SPEED_CHANGES[-1]:g} (pitch and tempo change together, as between voices; "
                         "common/augment.py); e.g. 0.15; 0 is off and draws nothing")
+
+
+def add_select_flag(p):
+    """--select, for the classifier scripts (train_contrastive.py has choices of its own)."""
+    p.add_argument("--select", default="val_loss", choices=CLASSIFIER_SELECTIONS,
+                   help="which epoch's weights best.pt keeps, and what --patience waits on: the lowest validation "
+                        "loss (the exam's rule) or the highest validation accuracy (a tie keeps the earlier epoch)")
 
 
 def check_audio_frontend_flags(args):

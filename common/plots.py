@@ -39,15 +39,14 @@ def pairs_grid(split, indices, title):
     return fig
 
 
-def training_curves(history, title, loss_label="cross-entropy"):
-    """Train and validation loss per epoch (left); on the right the validation accuracy of a
-    classifier, or the temperature of a contrastive run."""
+def training_curves(history, title, best_epoch, loss_label="cross-entropy"):
+    """Train and validation loss per epoch (left), a line at the epoch best.pt kept; on the right the
+    validation accuracy of a classifier, or the temperature of a contrastive run."""
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_right) = plt.subplots(1, 2, figsize=(10, 3.6))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", ms=3, label="train loss")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", ms=3, label="validation loss")
-    best = min(history, key=lambda h: h["val_loss"])
-    ax_loss.axvline(best["epoch"], color="grey", ls="--", lw=0.8, label=f"best epoch {best['epoch']}")
+    ax_loss.axvline(best_epoch, color="grey", ls="--", lw=0.8, label=f"best epoch {best_epoch}")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel(loss_label)
     ax_loss.legend(fontsize=8)

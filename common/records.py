@@ -20,7 +20,7 @@ from .facts import MEL_CHANNELS, RUNTIME_FLAGS, saved_precision
 OLD_RUN_DEFAULTS = {"label_fraction": 1.0, "epoch_pairs": 0, "modality_dropout": 0.0, "modality_dropout_fill": "zeros",
                     "audio_frontend": "raw", "mel_channels": list(MEL_CHANNELS), "mel_top_db": None,
                     "speed_perturb": 0.0, "optimizer": "adam", "weight_decay": 0.0, "warmup_epochs": 0.0,
-                    "schedule": "constant", "clip_grad": 0.0}
+                    "schedule": "constant", "clip_grad": 0.0, "select": "val_loss"}
 
 
 class RecordError(Exception):

@@ -73,7 +73,7 @@ def finish_run(run, dataset, train_index, test_index, views, batch_size, best, t
     metrics = {"model": config["model"], "fusion": config.get("fusion"),
                **run_numbers(run, config["params"]), "val": val_metrics, "test": test_metrics}
     metrics = {k: metrics[k] for k in METRICS_ORDER if k in metrics}
-    figures = {"curves": plots.training_curves(run.history, f"{title}: training curves")}
+    figures = {"curves": plots.training_curves(run.history, f"{title}: training curves", best["epoch"])}
     if test_metrics["labeled"]:
         figures["confusion_test"] = plots.confusion_matrix_figure(
             test_metrics["confusion"], f"{title}: test confusion (acc {100 * test_metrics['acc']:.1f}%)")
@@ -138,7 +138,7 @@ def finish_contrastive_run(run, dataset, train_index, val_index, test_index, bes
                "test": {"labeled": test_labels is not None, "retrieval": retrieval, "probe": probes.get("test")}}
     metrics = {k: metrics[k] for k in CONTRASTIVE_METRICS_ORDER}
 
-    figures = {"curves": plots.training_curves(run.history, f"{title}: training curves",
+    figures = {"curves": plots.training_curves(run.history, f"{title}: training curves", best["epoch"],
                                                loss_label=f"{args.loss} loss")}
     first = slice(0, min(SIMILARITY_FIGURE_PAIRS, len(test_index)))
     if len(test_index):

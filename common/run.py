@@ -361,7 +361,9 @@ class Progress:
 
     def save_best(self):
         """The model of this epoch is the best so far: best.pt."""
-        save_checkpoint(self.folder.best, model=self.model.state_dict(), epoch=self.current, val_loss=self.early.best,
+        select = getattr(self.args, "select", "val_loss")  # a minus sign on a score that rises (common/training.py)
+        score = {"val_loss": self.early.best} if select == "val_loss" else {"select": select, "score": self.early.best}
+        save_checkpoint(self.folder.best, model=self.model.state_dict(), epoch=self.current, **score,
                         kind=self.setup.kind, config=self.config)
 
     def end_epoch(self, val_loss, **fields):

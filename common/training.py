@@ -197,8 +197,18 @@ def batch_inputs(split, index, views, device):
     return [getattr(split, view)[index].to(device, non_blocking=True) for view in views]
 
 
+CLASSIFIER_SELECTIONS = ("val_loss", "val_acc")  # the classifiers' --select (train_contrastive.py has its own)
+
+
+def selection_score(val, select):
+    """The number EarlyStopping minimises for a classifier: its validation loss (the exam's rule), or
+    minus its validation accuracy (--select val_acc)."""
+    return val["loss"] if select == "val_loss" else -val["acc"]
+
+
 class EarlyStopping:
-    """Stop after `patience` epochs without a strictly lower validation loss."""
+    """Stop after `patience` epochs without a strictly lower score: the validation loss, or what
+    --select watches, made a number to minimise (minus an accuracy)."""
 
     def __init__(self, patience):
         self.patience = patience

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from common.training import EarlyStopping
+from common.training import EarlyStopping, selection_score
 from conftest import ROOT, run_script, write_course, train_on_course
 
 RUN_FILES = ["config.json", "metrics.json", "predictions_test.csv", "split_indices.json",
@@ -154,6 +154,42 @@ def test_early_stopping_counts_strict_improvements():
     clone = EarlyStopping(patience=2)
     clone.load_state_dict(es.state_dict())
     assert clone.state_dict() == es.state_dict()
+
+
+def test_select_val_acc_keeps_the_most_accurate_epoch():
+    """--select val_acc: the first epoch of the highest validation accuracy, whatever its loss."""
+    es = EarlyStopping(patience=2)
+    for epoch, val in enumerate([{"loss": 0.5, "acc": 0.80}, {"loss": 0.7, "acc": 0.90},
+                                 {"loss": 0.4, "acc": 0.90}, {"loss": 0.3, "acc": 0.85}], start=1):
+        es.step(selection_score(val, "val_acc"), epoch)
+    assert es.best_epoch == 2 and es.best == -0.90 and es.should_stop
+    assert selection_score({"loss": 0.4, "acc": 0.9}, "val_loss") == 0.4
+
+
+@pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py"])
+def test_select_flag_picks_best_pt_by_accuracy_and_is_kept_on_resume(script, larger_course, tmp_path):
+    flags = ["--max-epochs", "6", "--lr", "3e-3", "--patience", "6"]
+    for select in ("val_loss", "val_acc"):
+        assert train(script, larger_course, tmp_path, *flags, "--select", select, name=select).returncode == 0
+    by = {select: (json.loads((tmp_path / select / "metrics.json").read_text()),
+                   torch.load(tmp_path / select / "checkpoints/last.pt", weights_only=True)["history"])
+          for select in ("val_loss", "val_acc")}
+    (m_loss, history), (m_acc, history_acc) = by["val_loss"], by["val_acc"]
+    assert [h["val_loss"] for h in history] == [h["val_loss"] for h in history_acc]  # the same training
+    losses, accs = [h["val_loss"] for h in history], [h["val_acc"] for h in history]
+    assert m_loss["best_epoch"] == 1 + losses.index(min(losses))
+    assert m_acc["best_epoch"] == 1 + accs.index(max(accs)) and m_acc["val"]["acc"] == max(accs)
+    assert m_acc["best_epoch"] != m_loss["best_epoch"]  # on this course the two rules keep different epochs
+    best = torch.load(tmp_path / "val_acc/checkpoints/best.pt", weights_only=True)
+    assert (best["select"], best["score"], best["epoch"]) == ("val_acc", -max(accs), m_acc["best_epoch"])
+    assert "val_loss" not in best  # the score is minus an accuracy, not a loss
+    assert json.loads((tmp_path / "val_acc/config.json").read_text())["args"]["select"] == "val_acc"
+    out = train(script, larger_course, tmp_path, "--resume", "--max-epochs", "7", "--select", "val_loss",
+                name="val_acc")
+    assert out.returncode == 2 and "--select val_loss differs from the run's saved val_acc" in out.stderr
+    out = train(script, larger_course, tmp_path, "--max-epochs", "1", "--select", "test_acc", name="bad")
+    assert out.returncode == 2 and "invalid choice" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "bad").exists()
 
 
 def test_epoch_order_repeats_a_small_training_set_in_fresh_orders():
