@@ -553,6 +553,24 @@ def test_seed_by_seed_table_counts_failed_seeds_by_its_rule(tmp_path, capsys):
     assert code == 0 and "Seed by seed" not in out
 
 
+def test_a_recipe_with_another_selection_rule_is_paired_with_the_exam_row(tmp_path, capsys):
+    """Concat under --recipe stable --select val_acc is named by both, and still paired with the exam's
+    concat (the selection rule is part of the recipe); one with another learning rate is not."""
+    stable = RECIPES["stable"]
+    for seed in (0, 1):
+        for name, acc, extra in ((f"c-s{seed}", 0.90, {}),
+                                 (f"c-acc-s{seed}", 0.93, {"recipe": "stable", **stable, "select": "val_acc"}),
+                                 (f"c-lr-s{seed}", 0.95, {"recipe": "stable", **stable, "lr": 3e-3})):
+            folder = write_run(tmp_path, name, model="multimodal", fusion="concat", seed=seed, acc=acc, **extra)
+            write_predictions(folder, [i < int(100 * acc) for i in range(100)])
+    code, out, _ = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0
+    paired = table_rows(out.split("Each recipe against the exam's")[1].split("\n\n")[1])
+    name = "multimodal-concat (lr=0.001, select=val_acc, recipe=stable)"  # lr named: the third row differs in it
+    assert list(paired) == [name]
+    assert paired[name][0][1:4] == ["2", "+3.00 ± 0.00", "3/0, 3/0"]
+
+
 def test_held_out_speaker_runs_get_their_own_tables_and_the_unseen_voices_summary(tmp_path, capsys):
     """Audio-only on the synthetic split by take and with spk0 / spk1 held out (one epoch each):
     evaluate.py re-renders a held-out test split (its fingerprint check passes); the report gives each

@@ -6,7 +6,7 @@ tables, stats.paired_comparisons)."""
 import statistics
 
 from .format import PAIRED_TEST_TEXT, paired_table, row_name
-from .settings import RECIPE_KEYS, is_exam_setup, recipe_name
+from .settings import PAIRED_RECIPE_KEYS, is_exam_setup, recipe_name
 from .stats import ALPHA, holm, paired_comparisons
 
 # A seed failed when its test accuracy is more than this many points below the best seed of the same
@@ -56,10 +56,10 @@ def seeds_markdown(groups, dataset_name):
 
 def recipes_paired_markdown(groups, dataset_name):
     """Each named recipe's row against the same model's row trained as the exam did, seed by seed;
-    only rows that differ from it in the recipe's flags alone (not also in a front-end, a learning
-    rate or a share of the labels), so that the difference is the recipe's."""
+    only rows that differ from it in the recipe's flags and the --select rule alone (not also in a
+    front-end, a learning rate or a share of the labels), so that the difference is the recipe's."""
     def outside_recipe(g):
-        return [(k, v) for k, v in g["config"] if k not in RECIPE_KEYS]
+        return [(k, v) for k, v in g["config"] if k not in PAIRED_RECIPE_KEYS]
     rows, dropped = [], []
     for exam in [g for g in groups if is_exam_setup(g)]:
         same_model = [g for g in groups if g["label"] == exam["label"] and outside_recipe(g) == outside_recipe(exam)]

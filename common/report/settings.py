@@ -15,6 +15,9 @@ CSV_CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
 # the optimizer recipe's flags (common/cli.py): part of a row's identity, not CSV columns of their own
 RECIPE_KEYS = ("optimizer", "weight_decay", "warmup_epochs", "schedule", "clip_grad")
 CONFIG_KEYS = CSV_CONFIG_KEYS + RECIPE_KEYS + ("mel_top_db", "speed_perturb", "select")
+# what a row may differ in from the exam's row of the same model to be paired with it as a recipe: the
+# optimizer recipe's flags and the rule that picks best.pt (--select)
+PAIRED_RECIPE_KEYS = RECIPE_KEYS + ("select",)
 KEY_DEFAULTS = OLD_RUN_DEFAULTS  # what runs from before a flag existed did
 # the exam's own training and network: the rows that get the exam's numbers beside them and serve as
 # the baselines of the paired comparisons (the beyond-the-exam variants differ in one of these)
