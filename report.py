@@ -9,7 +9,9 @@ fingerprint and --limit all equal), and within it a row also holds one
 configuration (the flags in config.json beside metrics.json that change the
 model or its training: lr, batch size, epochs, patience, validation share,
 fusion widths, heads, whether featurizers were initialised from a
-checkpoint, the share of labelled pairs). Image / audio / multimodal runs
+checkpoint, the share of labelled pairs, the optimizer recipe, the audio
+front-end, the --select rule; common/report/settings.py CONFIG_KEYS has them
+all). Image / audio / multimodal runs
 with a labelled test split fill the results table; classifier rows trained at
 several --label-fraction values also get a label-efficiency table (scratch vs
 featurizers from a contrastive checkpoint) and figure. Contrastive
