@@ -40,7 +40,7 @@ from common.multimodal import PROJECTION_HEADS, ContrastiveModel
 from common.reporting import contrastive_summary, finish_contrastive_run
 from common.run import Progress, prepare_splits, start_run
 from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, make_optimizer,
-                             make_schedule, set_seed)
+                             make_schedule, selection_score, set_seed)
 
 MODEL = "contrastive"
 DEFAULT_BATCH = 128  # more in-batch negatives than the classifiers' 64; the learned NT-Log bias assumes 128
@@ -155,7 +155,8 @@ def main():
                     if scores[key] is not None:
                         run.writer.add_scalar(f"val_{key.replace('@', '')}/{regime}", scores[key], epoch)
             digit1 = {k: by_regime["all"][f"digit@1_{k}"] for k in ("img2aud", "aud2img")}
-            score = val_loss if args.select == "val_loss" else -(digit1["img2aud"] + digit1["aud2img"]) / 2
+            score = selection_score({"loss": val_loss, "digit1": (digit1["img2aud"] + digit1["aud2img"]) / 2},
+                                    args.select)
             if early.step(score, epoch):  # strictly better: a lower loss or a higher digit@1 (NaN never is)
                 run.save_best()
             run.end_epoch(val_loss, tau=model.loss.tau, bias=model.bias,

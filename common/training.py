@@ -201,9 +201,10 @@ CLASSIFIER_SELECTIONS = ("val_loss", "val_acc")  # the classifiers' --select (tr
 
 
 def selection_score(val, select):
-    """The number EarlyStopping minimises for a classifier: its validation loss (the exam's rule), or
-    minus its validation accuracy (--select val_acc)."""
-    return val["loss"] if select == "val_loss" else -val["acc"]
+    """The number EarlyStopping minimises, from the validation numbers `val` and a script's --select
+    val_NAME: val["loss"] itself (the exam's rule), or minus a score that rises (val_acc, val_digit1)."""
+    name = select.removeprefix("val_")
+    return val[name] if name == "loss" else -val[name]
 
 
 class EarlyStopping:
