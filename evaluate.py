@@ -14,7 +14,10 @@ its test pairs:
   held mild (p = 0.1), plus the audio with no noise at all;
 - missing view (multimodal runs): the image or the audio replaced by zeros or
   by the training mean, the other view mild; late fusion also with the
-  surviving head alone.
+  surviving head alone;
+- grid (opt-in, --grid): the fusion map, every image level (p 0 ... 0.9,
+  missing) with every audio level (clean, +30 ... -10 dB, missing), each
+  cell with its accuracy and each test pair's correctness.
 
 Unimodal runs sweep their own view only. The noise comes from the recipe's own
 functions, from seeded streams: the same command gives the same numbers.
@@ -38,7 +41,7 @@ from common.malloc import keep_freed_memory
 from common.multimodal import build_from_config
 from common.plots import robustness_figure
 from common.records import RecordError, RunFolder, file_sha256, saved_data_args
-from common.robustness import SWEEPS, robustness, summary_line
+from common.robustness import GRID, MEASURES, SWEEPS, robustness, summary_line
 from common.training import (PRECISIONS, TrainingError, load_checkpoint, pick_device, resolve_precision,
                              saved_precision)
 
@@ -87,7 +90,7 @@ def with_earlier_measures(folder, result):
     if not previous or previous.get("best_sha256") != result["best_sha256"]:
         return result
     merged = {**previous, **result}
-    merged["sweeps"] = [s for s in SWEEPS if s in set(previous.get("sweeps", [])) | set(result["sweeps"])]
+    merged["sweeps"] = [s for s in MEASURES if s in set(previous.get("sweeps", [])) | set(result["sweeps"])]
     return merged
 
 
@@ -112,6 +115,10 @@ def main():
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders to evaluate")
     p.add_argument("--sweeps", nargs="+", default=list(SWEEPS), choices=SWEEPS, metavar="SWEEP",
                    help=f"what to measure, any of: {', '.join(SWEEPS)} (default: all)")
+    p.add_argument("--grid", action="store_true",
+                   help="also the fusion map: the test pairs at every pair of image levels (p 0 ... 0.9, missing) "
+                        "and audio levels (clean, +30 ... -10 dB, missing), each pair's correctness kept, in "
+                        "robustness.json's grid (opt-in: 49 cells)")
     p.add_argument("--data-seed", type=non_negative_int, default=None,
                    help="data seed of the fresh draw (default: the run's data seed + 1000); never the run's own")
     p.add_argument("--data-root", default=None,
@@ -122,6 +129,8 @@ def main():
     p.add_argument("--num-threads", type=positive_int, default=None,
                    help="CPU threads for PyTorch (None: PyTorch's choice)")
     args = p.parse_args()
+    if args.grid:
+        args.sweeps = list(args.sweeps) + [GRID]
     keep_freed_memory()  # thousands of same-sized activations: reuse their pages instead of faulting new ones in
     if args.num_threads:
         torch.set_num_threads(args.num_threads)

@@ -4,6 +4,7 @@ Each turns the text of a flag into a value or raises ArgumentTypeError, which
 argparse prints as one usage line and exit code 2.
 """
 import argparse
+import re
 import math
 import os
 
@@ -100,3 +101,10 @@ def finite_float(text):
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
+
+
+def speaker_name(text):
+    """An FSDD speaker's name as recordings spell it (digit_speaker_take): letters and digits."""
+    if not re.fullmatch(r"[A-Za-z0-9]+", text):
+        raise argparse.ArgumentTypeError(f"must be a speaker's name (letters and digits, e.g. jackson), got {text!r}")
+    return text

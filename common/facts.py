@@ -44,6 +44,13 @@ IMAGE_P_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # pix
 AUDIO_SNR_LEVELS = (30.0, 20.0, 10.0, 0.0, -5.0, -10.0, -15.0, -20.0, -30.0)  # dB against the utterance
 MILD_P, MILD_SNR_DB = 0.1, 20.0  # the other view while one is swept or missing
 
+# evaluate.py --grid: the test pairs at every pair of these levels (the fusion map). A level of the
+# sweeps above is rendered as that sweep renders it (MILD_P and MILD_SNR_DB as the held view is), so
+# the grid's row at p = MILD_P is the audio sweep and its column at MILD_SNR_DB the image sweep.
+MISSING, CLEAN = "missing", "clean"  # a view replaced by zeros; the audio with no noise at all
+GRID_IMAGE_P = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, MISSING)
+GRID_AUDIO_SNR = (CLEAN, 30.0, 20.0, 10.0, 0.0, -10.0, MISSING)
+
 
 @dataclass(frozen=True)
 class NoiseSweep:

@@ -174,7 +174,8 @@ def saved_data_args(config, data_root=None):
     saved = config.get("args", {})
     return SimpleNamespace(data=config["dataset"]["name"], data_root=data_root or saved.get("data_root"),
                            data_seed=saved.get("data_seed", 0), synthetic_size=saved.get("synthetic_size"),
-                           clean_views=saved.get("clean_views", False), holdout_speaker=saved.get("holdout_speaker"))
+                           clean_views=saved.get("clean_views", False), holdout_speaker=saved.get("holdout_speaker"),
+                           val_speaker=saved.get("val_speaker"))
 
 
 def init_source(paths, recorded=None):

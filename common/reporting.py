@@ -13,12 +13,16 @@ from .training import classification_metrics, evaluate
 
 
 def write_predictions(path, index, logits, split):
-    """predictions_test.csv: id,digit (+ label when known); id is the row in the test split."""
+    """predictions_test.csv: id,digit (+ label when known, + the pair's recording, digit_speaker_take,
+    when the source names its recordings); id is the row in the test split. The recording lets a
+    reader resample recordings rather than pairs (each recording makes many test pairs)."""
+    names = split.recording_names if split.recording_names and "recording_index" in split.meta else None
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "digit"] + (["label"] if split.labeled else []))
+        w.writerow(["id", "digit"] + (["label"] if split.labeled else []) + (["recording"] if names else []))
         for i, p in zip(index.tolist(), logits.argmax(1).tolist()):
-            w.writerow([i, p] + ([int(split.label[i])] if split.labeled else []))
+            w.writerow([i, p] + ([int(split.label[i])] if split.labeled else [])
+                       + ([names[int(split.meta["recording_index"][i])]] if names else []))
 
 
 def _five(index, seed):

@@ -7,7 +7,9 @@ offsets) are rendered again with the noise of one view set to a controlled
 level for every pair, and the other view held mild. Each level draws its
 noise from its own seeded stream, so an evaluation repeats exactly.
 """
+import base64
 import copy
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -20,10 +22,14 @@ from .data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, 
 from .multimodal import STAND_INS, missing_view_stand_in
 from .training import autocast, classification_metrics, evaluate
 
-from .facts import MILD_P, MILD_SNR_DB, NOISE_SWEEPS
+from .facts import (AUDIO_SNR_LEVELS, CLEAN, GRID_AUDIO_SNR, GRID_IMAGE_P, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB,
+                    MISSING, NOISE_SWEEPS)
 
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
 SWEEPS = ("fresh",) + tuple(sweep.view for sweep in NOISE_SWEEPS) + ("missing",)  # what evaluate.py --sweeps names
+GRID = "grid"  # evaluate.py --grid: the fusion map (opt-in, after the sweeps)
+MEASURES = SWEEPS + (GRID,)
+GRID_AXES = {"image": ("p", GRID_IMAGE_P), "audio": ("snr_db", GRID_AUDIO_SNR)}  # view -> (key, levels)
 _STREAMS = {"image": 1, "audio": 2, "mild": 3, "clean": 4}  # noise streams, apart from the recipe's own
 # Waveforms re-noised at once: the float64 temporaries stay small (1.3 s -> 0.8 s a level here).
 # add_noise_at_snr draws a chunk's noise in one call from the level's stream: the chunking changes nothing.
@@ -206,6 +212,9 @@ def robustness(model, views, raw, test_size, test_index, data_seed, train_split,
         result[sweep.key] = [{sweep.level_key: level, **s} for level, s in zip(sweep.levels, scores)]
         if sweep.clean_key:
             result[sweep.clean_key] = scores[-1]
+    if GRID in sweeps:
+        log("grid")
+        result[GRID] = grid(model, views, clean, mild, data_seed, train_split, train_index, device, precision)
     if "missing" in sweeps and both:
         log("missing view")
         net, audio = fixed("audio")
@@ -225,6 +234,69 @@ def robustness(model, views, raw, test_size, test_index, data_seed, train_split,
     return result
 
 
+def grid_input(clean, mild, view, level, data_seed, train_split, train_index):
+    """One view's input at one grid level, rendered exactly as the sweeps render that level: the
+    mild level as the held view's rendering, "clean" as the audio sweep's no-noise measurement,
+    "missing" as the zeros stand-in (one row, for every pair)."""
+    if level == MISSING:
+        return missing_view_stand_in(train_split, train_index, view, "zeros")
+    if view == "image":
+        return mild.image if level == MILD_P else \
+            clean.image_at(level, noise_rng(data_seed, "image", IMAGE_P_LEVELS.index(level)))
+    if level == CLEAN:
+        return clean.audio_at(np.inf, noise_rng(data_seed, "clean"))
+    return mild.audio if level == MILD_SNR_DB else \
+        clean.audio_at(level, noise_rng(data_seed, "audio", AUDIO_SNR_LEVELS.index(level)))
+
+
+def pack_correct(correct):
+    """A bool vector as base64 of its packed bits (pair order; numpy's big-endian bit order)."""
+    return base64.b64encode(np.packbits(correct.numpy().astype(bool)).tobytes()).decode("ascii")
+
+
+def unpack_correct(text, n):
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
+
+
+@torch.inference_mode()
+def grid(model, views, clean, mild, data_seed, train_split, train_index, device, precision):
+    """The fusion map: accuracy on the run's test pairs at every combination of its views' grid
+    levels (GRID_IMAGE_P x GRID_AUDIO_SNR for a multimodal run, one axis for a unimodal one), with
+    each pair's correctness (packed) so that a reader can pair cells across runs (an oracle that
+    picks the better view per pair) and resample recordings. Each view's featurizer runs once per
+    level; the fusion and head run once per cell on those features."""
+    levels = {view: GRID_AXES[view][1] for view in views}
+    label = clean.label
+    if len(views) == 2:
+        features = {}
+        for view in views:
+            features[view] = []
+            for level in levels[view]:
+                x = grid_input(clean, mild, view, level, data_seed, train_split, train_index)
+                _, f = with_fixed_view(model, view, x, device, precision)
+                features[view].append(f.expand(len(clean), *f.shape[1:]) if level == MISSING else f)
+        net = copy.copy(model)  # both featurizers' outputs are given: the fusion and head alone
+        net._modules = {**model._modules, **{f"{v}_featurizer": _Precomputed() for v in views}}
+        score_inputs = lambda ks: Split(**{v: features[v][k] for v, k in zip(views, ks)}, label=label)
+        batch = HEAD_BATCH
+    else:
+        (view,) = views
+        rendered = []
+        for level in levels[view]:
+            x = grid_input(clean, mild, view, level, data_seed, train_split, train_index)
+            rendered.append(x.expand(len(clean), *x.shape[1:]) if level == MISSING else x)
+        net, batch = model, EVAL_BATCH
+        score_inputs = lambda ks: Split(**{"image": None, "audio": None, view: rendered[ks[0]]}, label=label)
+    cells = []
+    for ks in itertools.product(*(range(len(levels[v])) for v in views)):
+        logits = evaluate(net, score_inputs(ks), torch.arange(len(label)), views, batch, device, precision)["logits"]
+        correct = logits.argmax(1) == label
+        cells.append({**{GRID_AXES[v][0]: levels[v][k] for v, k in zip(views, ks)},
+                      "acc": correct.float().mean().item(), "correct": pack_correct(correct)})
+    return {"views": list(views), **{f"{v}_levels": list(levels[v]) for v in views}, "n": len(label),
+            "correct_bits": "base64 of numpy.packbits over the test pairs in order", "cells": cells}
+
+
 def summary_line(name, result):
     """One line per run for stdout."""
     parts = [name]
@@ -235,6 +307,10 @@ def summary_line(name, result):
             s = result[sweep.key]
             parts.append(sweep.summary.format(first=s[0][sweep.level_key], last=s[-1][sweep.level_key])
                          + f": {100 * s[0]['acc']:.1f}%->{100 * s[-1]['acc']:.1f}%")
+    if GRID in result:
+        worst = min(result[GRID]["cells"], key=lambda c: c["acc"])
+        parts.append(f"grid: {len(result[GRID]['cells'])} cells, worst {100 * worst['acc']:.1f}% at "
+                     + ", ".join(f"{k} {worst[k]}" for k in ("p", "snr_db") if k in worst))
     if "missing" in result:
         m = result["missing"]
         parts.append(f"no image {100 * m['image_zeros']['acc']:.1f}%, no audio {100 * m['audio_zeros']['acc']:.1f}% "

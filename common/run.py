@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from .cli import UsageError, explicit_flags
 from .data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
+from .data.recipe import VAL_SPEAKER_SHARE
 from .data.sources import dataset_from_args
 from .facts import RUNTIME_FLAGS
 from .io import hold_lock, is_locked, output_dir_problem, save_json
@@ -61,6 +62,9 @@ def check_output_dir(path, what):
 
 def check_limit(args):
     """--limit must leave every split usable: at least 10 pairs each, and a whole batch to train on."""
+    if getattr(args, "val_speaker", None) and args.val_fraction != VAL_SPEAKER_SHARE:
+        raise UsageError(f"--val-fraction: a --val-speaker build fixes its validation share at {VAL_SPEAKER_SHARE} "
+                         "when it is built")
     if args.limit is None:
         return
     n_val = int(round(args.limit * args.val_fraction))
@@ -224,10 +228,14 @@ def prepare_splits(setup):
         raise TrainingError(f"the {dataset.name} training split has no labels")
     n_train = len(dataset.train) if args.limit is None else min(args.limit, len(dataset.train))
     n_test = len(dataset.test) if args.limit is None else min(args.limit, len(dataset.test))
-    try:
-        train_idx, val_idx = train_val_split(n_train, args.val_fraction, args.seed)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
+    if "val" in dataset.train.meta:  # a validation-speaker build: its validation pairs were fixed when built
+        is_val = dataset.train.meta["val"][:n_train]
+        train_idx, val_idx = torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+    else:
+        try:
+            train_idx, val_idx = train_val_split(n_train, args.val_fraction, args.seed)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
     if args.label_fraction < 1.0:  # fewer labelled pairs to train on; validation stays whole
         train_idx = class_balanced_subset(train_idx, dataset.train.label, args.label_fraction, args.seed)
     test_idx = torch.arange(n_test)

@@ -61,5 +61,6 @@ variant() {
     local seed="$1" models="$2" tag="$3"
     shift 3
     "$(dirname "${BASH_SOURCE[0]}")/reproduce.sh" --seeds "$seed" --models "$models" --tag "$tag" \
-        --runs-dir "$RUNS_DIR" --results "$RESULTS" --no-report ${LIST:+"$LIST"} -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
+        --runs-dir "$RUNS_DIR" --results "$RESULTS" --no-report ${LIST:+"$LIST"} ${GRID:+"$GRID"} \
+        -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }

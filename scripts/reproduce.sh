@@ -5,7 +5,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: scripts/reproduce.sh [--seeds "0"] [--models "image audio concat ..."] [--runs-dir runs/study]
-                           [--tag TAG] [--results DIR] [--list] [--no-report] [-- EXTRA...]
+                           [--tag TAG] [--results DIR] [--grid] [--list] [--no-report] [-- EXTRA...]
 
 Trains image-only, audio-only and the multimodal network with every fusion,
 once per seed, into RUNS_DIR/NAME (NAME = image-sS, audio-sS,
@@ -34,6 +34,8 @@ options:
                         predictions_test.csv, robustness.json, probes.json and figures/curves.png in
                         DIR/NAME/ (never checkpoints or events), and skip any run whose
                         DIR/NAME/metrics.json exists: a fresh clone carries on from DIR
+  --grid                evaluate each classifier with evaluate.py --grid too (the fusion map); a run
+                        kept or evaluated without it is measured again
   --list                print the study as one self-contained command per run (for
                         xargs -P N or a Slurm job array) and exit
   --no-report           do not run report.py at the end
@@ -53,7 +55,7 @@ RUNS_DIR="runs/study"
 MODELS="all"
 RESULTS=""
 TAG=""
-parse_flags "--seeds --models --runs-dir --results --tag" "--list --no-report" "$@"
+parse_flags "--seeds --models --runs-dir --results --tag" "--list --no-report --grid" "$@"
 PY="${PYTHON:-python}"
 STUDY_MODELS="$("$PY" "$ROOT/scripts/runs.py" models)" || { echo "error: $PY cannot list the study's models" >&2; exit 2; }
 [[ $MODELS != all ]] || MODELS="$STUDY_MODELS"
@@ -74,6 +76,7 @@ if [[ -n $LIST ]]; then  # one line per run: this script for that one run, witho
             line=("${BASH_SOURCE[0]}" --seeds "$seed" --models "$model" --runs-dir "$RUNS_DIR")
             [[ -n "$TAG" ]] && line+=(--tag "$TAG")
             [[ -n "$RESULTS" ]] && line+=(--results "$RESULTS")
+            [[ -n "$GRID" ]] && line+=(--grid)
             line+=(--no-report)
             [[ ${#EXTRA[@]} -gt 0 ]] && line+=(-- "${EXTRA[@]}")
             list_line "${line[@]}"
@@ -89,7 +92,8 @@ kept() {  # every file of the kept set is there and readable: a classifier's rob
     [[ -n "$RESULTS" && -f "$RESULTS/$1/metrics.json" ]] || return 1
     local files=(metrics.json config.json)
     [[ $1 == contrastive* ]] || files+=(robustness.json)
-    "$PY" "$ROOT/scripts/runs.py" kept "$RESULTS/$1" "${files[@]}"
+    "$PY" "$ROOT/scripts/runs.py" kept "$RESULTS/$1" "${files[@]}" || return 1
+    [[ -z "$GRID" || $1 == contrastive* ]] || "$PY" "$ROOT/scripts/runs.py" has "$RESULTS/$1/robustness.json" grid
 }
 
 # keep NAME: copy a finished, evaluated run's kept files to RESULTS/NAME (metrics.json last: it marks "done");
@@ -171,11 +175,12 @@ evaluate() {
         fi
         return 0
     fi
-    if [[ -f "$dir/robustness.json" ]] && "$PY" "$ROOT/scripts/runs.py" current "$dir"; then
+    if [[ -f "$dir/robustness.json" ]] && "$PY" "$ROOT/scripts/runs.py" current "$dir" &&
+            { [[ -z "$GRID" ]] || "$PY" "$ROOT/scripts/runs.py" has "$dir/robustness.json" grid; }; then
         echo "== skip evaluating $name: $dir/robustness.json exists"
     elif [[ -f "$dir/checkpoints/best.pt" ]]; then
         echo "== evaluate $name"
-        "$PY" "$ROOT/evaluate.py" "$dir" || echo "warning: evaluate.py could not measure $name" >&2
+        "$PY" "$ROOT/evaluate.py" "$dir" ${GRID:+--grid} || echo "warning: evaluate.py could not measure $name" >&2
     else
         echo "warning: $name has no checkpoints/best.pt, so no robustness.json" >&2
     fi

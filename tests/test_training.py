@@ -42,7 +42,7 @@ def test_tiny_run_leaves_every_output_and_repeats_exactly(script, larger_course,
         state = torch.load(run / "checkpoints" / ckpt, weights_only=True)  # plain tensors and types only
         assert "model" in state
     header = (run / "predictions_test.csv").read_text().splitlines()[0]
-    assert header == "id,digit,label"
+    assert header == "id,digit,label,recording"
 
     again = train(script, larger_course, tmp_path, "--max-epochs", "2", name="again")
     assert again.returncode == 0, again.stderr

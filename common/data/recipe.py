@@ -26,6 +26,7 @@ import torch
 
 from .dataset import REGIMES, Dataset, Split, fingerprint_splits
 from .errors import DataError
+from .raw import speaker_of
 
 RECIPE_VERSION = 1
 # How the recipe's arithmetic is done (not what it draws): 2 = float64 with exact integer sums,
@@ -38,9 +39,12 @@ NOISY_SNR_DB, MILD_SNR_DB = (-15.0, -5.0), (10.0, 25.0)
 PIXEL_VALUES = np.array([0.0, 0.5, 1.0], dtype=np.float32)
 CHUNK = 2048  # pairs corrupted at once: bounds the temporary memory of the noise
 ROW_BLOCK = 64  # waveforms per step of the audio arithmetic (see _row_blocks)
+# A validation-speaker build (--val-speaker) fixes its validation pairs when it is built: this share of
+# the training split (the default --val-fraction), each paired with a recording of that speaker.
+VAL_SPEAKER_SHARE = 0.2
 
 
-def recipe_params(sizes, seed, clean_views=False, holdout_speaker=None):
+def recipe_params(sizes, seed, clean_views=False, holdout_speaker=None, val_speaker=None):
     params = {"recipe_version": RECIPE_VERSION, "numerics": NUMERICS_VERSION, "seed": int(seed),
               "clean_views": bool(clean_views),
               "sizes": {k: int(v) for k, v in sizes.items()},
@@ -48,6 +52,8 @@ def recipe_params(sizes, seed, clean_views=False, holdout_speaker=None):
               "audio_snr_db": {"noisy": NOISY_SNR_DB, "mild": MILD_SNR_DB}}
     if holdout_speaker:  # only when set, so the builds (and cache keys) of the speaker-seen split stay as they were
         params["holdout_speaker"] = holdout_speaker
+    if val_speaker:  # likewise: the builds without a validation speaker keep their keys
+        params["val_speaker"] = val_speaker
     return params
 
 
@@ -141,14 +147,16 @@ def standardise(audio):
     return out, mean.astype(np.float32), std.astype(np.float32)
 
 
-def draw_pairs(raw, n, rng):
+def draw_pairs(raw, n, rng, allowed=None):
     """The recipe's draws for one split, before any noise: which image and recording make each
-    pair, its regime, its noise levels and the utterance offset. A dict of numpy arrays."""
+    pair, its regime, its noise levels and the utterance offset. A dict of numpy arrays.
+    allowed: a bool mask of the recordings the pairs may use (None: all of them)."""
     if n > len(raw.images):
         raise DataError(f"asked for {n} pairs but the image pool holds {len(raw.images)}")
     image_index = rng.permutation(len(raw.images))[:n]
     label = raw.image_labels[image_index]
-    pools = {d: np.flatnonzero(raw.recording_labels == d) for d in range(10)}
+    allowed = np.ones(len(raw.recording_labels), bool) if allowed is None else allowed
+    pools = {d: np.flatnonzero((raw.recording_labels == d) & allowed) for d in range(10)}
     recording_index = np.empty(n, dtype=np.int64)
     for d in range(10):
         where = np.flatnonzero(label == d)
@@ -165,6 +173,27 @@ def draw_pairs(raw, n, rng):
     offsets_u = rng.random(n)
     return {"image_index": image_index, "label": label, "recording_index": recording_index, "regime": regime,
             "p": p, "snr_db": snr_db, "offsets_u": offsets_u}
+
+
+def draw_val_speaker_pairs(raw, n, rng, speaker, val_rng):
+    """draw_pairs for the training split of a validation-speaker build: the training pairs never
+    use `speaker`'s recordings; a seeded share VAL_SPEAKER_SHARE of the pairs (drawn from val_rng,
+    a stream of its own) is the validation set, each pair's recording replaced by one of
+    `speaker`'s takes of the same digit. pairs["val"] marks them."""
+    voice = np.array([speaker_of(name) == speaker for name in raw.recording_names], dtype=bool)
+    if not voice.any():
+        raise DataError(f"--val-speaker {speaker}: no training recordings of that speaker")
+    pairs = draw_pairs(raw, n, rng, allowed=~voice)
+    val = np.zeros(n, dtype=bool)
+    val[val_rng.permutation(n)[:int(round(n * VAL_SPEAKER_SHARE))]] = True
+    for d in range(10):
+        rows = np.flatnonzero(val & (pairs["label"] == d))
+        pool = np.flatnonzero(voice & (raw.recording_labels == d))
+        if len(rows) and not len(pool):
+            raise DataError(f"--val-speaker {speaker}: no recording of digit {d} by that speaker")
+        pairs["recording_index"][rows] = pool[val_rng.integers(0, len(pool), size=len(rows))]
+    pairs["val"] = val
+    return pairs
 
 
 def render_pairs(raw, pairs, rng, progress=None):
@@ -198,18 +227,23 @@ def render_pairs(raw, pairs, rng, progress=None):
         "audio_mean": torch.from_numpy(audio_mean),
         "audio_std": torch.from_numpy(audio_std),
     }
+    if "val" in pairs:  # a validation-speaker build: its validation pairs are fixed
+        meta["val"] = torch.from_numpy(pairs["val"])
     return Split(image=torch.from_numpy(images).unsqueeze(1), audio=torch.from_numpy(audio).unsqueeze(1),
                  label=torch.from_numpy(pairs["label"].astype(np.int64)), meta=meta,
                  recording_names=list(raw.recording_names))
 
 
-def build_split(raw, n, rng, progress=None, clean_views=False):
+def build_split(raw, n, rng, progress=None, clean_views=False, val_speaker=None, val_rng=None):
     """Pair and corrupt one split of a RawSources. Returns a Split.
 
     clean_views: pair exactly as usual but apply no noise (p = 0, SNR = +inf),
     for measuring how hard the clean views themselves are.
+    val_speaker: the validation pairs are this speaker's alone, the others never hear them
+    (draw_val_speaker_pairs, with val_rng).
     """
-    pairs = draw_pairs(raw, n, rng)
+    pairs = draw_pairs(raw, n, rng) if val_speaker is None else \
+        draw_val_speaker_pairs(raw, n, rng, val_speaker, val_rng)
     if clean_views:  # the draws above still happen, so pairing and offsets match the noisy build
         pairs.update(p=np.zeros_like(pairs["p"]), snr_db=np.full_like(pairs["snr_db"], np.inf))
     return render_pairs(raw, pairs, rng, progress)
@@ -226,13 +260,23 @@ def drawn_test_pairs(raw, n, seed):
     return draw_pairs(raw.test, n, split_generators(seed)[1])
 
 
-def build_dataset(raw, sizes, seed, progress=None, clean_views=False, holdout_speaker=None):
+def val_speaker_generator(seed):
+    """The stream that picks a validation-speaker build's validation pairs and their recordings."""
+    return np.random.default_rng(np.random.SeedSequence([RECIPE_VERSION, int(seed), 0x5A1]))
+
+
+def build_dataset(raw, sizes, seed, progress=None, clean_views=False, holdout_speaker=None, val_speaker=None):
     """The recipe applied to both splits of `raw`, deterministic in `seed` (holdout_speaker: the
-    speaker `raw` was held out by, raw.hold_out_speaker; recorded in the info)."""
+    speaker `raw` was held out by, raw.hold_out_speaker; recorded in the info; val_speaker: a
+    second speaker whose recordings make the validation pairs only, see draw_val_speaker_pairs).
+    The test split does not depend on val_speaker."""
+    if val_speaker is not None and val_speaker == holdout_speaker:
+        raise DataError(f"--val-speaker {val_speaker} is the held-out test speaker; pick another")
     train_rng, test_rng = split_generators(seed)
-    train = build_split(raw.train, sizes["train"], train_rng, progress, clean_views)
+    train = build_split(raw.train, sizes["train"], train_rng, progress, clean_views, val_speaker,
+                        val_speaker_generator(seed) if val_speaker else None)
     test = build_split(raw.test, sizes["test"], test_rng, progress, clean_views)
-    info = recipe_params(sizes, seed, clean_views, holdout_speaker)
+    info = recipe_params(sizes, seed, clean_views, holdout_speaker, val_speaker)
     info["raw_fingerprint"] = raw.fingerprint
     return Dataset(name=raw.name, train=train, test=test,
                    fingerprint=fingerprint_splits(train, test), info=info)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from ..argtypes import non_negative_int
+from ..argtypes import non_negative_int, speaker_name
 from . import cache
 from .course import course_files_present, load_course
 from .errors import DataError
@@ -123,10 +123,11 @@ def synthetic_sizes(total):
     return {"train": n_train, "test": total - n_train}
 
 
-def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_views=False, holdout_speaker=None):
+def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_views=False, holdout_speaker=None,
+                      val_speaker=None):
     """The built dataset from the cache, or built from make_raw() (the raw pools, already held out by
     holdout_speaker: that, like every other build parameter, is in the cache key) and cached."""
-    params = recipe_params(sizes, seed, clean_views, holdout_speaker)
+    params = recipe_params(sizes, seed, clean_views, holdout_speaker, val_speaker)
     params.update(source=name, raw_fingerprint=raw_fingerprint)
     path = cache.cache_path(name, params)
     dataset = cache.load_cached(path, params)
@@ -134,11 +135,12 @@ def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_v
         return dataset
     raw = make_raw()  # reads and checks the raw files first, so bad input fails before any progress output
     held = f", speaker {holdout_speaker} held out" if holdout_speaker else ""
+    held += f", speaker {val_speaker} validates" if val_speaker else ""
     log(f"building {name} (recipe v{RECIPE_VERSION}, data seed {seed}{held}); cached afterwards in {path}")
     with tqdm(total=sum(sizes.values()), desc=f"build {name}", unit="pair", disable=None,
               file=sys.stderr) as bar:
         dataset = build_dataset(raw, sizes, seed, progress=bar, clean_views=clean_views,
-                                holdout_speaker=holdout_speaker)
+                                holdout_speaker=holdout_speaker, val_speaker=val_speaker)
     try:
         cache.save_cached(path, params, dataset)
     except OSError as e:  # a read-only cache folder costs time, not correctness
@@ -147,11 +149,13 @@ def _build_with_cache(name, sizes, seed, raw_fingerprint, make_raw, log, clean_v
 
 
 def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None, clean_views=False,
-                 log=log_stderr, holdout_speaker=None):
+                 log=log_stderr, holdout_speaker=None, val_speaker=None):
     """The Dataset a run asked for. Raises DataError with a one-line message on bad data."""
     root = resolve_data_root(data_root)
     if source not in SOURCES:
         raise DataError(f"unknown data source {source!r}; choose from {', '.join(SOURCES)}")
+    if val_speaker and not holdout_speaker:
+        raise DataError("--val-speaker needs --holdout-speaker (validation on one unheard voice, test on another)")
     name = resolve_source(source, root, log)
     if name == "avdigits":
         if not avdigits_files_present(root):
@@ -161,7 +165,7 @@ def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None
         return _build_with_cache("avdigits", dict(DEFAULT_SIZES), data_seed, fingerprint,
                                  lambda: load_raw_sources("avdigits", root, raw_fingerprint=fingerprint,
                                                           holdout_speaker=holdout_speaker),
-                                 log, clean_views, holdout_speaker)
+                                 log, clean_views, holdout_speaker, val_speaker)
     if name == "course":
         folder = course_folder(root)
         if folder is None:
@@ -176,7 +180,7 @@ def load_dataset(source="auto", data_root=None, data_seed=0, synthetic_size=None
     return _build_with_cache("synthetic", sizes, data_seed, raw_fp,
                              lambda: load_raw_sources("synthetic", data_seed=data_seed, synthetic_size=synthetic_size,
                                                       holdout_speaker=holdout_speaker),
-                             log, clean_views, holdout_speaker)
+                             log, clean_views, holdout_speaker, val_speaker)
 
 
 def add_data_flags(parser):
@@ -192,14 +196,18 @@ def add_data_flags(parser):
                         help="total pairs of the synthetic source, about 75%% train (None: the course's sizes)")
     parser.add_argument("--clean-views", action="store_true",
                         help="pair as usual but add no noise to either view (a control: how hard are the clean views?)")
-    parser.add_argument("--holdout-speaker", default=None, metavar="NAME",
+    parser.add_argument("--holdout-speaker", type=speaker_name, default=None, metavar="NAME",
                         help="unseen voices: leave every recording of this FSDD speaker (e.g. jackson) out of training "
                              "and make the test pairs from that speaker's recordings only (None: FSDD's split by take)")
+    parser.add_argument("--val-speaker", type=speaker_name, default=None, metavar="NAME",
+                        help="with --holdout-speaker: a second speaker whose recordings make the validation pairs "
+                             "(a fixed 20%% of the training split) and no training pair, so early stopping and "
+                             "best.pt are chosen on an unheard voice too (None: validation shares the training voices)")
 
 
 def dataset_from_args(args, log=log_stderr):
     return load_dataset(args.data, args.data_root, args.data_seed, args.synthetic_size, args.clean_views, log,
-                        getattr(args, "holdout_speaker", None))
+                        getattr(args, "holdout_speaker", None), getattr(args, "val_speaker", None))
 
 
 def class_counts(labels):

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The fusion map on unheard voices: leave-one-speaker-out with a validation speaker, every run with evaluate.py --grid.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF_USAGE'
+usage: scripts/fusionmap.sh [--seeds "0"] [--speakers "george jackson lucas nicolas theo yweweler"]
+                           [--runs-dir runs/fusionmap] [--results results/fusionmap] [--list] [-- EXTRA...]
+
+One fold per test speaker NAME: --holdout-speaker NAME (every take of NAME out of training, the test
+pairs NAME's alone) and --val-speaker NEXT, the next of FSDD's six speakers in alphabetical order
+(george -> jackson -> ... -> yweweler -> george): NEXT's recordings make the validation pairs and no
+training pair, so early stopping and best.pt are chosen on an unheard voice too. In each fold, once
+per seed, seven runs, each evaluated with evaluate.py --grid (scripts/reproduce.sh does the work;
+its rules for skipping, resuming and keeping apply):
+
+  image-fm-NAME-sS                                image only (its pairs change with the fold's draws)
+  audio-fm-mel-lean-db40-NAME-sS                  audio only, lean mel, --mel-top-db 40
+  audio-fm-mel-lean-db40-speed0.15-NAME-sS        ... and --speed-perturb 0.15
+  multimodal-concat-fm-NAME-sS                    concat, raw waveform (the exam's network)
+  multimodal-concat-fm-mel-lean-db40-NAME-sS      concat, lean mel, --mel-top-db 40
+  multimodal-concat-fm-mel-lean-db40-mdrop0.3-NAME-sS  ... and --modality-dropout 0.3
+  multimodal-late-fm-mel-lean-db40-NAME-sS        late fusion, lean mel, --mel-top-db 40
+
+Fold by fold, so that a stopped session leaves whole folds. --list prints one self-contained command
+per run instead and exits. EXTRA goes to every training script (e.g. -- --data avdigits
+--data-root ../shared/data).
+
+environment:
+  PYTHON                interpreter to use (default: python)
+EOF_USAGE
+}
+
+SEEDS="0"
+SPEAKERS="george jackson lucas nicolas theo yweweler"  # FSDD v1.0.10's six, in the rotation's order
+RUNS_DIR="runs/fusionmap"
+RESULTS="results/fusionmap"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_flags "--seeds --speakers --runs-dir --results" "--list" "$@"
+GRID=--grid
+ALL=(george jackson lucas nicolas theo yweweler)
+[[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
+[[ -n "${SPEAKERS// /}" ]] || { echo "error: --speakers is empty" >&2; exit 2; }
+
+next_speaker() {  # the validation speaker of a fold: the next in ALL, round the end
+    local i
+    for i in "${!ALL[@]}"; do
+        [[ ${ALL[$i]} == "$1" ]] && { echo "${ALL[$(( (i + 1) % ${#ALL[@]} ))]}"; return 0; }
+    done
+    echo "error: --speakers: $1 is not one of FSDD's speakers (${ALL[*]})" >&2
+    exit 2
+}
+for speaker in $SPEAKERS; do next_speaker "$speaker" > /dev/null; done
+
+LEAN=(--audio-frontend mel --mel-channels 8 16 --mel-top-db 40)
+for speaker in $SPEAKERS; do
+    fold=(--holdout-speaker "$speaker" --val-speaker "$(next_speaker "$speaker")")
+    for seed in $SEEDS; do
+        variant "$seed" "image concat" "fm-$speaker" "${fold[@]}"
+        variant "$seed" audio "fm-mel-lean-db40-$speaker" "${LEAN[@]}" "${fold[@]}"
+        variant "$seed" "concat late" "fm-mel-lean-db40-$speaker" "${LEAN[@]}" "${fold[@]}"
+        variant "$seed" concat "fm-mel-lean-db40-mdrop0.3-$speaker" "${LEAN[@]}" --modality-dropout 0.3 "${fold[@]}"
+        variant "$seed" audio "fm-mel-lean-db40-speed0.15-$speaker" "${LEAN[@]}" --speed-perturb 0.15 "${fold[@]}"
+    done
+done
