@@ -26,31 +26,22 @@ evaluate_contrastive.py RUN_DIR measures its frozen features at a few labels.
 """
 import torch
 
-from common.argtypes import finite_float, positive_float, positive_int, probability
-from common.augment import AUGMENTATIONS, build_augment
-from common.cli import (UsageError, add_audio_frontend_flags, check_audio_frontend_flags, check_optimizer_flags,
-                        run_main, training_parser)
-from common.contrastive import SIMILARITIES, build_contrastive_loss
+from common.augment import build_augment
+from common.cli import UsageError, parse_training_args, run_main, training_parser
+from common.contrastive import build_contrastive_loss
 from common.contrastive_eval import retrieval_by_group, validate
 from common.data import REGIMES
 from common.data.batching import steps_per_epoch
 from common.models import count_parameters
 from common.facts import AudioFrontend
-from common.multimodal import PROJECTION_HEADS, ContrastiveModel
+from common.multimodal import ContrastiveModel
 from common.reporting import contrastive_summary, finish_contrastive_run
 from common.run import Progress, prepare_splits, start_run
 from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, make_optimizer,
                              make_schedule, selection_score, set_seed)
 
 MODEL = "contrastive"
-DEFAULT_BATCH = 128  # more in-batch negatives than the classifiers' 64; the learned NT-Log bias assumes 128
-SELECTIONS = ("val_loss", "val_digit1")
 OWN_LR_PARAMS = ("loss.temperature.log_inv_tau", "loss.bias")  # --own-lr's parameters, when learned
-
-
-def bias_init(text):
-    """--bias-init: a number, or 'prior' for -ln(B - 1), the log-odds of a positive pair in a batch of B."""
-    return text if text == "prior" else finite_float(text)
 
 
 def build_loss(args):
@@ -62,50 +53,8 @@ def build_loss(args):
 
 
 def main():
-    parser = training_parser(__doc__)
-    parser.set_defaults(batch_size=DEFAULT_BATCH)
-    parser.add_argument("--loss", default="nt_xent", choices=("nt_xent", "nt_log"),
-                        help="nt_xent: symmetric in-batch NT-Xent (CLIP); nt_log: all-pairs NT-Log (SigLIP)")
-    parser.add_argument("--tau", type=positive_float, default=0.1,
-                        help="temperature (the initial one with --learn-tau, then within [0.01, 1])")
-    parser.add_argument("--learn-tau", action="store_true", help="learn the temperature (clamped 1/tau in [1, 100])")
-    parser.add_argument("--learn-bias", action="store_true",
-                        help="nt_log only: learn the bias b of sigmoid(s/tau + b), starting at --bias-init")
-    parser.add_argument("--bias-init", type=bias_init, default=None, metavar="B",
-                        help="nt_log: the (initial, with --learn-bias) bias b; a number or 'prior' = -ln(batch - 1). "
-                             "None: -ln 127 when learned, else 0 (the exam's NT-Log)")
-    parser.add_argument("--similarity", default="cosine", choices=SIMILARITIES,
-                        help="similarity of the projections in the loss and in retrieval")
-    parser.add_argument("--proj-dim", type=positive_int, default=64, help="output width of the projection heads")
-    parser.add_argument("--probe-steps", type=positive_int, default=100,
-                        help="L-BFGS iterations of each linear probe")
-    parser.add_argument("--head", default="mlp", choices=PROJECTION_HEADS,
-                        help="projection head: mlp = fc-ReLU-fc (the first recipe); mlp-bn = fc-BatchNorm-ReLU-fc "
-                             "then L2 norm")
-    parser.add_argument("--feat-dropout", type=probability, default=0.5, metavar="P",
-                        help="dropout inside both featurizers during pre-training (the exam's 0.5)")
-    parser.add_argument("--own-lr", type=positive_float, default=None, metavar="LR",
-                        help="--optimizer adamw: learning rate of the learned temperature and bias, in their own "
-                             "group without weight decay (None: --lr)")
-    parser.add_argument("--augment", default="none", choices=AUGMENTATIONS,
-                        help="views: independent extra pixel noise and white noise (half the pairs, random "
-                             "levels) and small shifts per view at every step (common/augment.py)")
-    parser.add_argument("--select", default="val_loss", choices=SELECTIONS,
-                        help="which epoch's weights best.pt keeps: the lowest validation loss, or the highest "
-                             "validation digit@1 (the mean of both directions; uses the validation labels)")
-    add_audio_frontend_flags(parser)
-    args = parser.parse_args()
-    check_audio_frontend_flags(args)
-    check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
-    if args.label_fraction != 1.0:
-        raise UsageError("--label-fraction is for the classifiers: contrastive pre-training uses no labels")
-    if not args.resume:  # a resumed run's saved flags come back in start_run, which refuses any change
-        if args.own_lr is not None and args.optimizer != "adamw":
-            raise UsageError("--own-lr needs --optimizer adamw")
-        if args.bias_init is not None and args.loss != "nt_log":
-            raise UsageError("--bias-init needs --loss nt_log (NT-Xent has no bias)")
-        if args.learn_bias and args.loss != "nt_log":
-            raise UsageError("--learn-bias needs --loss nt_log (NT-Xent has no bias)")
+    parser = training_parser(MODEL, __doc__)  # the flags of common/flags.py that this script takes
+    args = parse_training_args(parser, MODEL)  # --recipe's flags filled in
     build_loss(args)  # refuse a bad --tau before a run folder is made
     setup = start_run(args, parser, MODEL, default_name=f"{MODEL}-{args.loss}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train

@@ -9,8 +9,7 @@ train_audio.py runs this same loop on the waveforms with Conv1Net (Problem 1b).
 import torch.nn.functional as F
 
 from common.augment import speed_perturb
-from common.cli import (add_audio_frontend_flags, add_diagnostics_flag, add_select_flag, add_speed_perturb_flag,
-                        check_audio_frontend_flags, check_optimizer_flags, run_main, training_parser)
+from common.cli import parse_training_args, run_main, training_parser
 from common.data.batching import steps_per_epoch
 from common.diagnostics import start_diagnostics
 from common.models import Conv2Net, count_parameters
@@ -33,16 +32,8 @@ def build_network(view, args):
 
 
 def main(view="image", description=__doc__):
-    parser = training_parser(description)
-    add_select_flag(parser)
-    add_diagnostics_flag(parser)
-    if view == "audio":
-        add_audio_frontend_flags(parser)
-        add_speed_perturb_flag(parser)
-    args = parser.parse_args()
-    if view == "audio":
-        check_audio_frontend_flags(args)
-    check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
+    parser = training_parser(view, description)  # the flags of common/flags.py that this script takes
+    args = parse_training_args(parser, view)  # --recipe's flags filled in
     setup = start_run(args, parser, view, default_name=f"{view}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     set_seed(args.seed)

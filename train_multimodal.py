@@ -10,17 +10,13 @@ opt-in: the defaults are the exam's network and training).
 """
 import torch.nn.functional as F
 
-from common.argtypes import positive_int, probability
 from common.augment import speed_perturb
-from common.cli import (UsageError, add_audio_frontend_flags, add_diagnostics_flag, add_select_flag,
-                        add_speed_perturb_flag, check_audio_frontend_flags, check_optimizer_flags, run_main,
-                        training_parser)
+from common.cli import UsageError, parse_training_args, run_main, training_parser
 from common.data.batching import steps_per_epoch
 from common.diagnostics import start_diagnostics
-from common.fusion import DEFAULT_WIDTHS
-from common.models import FEATURE_DIM, count_parameters
+from common.models import count_parameters
 from common.facts import AudioFrontend
-from common.multimodal import (FUSION_CHOICES, STAND_INS, build_multimodal, draw_present_views, fill_missing,
+from common.multimodal import (build_multimodal, draw_present_views, fill_missing,
                                init_featurizers, missing_view_stand_in)
 from common.records import source_label
 from common.reporting import finish_run, log_text_summary
@@ -34,40 +30,8 @@ EVAL_BATCH = 512
 
 
 def main():
-    parser = training_parser(__doc__)
-    parser.add_argument("--fusion", default="concat", choices=FUSION_CHOICES,
-                        help="how the two 128-d feature vectors are fused (late = average of two unimodal heads)")
-    parser.add_argument("--image-dim", type=positive_int, default=FEATURE_DIM,
-                        help="width of the image featurizer's output vector (the exam: 128)")
-    parser.add_argument("--audio-dim", type=positive_int, default=FEATURE_DIM,
-                        help="width of the audio featurizer's output vector (the exam: 128); "
-                             "add, mul, max, attention and gated need it equal to --image-dim")
-    parser.add_argument("--fused-dim", type=positive_int, default=DEFAULT_WIDTHS["fused_dim"],
-                        help="output width of bilinear / factorized, token width of attention-tokens")
-    parser.add_argument("--hidden-dim", type=positive_int, default=DEFAULT_WIDTHS["hidden_dim"],
-                        help="hidden (rank) width h of factorized")
-    parser.add_argument("--heads", type=positive_int, default=DEFAULT_WIDTHS["heads"],
-                        help="attention heads of attention / attention-tokens")
-    parser.add_argument("--init-from", action="append", default=[], metavar="CHECKPOINT",
-                        help="load featurizer weights from this best.pt before training (repeatable: "
-                             "e.g. the image run's and the audio run's)")
-    parser.add_argument("--modality-dropout", type=probability, default=0.0, metavar="P",
-                        help="modality dropout: each training pair loses one view (image or audio, even odds) with "
-                             "probability P; late fusion leaves the lost view's head out of the average instead")
-    parser.add_argument("--modality-dropout-fill", default="zeros", choices=STAND_INS,
-                        help="what a view lost to --modality-dropout becomes (evaluate.py's two stand-ins for a "
-                             "missing view)")
-    add_audio_frontend_flags(parser)
-    add_speed_perturb_flag(parser)
-    add_select_flag(parser)
-    add_diagnostics_flag(parser)
-    args = parser.parse_args()
-    check_audio_frontend_flags(args)
-    check_optimizer_flags(args, parser)  # --recipe, then what cannot go together
-    if not args.resume and args.modality_dropout_fill != "zeros" and (not args.modality_dropout
-                                                                      or args.fusion == "late"):
-        raise UsageError("--modality-dropout-fill needs --modality-dropout above 0 and a fusion other than late "
-                         "(late fusion leaves the lost view's head out instead of filling the view)")
+    parser = training_parser(MODEL, __doc__)  # the flags of common/flags.py that this script takes
+    args = parse_training_args(parser, MODEL)  # --recipe's flags filled in
     setup = start_run(args, parser, MODEL, default_name=f"{MODEL}-{args.fusion}-s{args.seed}")
     device, precision, train = setup.device, setup.precision, setup.dataset.train
     set_seed(args.seed)

@@ -40,12 +40,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.cli import apply_recipe, training_parser  # noqa: E402
+from common.cli import apply_recipes, training_parser  # noqa: E402
 from common.data import Split, batch_indices, shuffle_order  # noqa: E402
 from common.io import save_json  # noqa: E402
 from common.models import Dropout, PhaseSplitConv1d, count_parameters  # noqa: E402
 from common.multimodal import build_from_config  # noqa: E402
-from common.facts import RECIPES  # noqa: E402
+from common.flags import RECIPES  # noqa: E402
 from common.training import (autocast, batch_inputs, clip_gradients, cpu_has_native_bf16, make_optimizer,  # noqa: E402
                              make_schedule)
 
@@ -55,15 +55,13 @@ VIEWS = {"image": ("image",), "audio": ("audio",), "concat": ("image", "audio"),
          "audio-mel": ("audio",), "audio-mel-lean": ("audio",), "concat-mel": ("image", "audio"),
          "concat-mel-lean": ("image", "audio")}
 EXAM_MODELS = ("image", "audio", "concat")  # the ones with an exam-style peer loop to time
-LEAN_MEL_CHANNELS = (8, 16)  # scripts/beyond.sh's mel-lean variant
 
 
 def build(model_name):
     """The named model as a training script builds it: build_from_config on the flags its run records
-    (image, audio, a fusion; -mel: --audio-frontend mel; -mel-lean: also --mel-channels 8 16)."""
+    (image, audio, a fusion; -mel: --recipe mel; -mel-lean: --recipe mel-lean)."""
     base, mel, lean = model_name.partition("-mel")
-    channels = list(LEAN_MEL_CHANNELS) if lean == "-lean" else None
-    args = {"audio_frontend": "mel", "mel_channels": channels} if mel else {}
+    args = dict(RECIPES["mel-lean" if lean == "-lean" else "mel"].flags) if mel else {}
     if base in ("image", "audio"):
         return build_from_config({"model": base, "args": args})
     return build_from_config({"model": "multimodal", "args": {"fusion": base, **args}})
@@ -105,8 +103,8 @@ class PairDataset(torch.utils.data.Dataset):
 
 def recipe_flags(recipe):
     """The flags a training script has under --recipe, at its defaults otherwise (its own parser)."""
-    parser, argv = training_parser(__doc__), ["--recipe", recipe]
-    return apply_recipe(parser.parse_args(argv), parser, argv)
+    parser, argv = training_parser("multimodal", __doc__), ["--recipe", recipe]
+    return apply_recipes(parser.parse_args(argv), parser, "multimodal", argv)
 
 
 def project_steps(model_name, precision, split, seed, recipe="exam"):
@@ -231,7 +229,7 @@ def main():
     p.add_argument("--models", nargs="+", default=["image", "audio", "concat"], choices=list(VIEWS))
     p.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
                    help="precisions of the project's step (default: fp32, and bf16 where the CPU has it natively)")
-    p.add_argument("--recipes", nargs="+", default=["exam"], choices=list(RECIPES),
+    p.add_argument("--recipes", nargs="+", default=["exam"], choices=[n for n, r in RECIPES.items() if "image" in r.scripts],
                    help="--recipe of the project's step (default: exam; e.g. exam stable to time both)")
     p.add_argument("--num-threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default="runs/bench/throughput.json", help="where the JSON goes")

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-AUGMENTATIONS = ("none", "views")
+from .facts import AUGMENTATIONS, SPEED_STEP  # noqa: F401 (the flags' choices)
+
 PIXEL_VALUES = (0.0, 0.5, 1.0)
 
 
@@ -85,7 +86,6 @@ def build_augment(name):
     raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
 
 
-SPEED_STEP = 0.05  # speed factors are multiples of this, so each is an exact ratio of small integers (17/20, ...)
 
 
 def speed_perturb(x, max_change):

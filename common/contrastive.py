@@ -47,8 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-SIMILARITIES = ("dot", "cosine")
+from .facts import SIMILARITIES
 
 # CLIP-style bounds on the learnable inverse temperature 1/tau: at most 100
 # (CLIP caps its logit scale at ln 100), at least 1 (tau never above 1, where

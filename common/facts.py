@@ -11,18 +11,21 @@ REGIMES = ("image_noisy", "audio_noisy", "both_mild")  # the recipe's noise regi
 FUSION_NAMES = ("concat", "add", "mul", "max", "attention", "gated", "bilinear", "factorized", "attention-tokens")
 FUSION_CHOICES = list(FUSION_NAMES) + ["late"]
 MEL_CHANNELS = (32, 64)  # the mel front-end's default conv widths (the exam's Conv2Net widths)
-# Flags a resumed run may change: how long and where it trains, and where its data lives (the data
-# itself is checked by fingerprint); every other flag of a run is part of what it trained.
-RUNTIME_FLAGS = ("max_epochs", "patience", "device", "num_threads", "resume", "retest", "runs_dir", "name",
-                 "data_root")
-
-# Named bundles of the optimizer flags (--recipe): a recipe sets the flags it names that were not given
-# explicitly; the exam's recipe names none (Adam at a constant 1e-3, no decay, no clipping).
-RECIPES = {"exam": {},
-           "stable": {"optimizer": "adamw", "weight_decay": 1e-4, "warmup_epochs": 1.0, "schedule": "cosine",
-                      "clip_grad": 1.0}}
-
-
+# The choices of the flags (common/flags.py), defined here without torch; the modules that act on
+# them import them from here.
+SOURCES = ("auto", "avdigits", "course", "synthetic")  # --data (common/data/sources.py)
+AUDIO_FRONTENDS = ("raw", "mel")  # raw: the exam's Conv1Net on the waveform; mel: common/mel.py
+STAND_INS = ("zeros", "train_mean")  # what a missing view becomes (common/multimodal.py)
+PROJECTION_HEADS = ("mlp", "mlp-bn")  # contrastive projection heads (common/multimodal.py)
+SIMILARITIES = ("dot", "cosine")  # of the contrastive projections (common/contrastive.py)
+AUGMENTATIONS = ("none", "views")  # contrastive --augment (common/augment.py)
+SPEED_STEP = 0.05  # speed factors are multiples of this, so each is an exact ratio of small integers (17/20, ...)
+SPEED_CHANGES = tuple(round(i * SPEED_STEP, 2) for i in range(7))  # --speed-perturb R: 0, 0.05, ..., 0.3
+PRECISIONS = ("auto", "fp32", "bf16")  # common/training.py
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("constant", "cosine")
+CLASSIFIER_SELECTIONS = ("val_loss", "val_acc")  # the classifiers' --select
+CONTRASTIVE_SELECTIONS = ("val_loss", "val_digit1")  # train_contrastive.py's --select
 @dataclass(frozen=True)
 class AudioFrontend:
     """The audio featurizer's input stage, one value through every model builder: raw (the exam's

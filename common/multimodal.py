@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .facts import FUSION_CHOICES  # noqa: F401  (list(FUSIONS) + late, defined without torch)
-from .facts import AudioFrontend
+from .facts import AUDIO_FRONTENDS, PROJECTION_HEADS, STAND_INS, AudioFrontend  # noqa: F401
 from .fusion import FUSIONS, build_fusion
 from .mel import MelAudioFeaturizer
 from .models import FEATURE_DIM, NUM_CLASSES, AudioFeaturizer, Conv2Net, ImageFeaturizer, UnimodalNet
@@ -26,7 +26,6 @@ from .records import RecordError, checkpoint_run
 
 HEAD_HIDDEN = 64
 MODALITIES = ("image", "audio")
-AUDIO_FRONTENDS = ("raw", "mel")  # raw: the exam's Conv1Net on the waveform; mel: common/mel.py
 
 
 def build_audio_featurizer(frontend=AudioFrontend(), dropout=0.5, out_dim=FEATURE_DIM):
@@ -132,7 +131,6 @@ class LateFusionNet(nn.Module):
         return (weight[:, :1] * img_logits + weight[:, 1:] * aud_logits) / weight.sum(1, keepdim=True)
 
 
-PROJECTION_HEADS = ("mlp", "mlp-bn")
 
 
 class L2Normalize(nn.Module):
@@ -222,7 +220,6 @@ def draw_present_views(batch, p):
     return torch.stack([~(dropped & image_goes), ~(dropped & ~image_goes)], dim=1)
 
 
-STAND_INS = ("zeros", "train_mean")  # what a missing view becomes
 
 
 def missing_view_stand_in(train_split, train_index, view, fill):

@@ -13,15 +13,8 @@ import os
 import re
 from types import SimpleNamespace
 
-from .facts import MEL_CHANNELS, RUNTIME_FLAGS, saved_precision
-
-# What runs made before a flag existed did: their config.json lacks the flag, and they trained with
-# this value. The one table of such defaults; readers ask `run_args` instead of spelling them.
-OLD_RUN_DEFAULTS = {"label_fraction": 1.0, "epoch_pairs": 0, "modality_dropout": 0.0, "modality_dropout_fill": "zeros",
-                    "audio_frontend": "raw", "mel_channels": list(MEL_CHANNELS), "mel_top_db": None,
-                    "speed_perturb": 0.0, "optimizer": "adam", "weight_decay": 0.0, "warmup_epochs": 0.0,
-                    "schedule": "constant", "clip_grad": 0.0, "select": "val_loss"}
-
+from .facts import saved_precision
+from .flags import NUMBER_NEUTRAL_FLAGS, OLD_RUN_DEFAULTS, RECIPES, RUNTIME_FLAGS, recipe_names  # noqa: F401
 
 class RecordError(Exception):
     """A run file that is missing or cannot be read, in one line."""
@@ -204,9 +197,24 @@ def command_flags(words):
     for word in words:
         if word.startswith("--"):
             current, eq, value = word.partition("=")
-            flags[current] = (value,) if eq else ()
+            earlier = flags.get(current, ()) if current == "--recipe" else ()  # repeatable: in order
+            flags[current] = earlier + ((value,) if eq else ())
         elif current is not None:
             flags[current] += (word,)
+    return flags
+
+
+def expand_recipes(flags):
+    """command_flags' dict with --recipe replaced by the flags its recipes set, in order (a flag
+    given explicitly wins), so that a command with recipe names and one with their flags agree."""
+    flags = dict(flags)
+    given = set(flags) - {"--recipe"}
+    for name in recipe_names(flags.pop("--recipe", ())):
+        for key, value in (RECIPES[name].flags if name in RECIPES else {}).items():
+            word = "--" + key.replace("_", "-")
+            if word not in given:
+                flags[word] = () if value is True else tuple(map(str, value)) if isinstance(value, list) \
+                    else (str(value),)
     return flags
 
 
@@ -222,10 +230,6 @@ def _as_numbers(values):
     return None if values is None else tuple(one(str(v)) for v in values)
 
 
-# flags that change no number of a run, so a kept run answers for a command with or without them
-NUMBER_NEUTRAL_FLAGS = ("--log-diagnostics",)
-
-
 def flags_differ(config, asked):
     """How the command a run was trained with differs from the flags `asked` (a list of words), the
     RUNTIME_FLAGS (a resume may change those) and NUMBER_NEUTRAL_FLAGS aside: ["--flag: trained with
@@ -238,7 +242,7 @@ def flags_differ(config, asked):
     if not isinstance(command, str):
         return None
     runtime = {"--" + flag.replace("_", "-") for flag in RUNTIME_FLAGS} | set(NUMBER_NEUTRAL_FLAGS)
-    saved, wanted = ({k: v for k, v in command_flags(words).items() if k not in runtime}
+    saved, wanted = ({k: v for k, v in expand_recipes(command_flags(words)).items() if k not in runtime}
                      for words in (command.split(), asked))
     saved.pop("--data", None)
     data = wanted.pop("--data", ("auto",))

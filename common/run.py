@@ -29,11 +29,11 @@ from torch.utils.tensorboard import SummaryWriter
 
 from tqdm import tqdm
 
-from .cli import UsageError, explicit_flags
+from .cli import UsageError, check_flags, explicit_flags
 from .data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
 from .data.recipe import VAL_SPEAKER_SHARE
 from .data.sources import dataset_from_args
-from .facts import RUNTIME_FLAGS
+from .flags import RUNTIME_FLAGS, recipe_names
 from .io import hold_lock, is_locked, output_dir_problem, save_json
 from .records import RecordError, RunFolder
 from .training import (TrainingError, load_checkpoint, pick_device, request_determinism, resolve_precision,
@@ -160,6 +160,8 @@ def prepare_run_dir(args, kind, default_name, parser):
         for key, value in saved.items():
             if not hasattr(args, key) or (key in RUNTIME_FLAGS and key in given):
                 continue
+            if key == "recipe":  # runs made when --recipe took one name saved a string
+                value = recipe_names(value) or ["exam"]
             if key in given and getattr(args, key) != value:
                 raise UsageError(f"--resume: --{key.replace('_', '-')} {getattr(args, key)} differs from the "
                                  f"run's saved {value}; only --max-epochs, --patience, --device, --num-threads, "
@@ -209,6 +211,7 @@ def start_run(args, parser, kind, default_name):
     """Everything settled before the model is built: folder, threads, device, precision, data."""
     check_limit(args)
     folder = prepare_run_dir(args, kind, default_name, parser)
+    check_flags(args, kind)  # what goes together: once, with a resumed run's saved flags in place
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .facts import REGIMES, saved_precision  # saved_precision: read by the run bookkeeping
+from .facts import (CLASSIFIER_SELECTIONS, OPTIMIZERS, PRECISIONS, REGIMES, SCHEDULES,  # noqa: F401 (the flags' choices)
+                    saved_precision)  # saved_precision: read by the run bookkeeping
 from .io import save_torch
 
 CHECKPOINT_FORMAT = 1
@@ -52,7 +53,6 @@ def request_determinism(device):
     return {"deterministic_algorithms": True, "cublas_workspace_config": os.environ["CUBLAS_WORKSPACE_CONFIG"]}
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def cpu_has_native_bf16():
@@ -86,8 +86,6 @@ def make_adam(params, lr):
         return torch.optim.Adam(params, lr=lr)
 
 
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULES = ("constant", "cosine")
 
 
 def parameter_groups(model, lr, weight_decay, own_lr=None, own_names=()):
@@ -197,7 +195,6 @@ def batch_inputs(split, index, views, device):
     return [getattr(split, view)[index].to(device, non_blocking=True) for view in views]
 
 
-CLASSIFIER_SELECTIONS = ("val_loss", "val_acc")  # the classifiers' --select (train_contrastive.py has its own)
 
 
 def selection_score(val, select):

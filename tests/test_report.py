@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 import report
-from common.facts import RECIPES
+from common.flags import RECIPES
 from common.report.columns import COLUMNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -528,7 +528,7 @@ def test_seed_by_seed_table_counts_failed_seeds_by_its_rule(tmp_path, capsys):
     """Five exam seeds of attention-tokens (one at chance) beside five under --recipe stable: the
     seed-by-seed table names the recipe, the median, the worst seed and the failed ones (more than 5
     points below the model's best seed in the table); a study without a second recipe has no such table."""
-    stable = RECIPES["stable"]
+    stable = RECIPES["stable"].flags
     exam_accs, stable_accs = (0.111, 0.9667, 0.9652, 0.955, 0.90), (0.965, 0.968, 0.96, 0.97, 0.962)
     for seed, (a, b) in enumerate(zip(exam_accs, stable_accs)):
         for name, acc, extra in ((f"at-s{seed}", a, {}), (f"at-stable-s{seed}", b, {"recipe": "stable", **stable})):
@@ -556,7 +556,7 @@ def test_seed_by_seed_table_counts_failed_seeds_by_its_rule(tmp_path, capsys):
 def test_a_recipe_with_another_selection_rule_is_paired_with_the_exam_row(tmp_path, capsys):
     """Concat under --recipe stable --select val_acc is named by both, and still paired with the exam's
     concat (the selection rule is part of the recipe); one with another learning rate is not."""
-    stable = RECIPES["stable"]
+    stable = RECIPES["stable"].flags
     for seed in (0, 1):
         for name, acc, extra in ((f"c-s{seed}", 0.90, {}),
                                  (f"c-acc-s{seed}", 0.93, {"recipe": "stable", **stable, "select": "val_acc"}),

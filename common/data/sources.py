@@ -7,6 +7,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..argtypes import non_negative_int, speaker_name
+from ..facts import SOURCES
 from . import cache
 from .course import course_files_present, load_course
 from .errors import DataError
@@ -15,7 +16,6 @@ from .mnist import FILES as MNIST_FILES, load_mnist_split
 from .raw import RawSources, RawSplit, hold_out_speaker
 from .recipe import DEFAULT_SIZES, RECIPE_VERSION, build_dataset, recipe_params
 
-SOURCES = ("auto", "avdigits", "course", "synthetic")
 GET_DATA_HINT = ("get the real data with `python -m common.data fetch --data-root DIR` "
                  "(or point --data-root / AVDIGITS_DATA at a folder holding mnist/ and fsdd/recordings/)")
 

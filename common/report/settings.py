@@ -3,7 +3,7 @@
 A row groups the runs that differ only in their seed: same data, model, fusion and every flag in
 CONFIG_KEYS (missing flags of older runs read as records.OLD_RUN_DEFAULTS).
 """
-from ..facts import RECIPES
+from ..flags import RECIPES
 from ..records import OLD_RUN_DEFAULTS, init_source
 
 MODELS = ("image", "audio", "multimodal")
@@ -76,8 +76,10 @@ def recipe_name(config):
     """The named recipe (--recipe, facts.RECIPES) that a row's optimizer flags make up, or None: flags
     set one by one that match no bundle."""
     flags = {k: config.get(k, KEY_DEFAULTS.get(k)) for k in RECIPE_KEYS}
-    for name, bundle in RECIPES.items():
-        if flags == {k: bundle.get(k, KEY_DEFAULTS[k]) for k in RECIPE_KEYS}:
+    for name, recipe in RECIPES.items():
+        if set(recipe.flags) - set(RECIPE_KEYS):  # a recipe of other flags than the optimizer's
+            continue
+        if flags == {k: recipe.flags.get(k, KEY_DEFAULTS[k]) for k in RECIPE_KEYS}:
             return name
     return None
 
