@@ -60,6 +60,8 @@ class Flag:
         return self.name[2:].replace("-", "_")
 
     def default_for(self, script):
+        if self.action == "store_true":
+            return False
         return self.defaults.get(script, self.default)
 
 
@@ -294,11 +296,17 @@ def resolve_recipes(args, script):
         return args.get(dest, OLD_RUN_DEFAULTS.get(dest, _default(dest, script)))
 
     names = [n for n in recipe_names(args.get("recipe")) if n in RECIPES]
-    for name, recipe in RECIPES.items():
+    explained = {k: v for n in names for k, v in RECIPES[n].flags.items()}
+    larger_first = sorted(RECIPES.items(), key=lambda item: -len(item[1].flags))  # mel-lean before mel
+    for name, recipe in larger_first:
         if name in names or script not in recipe.scripts or not recipe.flags:
             continue
-        if all(_same(value(k), v) and not _same(v, _default(k, script)) for k, v in recipe.flags.items()):
+        if all(_same(value(k), v) for k, v in recipe.flags.items()) \
+                and any(not _same(v, _default(k, script)) for k, v in recipe.flags.items()) \
+                and not all(k in explained and _same(explained[k], v) for k, v in recipe.flags.items()):
             names.append(name)
+            explained.update(recipe.flags)
+    names.sort(key=list(RECIPES).index)
     explained = {}
     for name in names:
         explained.update(RECIPES[name].flags)

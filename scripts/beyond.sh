@@ -11,13 +11,13 @@ Trains the seven variants of the exam's networks, once per seed, each evaluated 
 evaluate.py right after training (scripts/reproduce.sh does the work; its rules for
 skipping, resuming and keeping runs apply):
 
-  multimodal-concat-mdrop0.3-sS      concat, --modality-dropout 0.3
-  multimodal-late-mdrop0.3-sS        late, --modality-dropout 0.3
-  audio-mel-sS                       audio only, --audio-frontend mel
-  multimodal-concat-mel-sS           concat, --audio-frontend mel
-  multimodal-concat-mel-mdrop0.3-sS  concat, --audio-frontend mel --modality-dropout 0.3
-  audio-mel-lean-sS                  audio only, --audio-frontend mel --mel-channels 8 16
-  multimodal-concat-mel-lean-sS      concat, --audio-frontend mel --mel-channels 8 16
+  multimodal-concat-mdrop0.3-sS      concat, --recipe mdrop (--modality-dropout 0.3)
+  multimodal-late-mdrop0.3-sS        late, --recipe mdrop
+  audio-mel-sS                       audio only, --recipe mel (--audio-frontend mel)
+  multimodal-concat-mel-sS           concat, --recipe mel
+  multimodal-concat-mel-mdrop0.3-sS  concat, --recipe mel --recipe mdrop
+  audio-mel-lean-sS                  audio only, --recipe mel-lean (also --mel-channels 8 16)
+  multimodal-concat-mel-lean-sS      concat, --recipe mel-lean
 
 --list prints one self-contained command per run instead (for xargs -P N on a machine
 that can train several at once) and exits.
@@ -40,11 +40,11 @@ parse_flags "--seeds --runs-dir --results" "--list" "$@"
 
 # seed by seed, so that a stopped session leaves whole seeds of every variant
 for seed in $SEEDS; do
-    variant "$seed" "concat late" mdrop0.3 --modality-dropout 0.3
-    variant "$seed" audio mel --audio-frontend mel
-    variant "$seed" concat mel --audio-frontend mel
-    variant "$seed" concat mel-mdrop0.3 --audio-frontend mel --modality-dropout 0.3
+    variant "$seed" "concat late" mdrop0.3 --recipe mdrop
+    variant "$seed" audio mel --recipe mel
+    variant "$seed" concat mel --recipe mel
+    variant "$seed" concat mel-mdrop0.3 --recipe mel --recipe mdrop
     # the mel front-end at a quarter of its conv channels: does a leaner CNN keep the accuracy?
-    variant "$seed" audio mel-lean --audio-frontend mel --mel-channels 8 16
-    variant "$seed" concat mel-lean --audio-frontend mel --mel-channels 8 16
+    variant "$seed" audio mel-lean --recipe mel-lean
+    variant "$seed" concat mel-lean --recipe mel-lean
 done

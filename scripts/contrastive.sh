@@ -60,10 +60,9 @@ REPRODUCE="$(dirname "${BASH_SOURCE[0]}")/reproduce.sh"
 if [[ $STUDY == v2 ]]; then
     RUNS_DIR="${RUNS_DIR:-runs/contrastive2}"
     RESULTS="${RESULTS:-results/contrastive2}"
-    V2=(--batch-size 256 --head mlp-bn --feat-dropout 0.1 --optimizer adamw --weight-decay 1e-4 --warmup-epochs 1
-        --schedule cosine --select val_digit1 --max-epochs "${V2_EPOCHS:-24}" --patience "${V2_EPOCHS:-24}")
-    XENT=(--loss nt_xent --tau 0.1)
-    LOG=(--loss nt_log --tau 0.1 --learn-tau --learn-bias --bias-init prior --own-lr 1e-2)
+    V2=(--recipe contrastive-v2 ${V2_EPOCHS:+--max-epochs "$V2_EPOCHS" --patience "$V2_EPOCHS"})  # common/flags.py
+    XENT=(--recipe nt-xent)
+    LOG=(--recipe nt-log)
     # the floors train nothing: they get the data flags of EXTRA only
     floor_data=()
     set -- ${EXTRA[@]+"${EXTRA[@]}"}
@@ -95,17 +94,17 @@ if [[ $STUDY == v2 ]]; then
         "$REPRODUCE" --seeds "$seeds" --models contrastive --tag "$tag" --runs-dir "$RUNS_DIR" --results "$RESULTS" \
             --no-report ${LIST:+"$LIST"} -- "${V2[@]}" "$@" ${EXTRA[@]+"${EXTRA[@]}"}
     }
-    v2_run nt_xent "0" "${XENT[@]}" --augment views
-    v2_run nt_log "0" "${LOG[@]}" --augment views
-    v2_run nt_xent-noaug "0" "${XENT[@]}"
-    v2_run nt_xent "1 2" "${XENT[@]}" --augment views
-    v2_run nt_log "1 2" "${LOG[@]}" --augment views
-    v2_run nt_log-b-10 "0" --loss nt_log --tau 0.1 --learn-tau --learn-bias --bias-init -10 --own-lr 1e-2 --augment views
-    v2_run nt_xent-t0.05 "0" --loss nt_xent --tau 0.05 --augment views
-    v2_run nt_xent-t0.2 "0" --loss nt_xent --tau 0.2 --augment views
-    v2_run nt_xent-mel "0" "${XENT[@]}" --augment views --audio-frontend mel
-    v2_run nt_log-mel "0" "${LOG[@]}" --augment views --audio-frontend mel
-    v2_run nt_xent-e48 "0" "${XENT[@]}" --augment views --max-epochs 48 --patience 48
+    v2_run nt_xent "0" "${XENT[@]}"
+    v2_run nt_log "0" "${LOG[@]}"
+    v2_run nt_xent-noaug "0" "${XENT[@]}" --augment none
+    v2_run nt_xent "1 2" "${XENT[@]}"
+    v2_run nt_log "1 2" "${LOG[@]}"
+    v2_run nt_log-b-10 "0" "${LOG[@]}" --bias-init -10
+    v2_run nt_xent-t0.05 "0" "${XENT[@]}" --tau 0.05
+    v2_run nt_xent-t0.2 "0" "${XENT[@]}" --tau 0.2
+    v2_run nt_xent-mel "0" "${XENT[@]}" --recipe mel
+    v2_run nt_log-mel "0" "${LOG[@]}" --recipe mel
+    v2_run nt_xent-e48 "0" "${XENT[@]}" --max-epochs 48 --patience 48
     # linear probe, then fine-tuning, for the first run of each loss (the random-init floor has its own above)
     for name in contrastive-nt_xent-s0 contrastive-nt_log-s0; do
         [[ -z $LIST ]] || continue
@@ -125,7 +124,7 @@ fi
 # ---------------------------------------------------------------- the first recipe (--study v1)
 RUNS_DIR="${RUNS_DIR:-runs/contrastive}"
 RESULTS="${RESULTS:-results/contrastive}"
-SWEEP=(--batch-size 128 --max-epochs "${SWEEP_EPOCHS:-10}" --patience "${SWEEP_EPOCHS:-10}")  # no early stop
+SWEEP=(--recipe contrastive-v1 ${SWEEP_EPOCHS:+--max-epochs "$SWEEP_EPOCHS" --patience "$SWEEP_EPOCHS"})  # no early stop
 
 SWEEP_LEFT=0  # sweep runs not kept in RESULTS yet
 sweep_run() {  # sweep_run TAG FLAGS...

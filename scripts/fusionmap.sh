@@ -15,12 +15,12 @@ per seed, seven runs, each evaluated with evaluate.py --grid (scripts/reproduce.
 its rules for skipping, resuming and keeping apply):
 
   image-fm-NAME-sS                                image only (its pairs change with the fold's draws)
-  audio-fm-mel-lean-db40-NAME-sS                  audio only, lean mel, --mel-top-db 40
-  audio-fm-mel-lean-db40-speed0.15-NAME-sS        ... and --speed-perturb 0.15
+  audio-fm-mel-lean-db40-NAME-sS                  audio only, --recipe mel-lean --recipe db40
+  audio-fm-mel-lean-db40-speed0.15-NAME-sS        ... and --recipe speed
   multimodal-concat-fm-NAME-sS                    concat, raw waveform (the exam's network)
-  multimodal-concat-fm-mel-lean-db40-NAME-sS      concat, lean mel, --mel-top-db 40
-  multimodal-concat-fm-mel-lean-db40-mdrop0.3-NAME-sS  ... and --modality-dropout 0.3
-  multimodal-late-fm-mel-lean-db40-NAME-sS        late fusion, lean mel, --mel-top-db 40
+  multimodal-concat-fm-mel-lean-db40-NAME-sS      concat, --recipe mel-lean --recipe db40
+  multimodal-concat-fm-mel-lean-db40-mdrop0.3-NAME-sS  ... and --recipe mdrop
+  multimodal-late-fm-mel-lean-db40-NAME-sS        late fusion, --recipe mel-lean --recipe db40
 
 Fold by fold, so that a stopped session leaves whole folds. --list prints one self-contained command
 per run instead and exits. EXTRA goes to every training script (e.g. -- --data avdigits
@@ -52,14 +52,14 @@ next_speaker() {  # the validation speaker of a fold: the next in ALL, round the
 }
 for speaker in $SPEAKERS; do next_speaker "$speaker" > /dev/null; done
 
-LEAN=(--audio-frontend mel --mel-channels 8 16 --mel-top-db 40)
+LEAN=(--recipe mel-lean --recipe db40)
 for speaker in $SPEAKERS; do
     fold=(--holdout-speaker "$speaker" --val-speaker "$(next_speaker "$speaker")")
     for seed in $SEEDS; do
         variant "$seed" "image concat" "fm-$speaker" "${fold[@]}"
         variant "$seed" audio "fm-mel-lean-db40-$speaker" "${LEAN[@]}" "${fold[@]}"
         variant "$seed" "concat late" "fm-mel-lean-db40-$speaker" "${LEAN[@]}" "${fold[@]}"
-        variant "$seed" concat "fm-mel-lean-db40-mdrop0.3-$speaker" "${LEAN[@]}" --modality-dropout 0.3 "${fold[@]}"
-        variant "$seed" audio "fm-mel-lean-db40-speed0.15-$speaker" "${LEAN[@]}" --speed-perturb 0.15 "${fold[@]}"
+        variant "$seed" concat "fm-mel-lean-db40-mdrop0.3-$speaker" "${LEAN[@]}" --recipe mdrop "${fold[@]}"
+        variant "$seed" audio "fm-mel-lean-db40-speed0.15-$speaker" "${LEAN[@]}" --recipe speed "${fold[@]}"
     done
 done

@@ -12,9 +12,9 @@ from that voice alone), trains four models once per seed, each evaluated by eval
 training (scripts/reproduce.sh does the work; its rules for skipping, resuming and keeping apply):
 
   audio-spk-NAME-sS                              audio only, raw waveform
-  audio-mel-lean-spk-NAME-sS                     audio only, --audio-frontend mel --mel-channels 8 16
+  audio-mel-lean-spk-NAME-sS                     audio only, --recipe mel-lean
   multimodal-concat-spk-NAME-sS                  concat, raw waveform
-  multimodal-concat-mel-lean-mdrop0.3-spk-NAME-sS  concat, lean mel, --modality-dropout 0.3
+  multimodal-concat-mel-lean-mdrop0.3-spk-NAME-sS  concat, --recipe mel-lean --recipe mdrop
 
 and, once per seed before the folds, the last of these on FSDD's own split (known speakers), the
 one of the four that results/study and results/beyond do not hold:
@@ -43,15 +43,14 @@ for speaker in $SPEAKERS; do
     [[ "$speaker" =~ ^[A-Za-z0-9]+$ ]] || { echo "error: --speakers: $speaker is not a speaker name" >&2; exit 2; }
 done
 
-LEAN=(--audio-frontend mel --mel-channels 8 16)
 for seed in $SEEDS; do
-    variant "$seed" concat mel-lean-mdrop0.3 "${LEAN[@]}" --modality-dropout 0.3
+    variant "$seed" concat mel-lean-mdrop0.3 --recipe mel-lean --recipe mdrop
 done
 for speaker in $SPEAKERS; do
     for seed in $SEEDS; do
         held=(--holdout-speaker "$speaker")
         variant "$seed" "audio concat" "spk-$speaker" "${held[@]}"
-        variant "$seed" audio "mel-lean-spk-$speaker" "${LEAN[@]}" "${held[@]}"
-        variant "$seed" concat "mel-lean-mdrop0.3-spk-$speaker" "${LEAN[@]}" --modality-dropout 0.3 "${held[@]}"
+        variant "$seed" audio "mel-lean-spk-$speaker" --recipe mel-lean "${held[@]}"
+        variant "$seed" concat "mel-lean-mdrop0.3-spk-$speaker" --recipe mel-lean --recipe mdrop "${held[@]}"
     done
 done
