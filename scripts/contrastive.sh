@@ -31,7 +31,7 @@ usage: scripts/contrastive.sh [--study v2|v1] [--runs-dir DIR] [--results DIR] [
 
 --study v1: the first recipe, kept as the record in results/contrastive: the temperature sweep
   of both losses (13 runs, batch 128, SWEEP_EPOCHS epochs, default 10), then label efficiency of
-  concat fusion fine-tuned from the best of them (14 runs); docs/RESULTS.md says what is wrong
+  concat fusion fine-tuned from the best of them (14 runs); docs/notes/contrastive.md says what is wrong
   with it.
 
 scripts/reproduce.sh does the work (its rules for skipping, resuming and keeping runs apply);

@@ -1,6 +1,13 @@
-"""Shared fixtures: small raw files written by the tests, a private dataset cache."""
+"""Shared fixtures: small raw files written by the tests, a private dataset cache; the slow marker.
+
+A test is marked `slow` when it starts a script or trains: when its body, one of its fixtures, or a
+function of its module that either calls (followed transitively) calls one of SLOW_HELPERS. So
+`python -m pytest -m "not slow" -q` is the quick tier to run while working; the full suite runs all.
+"""
 import gzip
+import inspect
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -13,6 +20,43 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_DATA = os.environ.get("AVDIGITS_DATA")
 SMALL_SYNTHETIC = ["--data", "synthetic", "--synthetic-size", "200"]
+# what starts a script or a training: a test that reaches one of these is slow
+SLOW_HELPERS = ("run_script", "run_cli", "train_on_course", "subprocess.run", "subprocess.Popen", "check_output")
+
+
+def _source(func):
+    try:
+        return inspect.getsource(func)
+    except (OSError, TypeError):
+        return ""
+
+
+def _reaches_a_slow_helper(funcs, module):
+    """True when any of `funcs`, or a function of `module` they call (transitively), names a slow helper."""
+    seen, todo = set(), list(funcs)
+    while todo:
+        func = todo.pop()
+        if func in seen:
+            continue
+        seen.add(func)
+        source = _source(func)
+        if any(re.search(rf"\b{re.escape(h)}\(", source) for h in SLOW_HELPERS):
+            return True
+        for name in set(re.findall(r"\b([A-Za-z_]\w*)\(", source)):
+            other = getattr(module, name, None)
+            if inspect.isfunction(other) and other.__module__ == module.__name__:
+                todo.append(other)
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None:
+            continue
+        fixtures = [d.func for defs in item._fixtureinfo.name2fixturedefs.values() for d in defs]
+        if _reaches_a_slow_helper([function, *fixtures], item.module):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
