@@ -5,7 +5,7 @@ the gradient), sweeps the temperature from 1e-3 to 1e3 for a few (s+, s-)
 configurations, and checks the tau -> 0 and tau -> inf limits both
 numerically and from their closed forms.
 
-Sign convention: the losses here are minimised (see common/contrastive.py);
+Sign convention: the losses here are minimised (see common/nets/losses.py);
 the exam's NT-Xent / NT-Log are log-likelihoods, i.e. minus ours, so its
 limits -log 2 and 2 log 0.5 are our log 2 and 2 log 2.
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from common.argtypes import positive_int
-from common.contrastive import f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
+from common.nets.losses import f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
 from common.io import save_figure, save_json
 
 # (sim+, sim-, exam f_Xent, exam f_Log), as printed in the exam's Table 2 (tau = 1).

@@ -4,7 +4,7 @@ For each SOURCE, features of every pair are computed once and frozen; then, for 
 the labelled training pairs (0.01, 0.1, 1) and each label seed (0, 1, 2), a linear probe is fitted
 on the image features, the audio features and both, its L2 penalty chosen on a labelled
 validation subset no larger than the label budget, and scored on the whole test split, overall
-and per noise regime (common/label_efficiency.py has the protocol).
+and per noise regime (common/evaluation/label_efficiency.py has the protocol).
 
 SOURCE is one of
 - a contrastive run folder (train_contrastive.py): its best.pt's frozen featurizers (128-d each,
@@ -21,7 +21,7 @@ Examples:
   python evaluate_contrastive.py random --data avdigits --out results/contrastive2/floor-random/probes.json
 
 --finetune adds linear-probe-then-fine-tune (F = 0.01 and 0.1 by default): the probe on both frozen
-featurizers starts a short fine-tuning of everything (common/label_efficiency.py); on `random` it
+featurizers starts a short fine-tuning of everything (common/evaluation/label_efficiency.py); on `random` it
 is the from-scratch baseline with the same budget and selection.
 """
 import argparse
@@ -30,20 +30,21 @@ import os
 
 import torch
 
-from common.cli import UsageError, run_main
-from common.contrastive import build_contrastive_loss
-from common.contrastive_eval import encode, retrieval_by_group
+from common.training.cli import UsageError, run_main
+from common.nets.losses import build_contrastive_loss
+from common.evaluation.contrastive import encode, retrieval_by_group
 from common.data import REGIMES
 from common.data.batching import train_val_split
 from common.data.sources import add_data_flags, dataset_from_args
 from common.io import output_file_problem, save_json
-from common.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_STEPS, FRACTIONS, LABEL_SEEDS,
+from common.evaluation.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_STEPS, FRACTIONS, LABEL_SEEDS,
                                      WEIGHT_DECAYS, finetune_rows, floor_features, probe_rows, regimes_of)
-from common.models import AudioFeaturizer, ImageFeaturizer
+from common.nets.featurizers import AudioFeaturizer, ImageFeaturizer
 from common.facts import AudioFrontend
-from common.multimodal import ContrastiveModel
-from common.records import RecordError, RunFolder, saved_data_args
-from common.training import TrainingError, load_checkpoint, pick_device, resolve_precision, saved_precision
+from common.nets.models import ContrastiveModel
+from common.runfolder import RecordError, RunFolder, saved_data_args
+from common.facts import saved_precision
+from common.training.loop import TrainingError, load_checkpoint, pick_device, resolve_precision
 
 FLOORS = ("raw", "random")
 FLOOR_VAL_FRACTION, FLOOR_SPLIT_SEED = 0.2, 0

@@ -7,7 +7,7 @@
   python predict.py RUN_DIR --image my_seven.png --json --show seen/  # a JSON line; the 28x28 it fed
 
 RUN_DIR is an image, audio or multimodal run (train_image.py, train_audio.py, train_multimodal.py).
-Images and recordings are made into what the models trained on (common/inputs.py: MNIST's own
+Images and recordings are made into what the models trained on (common/data/user_inputs.py: MNIST's own
 centring of an image, a recording resampled to 8 kHz, trimmed, centred in one second and
 standardised). A multimodal run given one view only fills the other with the stand-in it was
 trained for (zeros, or the training mean under --modality-dropout-fill train_mean) and says so;
@@ -26,12 +26,13 @@ import sys
 import numpy as np
 import torch
 
-from common.cli import UsageError, run_main
-from common.inputs import load_audio, load_image
+from common.training.cli import UsageError, run_main
+from common.data.user_inputs import load_audio, load_image
 from common.io import output_dir_problem, output_file_problem, save_figure, save_text
-from common.multimodal import build_from_config
-from common.records import RecordError, RunFolder, saved_data_args
-from common.training import autocast, load_checkpoint, pick_device, saved_precision
+from common.nets.models import build_from_config
+from common.runfolder import RecordError, RunFolder, saved_data_args
+from common.facts import saved_precision
+from common.training.loop import autocast, load_checkpoint, pick_device
 
 KINDS = ("image", "audio", "multimodal")
 VIEWS = {"image": ("image",), "audio": ("audio",), "multimodal": ("image", "audio")}
@@ -64,7 +65,7 @@ def stand_in(folder, config, view):
             "(no --modality-dropout), so expect little")
     if fill == "train_mean" and trained:
         from common.data.sources import dataset_from_args
-        from common.multimodal import missing_view_stand_in
+        from common.nets.models import missing_view_stand_in
         train = dataset_from_args(saved_data_args(config)).train
         index = torch.tensor(folder.read_indices()["train"])
         return missing_view_stand_in(train, index, view, "train_mean")[0], note
@@ -122,7 +123,7 @@ def main():
                      "digit": int(top.indices[0]),
                      "top3": [[int(d), round(float(q), 4)] for d, q in zip(top.indices, top.values)]})
     if args.show:
-        from common.plots import digit_figure
+        from common.figures import digit_figure
         os.makedirs(args.show, exist_ok=True)
         for path, image in zip(args.image, inputs["image"]):
             name = os.path.splitext(os.path.basename(path))[0]

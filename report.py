@@ -46,7 +46,7 @@ from common.report.read import ReportError, read_all, read_probes, read_runs  # 
 from common.report.stats import holm, mcnemar_exact, mcnemar_one_sided, mean_ci, mean_std  # noqa: F401
 from common.report.tables_csv import csv_text
 from common.report.format import describe_skipped
-from common.records import init_source  # noqa: F401
+from common.runfolder import init_source  # noqa: F401
 
 
 def build_report(runs_dirs, fmt, figures_dir=None):

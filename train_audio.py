@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # train_image.py sits beside this file
-from common.cli import run_main  # noqa: E402
+from common.training.cli import run_main  # noqa: E402
 from train_image import main  # noqa: E402
 
 if __name__ == "__main__":

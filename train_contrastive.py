@@ -5,7 +5,7 @@ pairing inside the batch is a negative. Each featurizer (Conv2Net's image
 featurizer, Conv1Net's audio featurizer, 128-d outputs) gets a small projection
 head fc(128->128)-ReLU-fc(128->proj_dim), and the two projections are trained
 with the symmetric in-batch NT-Xent (CLIP) loss or the all-pairs NT-Log
-(SigLIP) loss of common/contrastive.py. Labels are used only afterwards, to
+(SigLIP) loss of common/nets/losses.py. Labels are used only afterwards, to
 measure what was learned: after the best weights (lowest validation
 contrastive loss) are restored, the test split gives cross-modal retrieval
 (recall@1 of the exact partner, share of top-1 hits with the same digit) and
@@ -16,7 +16,7 @@ The defaults are the first recipe's (kept so its runs stay reproducible). The se
 scripts/contrastive.sh's default, turns on: --head mlp-bn (BatchNorm in the head, L2-normalised
 projections), --feat-dropout 0.1, --optimizer adamw with --weight-decay, --warmup-epochs 1 and
 --schedule cosine, --own-lr for the learned temperature and bias, --augment views (independent
-extra noise and shifts per view at every step: common/augment.py) and --select val_digit1 (the
+extra noise and shifts per view at every step: common/data/augment.py) and --select val_digit1 (the
 checkpoint with the best validation digit@1, not the lowest loss). Every epoch logs validation
 digit@1 both ways, overall and per noise regime, to TensorBoard.
 
@@ -26,18 +26,18 @@ evaluate_contrastive.py RUN_DIR measures its frozen features at a few labels.
 """
 import torch
 
-from common.augment import build_augment
-from common.cli import UsageError, parse_training_args, run_main, training_parser
-from common.contrastive import build_contrastive_loss
-from common.contrastive_eval import retrieval_by_group, validate
+from common.data.augment import build_augment
+from common.training.cli import UsageError, parse_training_args, run_main, training_parser
+from common.nets.losses import build_contrastive_loss
+from common.evaluation.contrastive import retrieval_by_group, validate
 from common.data import REGIMES
 from common.data.batching import steps_per_epoch
-from common.models import count_parameters
+from common.nets.featurizers import count_parameters
 from common.facts import AudioFrontend
-from common.multimodal import ContrastiveModel
-from common.reporting import contrastive_summary, finish_contrastive_run
-from common.run import Progress, prepare_splits, start_run
-from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, make_optimizer,
+from common.nets.models import ContrastiveModel
+from common.training.finish import contrastive_summary, finish_contrastive_run
+from common.training.lifecycle import Progress, prepare_splits, start_run
+from common.training.loop import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, make_optimizer,
                              make_schedule, selection_score, set_seed)
 
 MODEL = "contrastive"

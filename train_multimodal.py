@@ -10,18 +10,18 @@ opt-in: the defaults are the exam's network and training).
 """
 import torch.nn.functional as F
 
-from common.augment import speed_perturb
-from common.cli import UsageError, parse_training_args, run_main, training_parser
+from common.data.augment import speed_perturb
+from common.training.cli import UsageError, parse_training_args, run_main, training_parser
 from common.data.batching import steps_per_epoch
-from common.diagnostics import start_diagnostics
-from common.models import count_parameters
+from common.training.diagnostics import start_diagnostics
+from common.nets.featurizers import count_parameters
 from common.facts import AudioFrontend
-from common.multimodal import (build_multimodal, draw_present_views, fill_missing,
-                               init_featurizers, missing_view_stand_in)
-from common.records import source_label
-from common.reporting import finish_run, log_text_summary
-from common.run import Progress, prepare_splits, start_run
-from common.training import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
+from common.nets.models import build_multimodal, draw_present_views, fill_missing, missing_view_stand_in
+from common.training.init_from import init_featurizers
+from common.runfolder import source_label
+from common.training.finish import finish_run, log_text_summary
+from common.training.lifecycle import Progress, prepare_splits, start_run
+from common.training.loop import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
                              load_checkpoint, make_optimizer, make_schedule, selection_score, set_seed)
 
 MODEL = "multimodal"

@@ -40,13 +40,14 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.cli import apply_recipes, training_parser  # noqa: E402
+from common.training.cli import apply_recipes, training_parser  # noqa: E402
 from common.data import Split, batch_indices, shuffle_order  # noqa: E402
 from common.io import save_json  # noqa: E402
-from common.models import Dropout, PhaseSplitConv1d, count_parameters  # noqa: E402
-from common.multimodal import build_from_config  # noqa: E402
+from common.nets.featurizers import count_parameters  # noqa: E402
+from common.nets.layers import Dropout, PhaseSplitConv1d  # noqa: E402
+from common.nets.models import build_from_config  # noqa: E402
 from common.flags import RECIPES  # noqa: E402
-from common.training import (autocast, batch_inputs, clip_gradients, cpu_has_native_bf16, make_optimizer,  # noqa: E402
+from common.training.loop import (autocast, batch_inputs, clip_gradients, cpu_has_native_bf16, make_optimizer,  # noqa: E402
                              make_schedule)
 
 BATCH = 64

@@ -7,21 +7,21 @@ that train re-export them from here: one definition each.
 from dataclasses import dataclass
 
 REGIMES = ("image_noisy", "audio_noisy", "both_mild")  # the recipe's noise regime of a pair, by index
-# the fusions of common/fusion.py, in its registry's order (fusion.py checks the two agree), and late fusion
+# the fusions of common/nets/fusions.py, in its registry's order (fusion.py checks the two agree), and late fusion
 FUSION_NAMES = ("concat", "add", "mul", "max", "attention", "gated", "bilinear", "factorized", "attention-tokens")
 FUSION_CHOICES = list(FUSION_NAMES) + ["late"]
 MEL_CHANNELS = (32, 64)  # the mel front-end's default conv widths (the exam's Conv2Net widths)
 # The choices of the flags (common/flags.py), defined here without torch; the modules that act on
 # them import them from here.
 SOURCES = ("auto", "avdigits", "course", "synthetic")  # --data (common/data/sources.py)
-AUDIO_FRONTENDS = ("raw", "mel")  # raw: the exam's Conv1Net on the waveform; mel: common/mel.py
-STAND_INS = ("zeros", "train_mean")  # what a missing view becomes (common/multimodal.py)
-PROJECTION_HEADS = ("mlp", "mlp-bn")  # contrastive projection heads (common/multimodal.py)
-SIMILARITIES = ("dot", "cosine")  # of the contrastive projections (common/contrastive.py)
-AUGMENTATIONS = ("none", "views")  # contrastive --augment (common/augment.py)
+AUDIO_FRONTENDS = ("raw", "mel")  # raw: the exam's Conv1Net on the waveform; mel: common/nets/mel.py
+STAND_INS = ("zeros", "train_mean")  # what a missing view becomes (common/nets/models.py)
+PROJECTION_HEADS = ("mlp", "mlp-bn")  # contrastive projection heads (common/nets/models.py)
+SIMILARITIES = ("dot", "cosine")  # of the contrastive projections (common/nets/losses.py)
+AUGMENTATIONS = ("none", "views")  # contrastive --augment (common/data/augment.py)
 SPEED_STEP = 0.05  # speed factors are multiples of this, so each is an exact ratio of small integers (17/20, ...)
 SPEED_CHANGES = tuple(round(i * SPEED_STEP, 2) for i in range(7))  # --speed-perturb R: 0, 0.05, ..., 0.3
-PRECISIONS = ("auto", "fp32", "bf16")  # common/training.py
+PRECISIONS = ("auto", "fp32", "bf16")  # common/training/loop.py
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
 CLASSIFIER_SELECTIONS = ("val_loss", "val_acc")  # the classifiers' --select

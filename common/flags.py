@@ -3,8 +3,8 @@
 A flag is one `Flag` entry: its name, type, default, help, the `--help` section it sits in, the
 scripts that take it, whether a `--resume` may change it, whether it changes no number of a run,
 the value runs made before it existed trained with, and what it needs of the other flags. The
-parsers (common/cli.py), the resume rules (common/run.py), the kept-run comparisons
-(common/records.py) and the checks of what goes together (`check_flags`) are all made from it.
+parsers (common/training/cli.py), the resume rules (common/training/lifecycle.py), the kept-run comparisons
+(common/runfolder.py) and the checks of what goes together (`check_flags`) are all made from it.
 
 A recipe is a named bundle of flag values (`--recipe NAME`, repeatable, applied in order; a flag
 given on the command line wins). config.json records the recipe names beside the resolved flags.
@@ -30,7 +30,7 @@ NEW = object()  # Flag.old for a flag that every run has had
 MAX_EPOCH_PAIRS = 10_000_000  # pairs between two validations: 700 passes over the full training split
 MAX_MEL_CHANNELS = 1024  # conv widths of the mel CNN: at 1024 x 1024 its conv has 9.4 M weights, its fc 52 M
 FUSION_WIDTHS = {"fused_dim": ("bilinear", "factorized", "attention-tokens"), "hidden_dim": ("factorized",),
-                 "heads": ("attention", "attention-tokens")}  # the fusions that have each width (common/fusion.py)
+                 "heads": ("attention", "attention-tokens")}  # the fusions that have each width (common/nets/fusions.py)
 
 
 def bias_init(text):
@@ -146,7 +146,7 @@ FLAGS = (
     Flag("--own-lr", "--optimizer adamw: learning rate of the learned temperature and bias, in their own group "
          "without weight decay (None: --lr)", "advanced", scripts=(CONTRASTIVE,), type=positive_float, metavar="LR"),
     Flag("--augment", "views: independent extra pixel noise and white noise (half the pairs, random levels) and "
-         "small shifts per view at every step (common/augment.py)", "advanced", scripts=(CONTRASTIVE,),
+         "small shifts per view at every step (common/data/augment.py)", "advanced", scripts=(CONTRASTIVE,),
          default="none", choices=AUGMENTATIONS),
     # training
     Flag("--seed", "seed of initialisation, dropout and batch order", "training", default=0, type=int),
@@ -158,7 +158,7 @@ FLAGS = (
          "lower validation loss)", "training", default=5, type=positive_int, runtime=True),
     Flag("--speed-perturb", "speed perturbation of the training waveforms: at every step each one is resampled by a "
          f"factor drawn from 1-R ... 1+R in steps of {SPEED_STEP:g}, R one of {SPEED_CHANGES[1]:g} ... "
-         f"{SPEED_CHANGES[-1]:g} (pitch and tempo change together, as between voices; common/augment.py); e.g. 0.15; "
+         f"{SPEED_CHANGES[-1]:g} (pitch and tempo change together, as between voices; common/data/augment.py); e.g. 0.15; "
          "0 is off and draws nothing", "advanced", scripts=(AUDIO, MULTIMODAL), default=0.0, type=float,
          choices=SPEED_CHANGES, metavar="R", old=0.0),
     Flag("--select", "which epoch's weights best.pt keeps, and what --patience waits on: the lowest validation loss "
@@ -185,7 +185,7 @@ FLAGS = (
          type=non_negative_float, metavar="NORM", old=0.0),
     Flag("--log-diagnostics", "log per-module gradient norms, the share of dead ReLU units and the attention entropy "
          "to TensorBoard every epoch (diag/...) and at each of the first 250 steps (diag_step/...; "
-         "common/diagnostics.py); changes no number of the run", "advanced", scripts=CLASSIFIERS,
+         "common/training/diagnostics.py); changes no number of the run", "advanced", scripts=CLASSIFIERS,
          action="store_true", neutral=True),
     # the run folder
     Flag("--runs-dir", "folder that holds one folder per run", "run", default="runs", runtime=True),

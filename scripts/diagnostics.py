@@ -2,7 +2,7 @@
 --steps one row per traced step of the first epoch.
 
 Reads the TensorBoard events of RUN_DIR (what the training script logged: loss/train, loss/val,
-acc/val, lr, and every diag/* scalar of common/diagnostics.py; with --steps its diag_step/* trace)
+acc/val, lr, and every diag/* scalar of common/training/diagnostics.py; with --steps its diag_step/* trace)
 and writes them side by side, so that they can be kept under results/ and read without
 TensorBoard. A run trained without --log-diagnostics gives its curves alone.
 
@@ -59,7 +59,7 @@ def to_csv(tags, rows, x="epoch"):
 
 def figure(tables, tags, x):
     """One panel per tag (gradient norms on a log axis), one line per run ({run label: (tags, rows)})."""
-    from common.plots import plt
+    from common.figures import plt
     fig, axes = plt.subplots(1, len(tags), figsize=(4.2 * len(tags), 3.2), squeeze=False)
     for ax, tag in zip(axes[0], tags):
         for label, (_, rows) in tables.items():

@@ -20,9 +20,9 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from common.argtypes import positive_int  # noqa: E402
-from common.cli import UsageError, run_main  # noqa: E402
+from common.training.cli import UsageError, run_main  # noqa: E402
 from common.data.sources import dataset_from_args  # noqa: E402
-from common.records import RecordError, RunFolder, saved_data_args  # noqa: E402
+from common.runfolder import RecordError, RunFolder, saved_data_args  # noqa: E402
 
 
 def main():

@@ -1,4 +1,4 @@
-"""Questions the shell scripts ask of kept runs, answered through common/records.py (no torch).
+"""Questions the shell scripts ask of kept runs, answered through common/runfolder.py (no torch).
 
   python scripts/runs.py best DIR PATTERN FIELD   the run folder under DIR matching PATTERN whose
                                                   metrics.json FIELD (dotted, e.g. val.probe.both)
@@ -21,7 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.records import RecordError, RunFolder, flags_differ, robustness_problem  # noqa: E402
+from common.runfolder import RecordError, RunFolder, flags_differ, robustness_problem  # noqa: E402
 
 
 def best(folder, pattern, field):
@@ -59,7 +59,7 @@ def kept(run_dir, names):
         if not os.path.exists(path):
             return False
         try:
-            from common.records import read_json_object
+            from common.runfolder import read_json_object
             read_json_object(path)
         except RecordError as e:
             print(f"warning: {e}: not counted as kept", file=sys.stderr)
@@ -79,7 +79,7 @@ def main(argv):
         return 1 if problem else 0
     elif len(argv) == 3 and argv[0] == "has":
         try:
-            from common.records import read_json_object
+            from common.runfolder import read_json_object
             return 0 if argv[2] in read_json_object(argv[1]) else 1
         except RecordError:
             return 1

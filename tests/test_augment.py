@@ -1,4 +1,4 @@
-"""common/augment.py: view augmentation keeps shapes and dtypes, is the identity at level 0, draws from
+"""common/data/augment.py: view augmentation keeps shapes and dtypes, is the identity at level 0, draws from
 torch's global generator (so --seed and last.pt govern it), and changes each pair independently; the
 speed perturbation moves a tone's pitch by the factor it drew. (Its exact resume: test_optimization.)"""
 import json
@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from common.augment import OFF, SPEED_STEP, ViewAugment, build_augment, speed_perturb
+from common.data.augment import OFF, SPEED_STEP, ViewAugment, build_augment, speed_perturb
 from conftest import train_on_course
 
 

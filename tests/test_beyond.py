@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from common.data.sources import dataset_from_args
-from common.mel import LogMel, MelAudioFeaturizer, hz_to_mel, mel_band_edges, mel_filterbank
+from common.nets.mel import LogMel, MelAudioFeaturizer, hz_to_mel, mel_band_edges, mel_filterbank
 from common.facts import AudioFrontend
-from common.multimodal import FUSION_CHOICES, build_from_config, build_multimodal, draw_present_views, fill_missing
-from common.training import evaluate
+from common.nets.models import FUSION_CHOICES, build_from_config, build_multimodal, draw_present_views, fill_missing
+from common.training.loop import evaluate
 from conftest import train_on_course
 
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from common.contrastive import AllPairsNTLog, InBatchNTXent, f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
-from common.contrastive_eval import retrieval_from_similarity, retrieval_metrics
+from common.nets.losses import AllPairsNTLog, InBatchNTXent, f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
+from common.evaluation.contrastive import retrieval_from_similarity, retrieval_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG2 = math.log(2.0)
@@ -318,7 +318,7 @@ def test_analysis_script(tmp_path):
 
 
 def test_class_level_retrieval_ranks_queries_in_chunks_without_changing_the_result(monkeypatch):
-    import common.contrastive_eval as contrastive
+    import common.evaluation.contrastive as contrastive
     torch.manual_seed(0)
     sims, labels = torch.randn(300, 300), torch.randint(0, 10, (300,))
     sims[:, 7] = sims[:, 8]  # ties: broken by the lower index, in every chunk

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from common.multimodal import build_multimodal, init_featurizers, load_featurizer_weights
-from common.training import load_checkpoint, set_seed
+from common.nets.models import build_multimodal
+from common.training.init_from import init_featurizers, load_featurizer_weights
+from common.training.loop import load_checkpoint, set_seed
 from conftest import train_on_course
 
 RUN_FILES = ["config.json", "metrics.json", "split_indices.json", "checkpoints/last.pt", "checkpoints/best.pt",

@@ -11,11 +11,11 @@ import torch
 
 from common.data import load_dataset
 from common.data.sources import load_raw_sources
-from common.multimodal import build_from_config
+from common.nets.models import build_from_config
 from common.facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB
-from common.robustness import CleanViews, noise_rng
+from common.evaluation.robustness import CleanViews, noise_rng
 from common.data.recipe import drawn_test_pairs
-from common.training import evaluate
+from common.training.loop import evaluate
 from conftest import ROOT, SMALL_SYNTHETIC, run_script
 
 TRAIN_FLAGS = [*SMALL_SYNTHETIC, "--max-epochs", "2", "--batch-size", "16", "--num-threads", "1",
@@ -120,7 +120,7 @@ def test_a_missing_view_is_zeros_and_the_late_head_stands_alone(runs):
 
 def test_the_audio_chunk_size_does_not_change_the_noise(monkeypatch):
     """Levels are re-noised AUDIO_CHUNK waveforms at a time; a level's numbers must not depend on it."""
-    import common.robustness as robustness
+    import common.evaluation.robustness as robustness
     raw = load_raw_sources("synthetic", synthetic_size=200)
     pairs = drawn_test_pairs(raw, 40, 0)
     clean = CleanViews(raw.test, pairs)
@@ -187,8 +187,8 @@ def test_a_fixed_views_precomputed_features_give_the_same_logits(fusion, precisi
     pairs into the same batches (EVAL_BATCH): how a CPU's kernels round depends on the batch size, so
     batches of another size may differ in the last bits on some machines, with or without the cache."""
     from common.data import Split
-    from common.multimodal import build_multimodal
-    from common.robustness import EVAL_BATCH, with_fixed_view
+    from common.nets.models import build_multimodal
+    from common.evaluation.robustness import EVAL_BATCH, with_fixed_view
     torch.manual_seed(0)
     model = build_multimodal(fusion).eval()
     n = EVAL_BATCH + 24  # two featurizer batches, the second one short
@@ -208,8 +208,8 @@ def test_featurizers_and_head_in_separate_batches_score_as_the_whole_model(fusio
     the precomputed features in large ones, and featurizes a missing view's stand-in once, on one row;
     all of it must give what the whole model gives on the same inputs."""
     from common.data import Split
-    from common.multimodal import build_multimodal
-    from common.robustness import _score, with_fixed_view
+    from common.nets.models import build_multimodal
+    from common.evaluation.robustness import _score, with_fixed_view
     torch.manual_seed(0)
     model = build_multimodal(fusion).eval()
     n = 300

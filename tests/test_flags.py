@@ -1,14 +1,14 @@
-"""common/flags.py and the parsers made from it (common/cli.py): sections, recipes, what needs what."""
+"""common/flags.py and the parsers made from it (common/training/cli.py): sections, recipes, what needs what."""
 import glob
 import json
 import os
 
 import pytest
 
-from common.cli import UsageError, apply_recipes, check_flags, parse_training_args, training_parser
+from common.training.cli import UsageError, apply_recipes, check_flags, parse_training_args, training_parser
 from common.flags import (FLAGS, NUMBER_NEUTRAL_FLAGS, OLD_RUN_DEFAULTS, RECIPES, RUNTIME_FLAGS, SCRIPTS, flags_of,
                           recipes_text, resolve_recipes)
-from common.records import command_flags, flags_differ
+from common.runfolder import command_flags, flags_differ
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from common.fusion import DEFAULT_WIDTHS, FUSIONS, AttentionFusion, build_fusion
-from common.models import Conv1Net, Conv2Net
-from common.multimodal import (FUSION_CHOICES, LateFusionNet, MultimodalNet,
-                               build_multimodal, load_featurizer_weights)
+from common.nets.fusions import DEFAULT_WIDTHS, FUSIONS, AttentionFusion, build_fusion
+from common.nets.featurizers import Conv1Net, Conv2Net
+from common.nets.models import (FUSION_CHOICES, LateFusionNet, MultimodalNet,
+                               build_multimodal)
+from common.training.init_from import load_featurizer_weights
 
 N_IMG = N_AUD = 16          # small vector widths keep the fusion tests fast
 IMG_MAP = (64, 7, 7)        # conv map shapes the featurizers produce

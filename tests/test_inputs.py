@@ -1,4 +1,4 @@
-"""common/inputs.py and predict.py: a person's own image and recording, made into the models' inputs."""
+"""common/data/user_inputs.py and predict.py: a person's own image and recording, made into the models' inputs."""
 import json
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from common.data.errors import DataError
-from common.inputs import load_audio, load_image, mnist_like, speech_like
+from common.data.user_inputs import load_audio, load_image, mnist_like, speech_like
 from conftest import run_script, train_on_course
 
 
@@ -171,9 +171,10 @@ def predicted(run, flag, files):
 def own_top3(run, view, x):
     """The run's best.pt on x, as predict.py ranks it: [[digit, probability], ...] x 3 per input."""
     import torch
-    from common.multimodal import build_from_config
-    from common.records import RunFolder
-    from common.training import autocast, load_checkpoint, saved_precision
+    from common.nets.models import build_from_config
+    from common.runfolder import RunFolder
+    from common.facts import saved_precision
+    from common.training.loop import autocast, load_checkpoint
     folder = RunFolder(str(run))
     config = folder.read_config()
     model = build_from_config(config)

@@ -1,15 +1,15 @@
-"""common/label_efficiency.py and evaluate_contrastive.py: the few-label protocol, its floors, and a
+"""common/evaluation/label_efficiency.py and evaluate_contrastive.py: the few-label protocol, its floors, and a
 contrastive run measured end to end (second recipe) on the small synthetic set."""
 import json
 
 import pytest
 import torch
 
-from common.contrastive import InBatchNTXent
-from common.contrastive_eval import encode, retrieval_by_group
+from common.nets.losses import InBatchNTXent
+from common.evaluation.contrastive import encode, retrieval_by_group
 from common.data.sources import dataset_from_args
-from common.label_efficiency import budget_subsets, floor_features, probe_rows
-from common.multimodal import ContrastiveModel
+from common.evaluation.label_efficiency import budget_subsets, floor_features, probe_rows
+from common.nets.models import ContrastiveModel
 from conftest import SMALL_SYNTHETIC, run_script
 
 RECIPE = ["--head", "mlp-bn", "--feat-dropout", "0.1", "--optimizer", "adamw", "--weight-decay", "1e-4",
@@ -160,9 +160,9 @@ def test_new_contrastive_flags_are_checked_and_kept_on_resume(v2_run, tmp_path):
 
 
 def test_the_fine_tuned_classifier_starts_as_the_probe():
-    from common.contrastive_eval import fit_linear_probe
-    from common.label_efficiency import ProbedClassifier
-    from common.models import AudioFeaturizer, ImageFeaturizer
+    from common.evaluation.contrastive import fit_linear_probe
+    from common.evaluation.label_efficiency import ProbedClassifier
+    from common.nets.featurizers import AudioFeaturizer, ImageFeaturizer
     torch.manual_seed(0)
     image_f, audio_f = ImageFeaturizer().eval(), AudioFeaturizer().eval()
     image, audio, labels = torch.rand(40, 1, 28, 28), torch.randn(40, 1, 8000), torch.arange(40) % 10

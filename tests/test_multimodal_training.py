@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from common.multimodal import FUSION_CHOICES
+from common.nets.models import FUSION_CHOICES
 from conftest import train_on_course
 
 
@@ -54,8 +54,8 @@ def test_init_from_loads_the_featurizer(labelled_course, tmp_path):
 
 
 def test_the_mlp_bn_projection_head_normalises_and_the_mlp_head_is_unchanged():
-    from common.contrastive import InBatchNTXent
-    from common.multimodal import ContrastiveModel, projection_head
+    from common.nets.losses import InBatchNTXent
+    from common.nets.models import ContrastiveModel, projection_head
     head = projection_head("mlp-bn", 64)
     assert [type(m).__name__ for m in head] == ["Linear", "BatchNorm1d", "ReLU", "Linear", "L2Normalize"]
     out = head(torch.randn(8, 128) * 50)

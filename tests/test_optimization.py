@@ -1,4 +1,4 @@
-"""common/training.py's optimizer, schedule and clipping pieces (--optimizer, --warmup-epochs, --schedule,
+"""common/training/loop.py's optimizer, schedule and clipping pieces (--optimizer, --warmup-epochs, --schedule,
 --clip-grad), and what every train script does with them: the defaults change nothing, a resume continues
 the schedule exactly, a bad value is one line."""
 import csv
@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.training import LRSchedule, clip_gradients, lr_factor, make_optimizer, parameter_groups
+from common.training.loop import LRSchedule, clip_gradients, lr_factor, make_optimizer, parameter_groups
 from conftest import ROOT, run_script, train_on_course
 from test_training import assert_same_training_state
 
@@ -278,7 +278,7 @@ def test_diagnostics_are_logged_and_change_no_number(script, fusion, larger_cour
 
 
 def test_a_gpu_run_asks_for_deterministic_kernels(monkeypatch):
-    from common.training import request_determinism
+    from common.training.loop import request_determinism
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     assert request_determinism(torch.device("cpu")) == {"deterministic_algorithms": False}
     try:

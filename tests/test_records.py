@@ -1,11 +1,11 @@
-"""common/records.py, the one reader of run folders, and scripts/runs.py, the shell scripts' questions to it."""
+"""common/runfolder.py, the one reader of run folders, and scripts/runs.py, the shell scripts' questions to it."""
 import json
 import subprocess
 import sys
 
 import pytest
 
-from common.records import RecordError, RunFolder, flags_differ, init_source, run_args, source_label
+from common.runfolder import RecordError, RunFolder, flags_differ, init_source, run_args, source_label
 from conftest import ROOT
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from common.data.fsdd import list_recordings, read_wav
-from common.training import TrainingError, load_checkpoint
+from common.training.loop import TrainingError, load_checkpoint
 from conftest import SMALL_SYNTHETIC, make_avdigits_root, run_cli, run_script, train_on_course, write_wav
 
 FAST = ["--batch-size", "16", "--num-threads", "1", "--precision", "fp32"]
@@ -395,7 +395,7 @@ def test_15_beyond_with_no_seeds_says_so():
 def test_4_a_full_disk_while_saving_a_checkpoint_is_one_line_that_says_what_to_do(tmp_path, monkeypatch):
     import torch as real_torch
 
-    from common.training import save_checkpoint
+    from common.training.loop import save_checkpoint
     save_checkpoint(str(tmp_path / "last.pt"), epoch=1)
 
     def full_disk(obj, path):

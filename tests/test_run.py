@@ -1,15 +1,15 @@
-"""common/run.py: claiming a run's name, what counts as a failed start, and the resume rules."""
+"""common/training/lifecycle.py: claiming a run's name, what counts as a failed start, and the resume rules."""
 import subprocess
 import sys
 import time
 
-from common.run import _failed_start, claim_run_name
+from common.training.lifecycle import _failed_start, claim_run_name
 from conftest import ROOT
 
 HOLD = """
 import sys, time
 sys.path.insert(0, {root!r})
-from common.run import claim_run_name
+from common.training.lifecycle import claim_run_name
 assert claim_run_name({runs!r}, "r")
 print("held", flush=True)
 time.sleep(30)

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.fusion import mean_pool_steps
-from common.models import AudioFeaturizer, Dropout, MaxPool2x2, PhaseSplitConv1d
-from common.multimodal import FUSION_CHOICES, build_multimodal
-from common.training import autocast, make_adam, resolve_precision
+from common.nets.fusions import mean_pool_steps
+from common.nets.featurizers import AudioFeaturizer
+from common.nets.layers import Dropout, MaxPool2x2, PhaseSplitConv1d
+from common.nets.models import FUSION_CHOICES, build_multimodal
+from common.training.loop import autocast, make_adam, resolve_precision
 from conftest import ROOT, train_on_course
 
 
@@ -197,7 +198,7 @@ def test_fp32_runs_repeat_bit_for_bit(script, labelled_course, tmp_path):
 
 HEAP_OR_MMAP = """
 import ctypes, sys
-from common.malloc import keep_freed_memory
+from common.evaluation.malloc import keep_freed_memory
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
                                                 "fsmblks", "uordblks", "fordblks", "keepcost")]

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from common.training import EarlyStopping, selection_score
+from common.training.loop import EarlyStopping, selection_score
 from conftest import ROOT, run_script, write_course, train_on_course
 
 RUN_FILES = ["config.json", "metrics.json", "predictions_test.csv", "split_indices.json",

@@ -60,7 +60,7 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")  # what matplotlib wr
 
 def cmd_show(args):
     from ..io import save_figure
-    from ..plots import pairs_grid
+    from ..figures import pairs_grid
     check_out(args.out, is_file=True)
     if os.path.splitext(args.out)[1].lower() not in FIGURE_FORMATS:
         raise DataError(f"--out {args.out}: a figure file needs one of the extensions {', '.join(FIGURE_FORMATS)}")

@@ -14,7 +14,7 @@ import urllib.request
 from tqdm import tqdm
 
 from ..io import atomic_path
-from ..records import file_digest
+from ..runfolder import file_digest
 from .errors import DataError
 from .fsdd import NAME_PATTERN, read_wav
 from .mnist import FILES as MNIST_FILES

@@ -1,11 +1,11 @@
 """Reading: the run folders below each RUNS_DIR, as flat run dicts (classifier runs), contrastive
 rows and probes.json entries, with everything the later steps need (predictions included), so
-that grouping and statistics open no file. Files are read through common/records.py."""
+that grouping and statistics open no file. Files are read through common/runfolder.py."""
 import os
 import sys
 
 from ..facts import NOISE_SWEEPS, REGIMES
-from ..records import RecordError, RunFolder, read_json_object, robustness_problem, run_args
+from ..runfolder import RecordError, RunFolder, read_json_object, robustness_problem, run_args
 from .columns import COLUMNS
 from .contrastive import contrastive_row
 from .settings import MODELS, config_key, held_out_name

@@ -4,7 +4,7 @@ A row groups the runs that differ only in their seed: same data, model, fusion a
 CONFIG_KEYS (missing flags of older runs read as records.OLD_RUN_DEFAULTS).
 """
 from ..flags import RECIPES
-from ..records import OLD_RUN_DEFAULTS, init_source
+from ..runfolder import OLD_RUN_DEFAULTS, init_source
 
 MODELS = ("image", "audio", "multimodal")
 # config.json args that change what a run trains; runs differing in any of them never share a row.
@@ -12,7 +12,7 @@ CSV_CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
                    "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from", "precision",
                    "label_fraction", "epoch_pairs", "modality_dropout", "modality_dropout_fill", "audio_frontend",
                    "mel_channels")
-# the optimizer recipe's flags (common/cli.py): part of a row's identity, not CSV columns of their own
+# the optimizer recipe's flags (common/training/cli.py): part of a row's identity, not CSV columns of their own
 RECIPE_KEYS = ("optimizer", "weight_decay", "warmup_epochs", "schedule", "clip_grad")
 CONFIG_KEYS = CSV_CONFIG_KEYS + RECIPE_KEYS + ("mel_top_db", "speed_perturb", "select")
 # what a row may differ in from the exam's row of the same model to be paired with it as a recipe: the

@@ -1,14 +1,14 @@
 """Measuring contrastive embeddings and a trained ContrastiveModel: cross-modal retrieval (the exact
 partner, and the query's digit at the top-k, overall and by noise regime), the validation loss,
 the frozen featurizer outputs and projections, and linear probes on them. The losses themselves
-are common/contrastive.py's.
+are common/nets/losses.py's.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .contrastive import similarity_matrix
-from .training import autocast, batch_inputs
+from ..nets.losses import similarity_matrix
+from ..training.loop import autocast, batch_inputs
 
 
 # --------------------------------------------------------------------------- #

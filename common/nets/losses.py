@@ -39,7 +39,7 @@ The batched modules `InBatchNTXent` (CLIP-style) and `AllPairsNTLog`
 always read from the tensors, so a short last batch (even B = 1) works.
 
 Measuring a trained ContrastiveModel (retrieval, its validation loss, its featurizer outputs and
-linear probes on them) is common/contrastive_eval.py's job.
+linear probes on them) is common/evaluation/contrastive.py's job.
 """
 import math
 
@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .facts import SIMILARITIES
+from ..facts import SIMILARITIES
 
 # CLIP-style bounds on the learnable inverse temperature 1/tau: at most 100
 # (CLIP caps its logit scale at ln 100), at least 1 (tau never above 1, where

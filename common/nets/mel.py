@@ -26,7 +26,8 @@ import math
 import torch
 from torch import nn
 
-from .models import FEATURE_DIM, Dropout, MaxPool2x2
+from .featurizers import FEATURE_DIM
+from .layers import Dropout, MaxPool2x2
 
 SAMPLE_RATE = 8000
 N_MELS = 64
@@ -34,7 +35,7 @@ WIN_LENGTH = 200  # 25 ms at 8 kHz
 HOP_LENGTH = 80  # 10 ms
 N_FFT = 512
 LOG_FLOOR = 1e-6
-from .facts import MEL_CHANNELS as DEFAULT_CHANNELS  # the exam's Conv2Net widths
+from ..facts import MEL_CHANNELS as DEFAULT_CHANNELS  # the exam's Conv2Net widths
 
 
 def hz_to_mel(f):

@@ -1,14 +1,14 @@
 """The training scripts' command line, made from the flag table (common/flags.py), and the one-line
-error exit (the run folder is common/run.py's)."""
+error exit (the run folder is common/training/lifecycle.py's)."""
 import argparse
 import copy
 import sys
 import traceback
 
-from .data import DataError
-from .flags import GROUP_TITLES, GROUPS, RECIPES, flag_problems, flags_of, recipe_names, recipes_text
-from .io import release_locks
-from .training import TrainingError
+from ..data import DataError
+from ..flags import GROUP_TITLES, GROUPS, RECIPES, flag_problems, flags_of, recipe_names, recipes_text
+from ..io import release_locks
+from .loop import TrainingError
 
 
 class UsageError(Exception):

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .facts import (CLASSIFIER_SELECTIONS, OPTIMIZERS, PRECISIONS, REGIMES, SCHEDULES,  # noqa: F401 (the flags' choices)
-                    saved_precision)  # saved_precision: read by the run bookkeeping
-from .io import save_torch
+from ..facts import REGIMES, SCHEDULES
+from ..io import save_torch
 
 CHECKPOINT_FORMAT = 1
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .facts import FUSION_NAMES
+from ..facts import FUSION_NAMES
 
 DEFAULT_WIDTHS = {"fused_dim": 128, "hidden_dim": 256, "heads": 4}
 

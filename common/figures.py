@@ -137,7 +137,7 @@ def similarity_figure(emb_image, emb_audio, labels, similarity, title):
     """Heat map of sim(image_i, audio_j) for a few test pairs, ordered by digit when labels are known."""
     import torch
 
-    from .contrastive import similarity_matrix
+    from .nets.losses import similarity_matrix
     order = torch.arange(len(emb_image))
     if labels is not None:
         order = torch.sort(labels, stable=True).indices

@@ -4,7 +4,7 @@ Each train_*.py keeps its own loop: batches, forward, loss, backward, step,
 validation, early stopping, the best checkpoint. What every loop needs around
 that lives here, once:
 
-- RunFolder (common/records.py): where a run's files are, and their readers;
+- RunFolder (common/runfolder.py): where a run's files are, and their readers;
 - start_run(): the run folder (new, or resumed with its saved flags), threads,
   device, precision and the dataset (checked against the run's fingerprint);
 - Progress: config.json or the state of last.pt, the batch order of the epoch in
@@ -30,14 +30,15 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .cli import UsageError, check_flags, explicit_flags
-from .data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
-from .data.recipe import VAL_SPEAKER_SHARE
-from .data.sources import dataset_from_args
-from .flags import RUNTIME_FLAGS, recipe_names
-from .io import hold_lock, is_locked, output_dir_problem, save_json
-from .records import RecordError, RunFolder
-from .training import (TrainingError, load_checkpoint, pick_device, request_determinism, resolve_precision,
-                       restore_training, save_checkpoint, saved_precision, training_checkpoint)
+from ..data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
+from ..data.recipe import VAL_SPEAKER_SHARE
+from ..data.sources import dataset_from_args
+from ..facts import saved_precision
+from ..flags import RUNTIME_FLAGS, recipe_names
+from ..io import hold_lock, is_locked, output_dir_problem, save_json
+from ..runfolder import RecordError, RunFolder
+from .loop import (TrainingError, load_checkpoint, pick_device, request_determinism, resolve_precision,
+                       restore_training, save_checkpoint, training_checkpoint)
 
 
 
@@ -372,7 +373,7 @@ class Progress:
 
     def save_best(self):
         """The model of this epoch is the best so far: best.pt."""
-        select = getattr(self.args, "select", "val_loss")  # a minus sign on a score that rises (common/training.py)
+        select = getattr(self.args, "select", "val_loss")  # a minus sign on a score that rises (common/training/loop.py)
         score = {"val_loss": self.early.best} if select == "val_loss" else {"select": select, "score": self.early.best}
         save_checkpoint(self.folder.best, model=self.model.state_dict(), epoch=self.current, **score,
                         kind=self.setup.kind, config=self.config)

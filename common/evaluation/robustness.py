@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Split
-from .data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, corrupt_images, drawn_test_pairs,
+from ..data import Split
+from ..data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, corrupt_images, drawn_test_pairs,
                           place_utterances, split_generators, standardise)
-from .multimodal import STAND_INS, missing_view_stand_in
-from .training import autocast, classification_metrics, evaluate
+from ..nets.models import STAND_INS, missing_view_stand_in
+from ..training.loop import autocast, classification_metrics, evaluate
 
-from .facts import (AUDIO_SNR_LEVELS, CLEAN, GRID_AUDIO_SNR, GRID_IMAGE_P, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB,
+from ..facts import (AUDIO_SNR_LEVELS, CLEAN, GRID_AUDIO_SNR, GRID_IMAGE_P, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB,
                     MISSING, NOISE_SWEEPS)
 
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000

@@ -7,9 +7,9 @@ import csv
 
 import torch
 
-from . import plots
-from .io import atomic_path, save_drawn_figure, save_json
-from .training import classification_metrics, evaluate
+from ..figures import confusion_matrix_figure, samples_with_logits, similarity_figure, training_curves
+from ..io import atomic_path, save_drawn_figure, save_json
+from .loop import classification_metrics, evaluate
 
 
 def write_predictions(path, index, logits, split):
@@ -77,15 +77,15 @@ def finish_run(run, dataset, train_index, test_index, views, batch_size, best, t
     metrics = {"model": config["model"], "fusion": config.get("fusion"),
                **run_numbers(run, config["params"]), "val": val_metrics, "test": test_metrics}
     metrics = {k: metrics[k] for k in METRICS_ORDER if k in metrics}
-    figures = {"curves": plots.training_curves(run.history, f"{title}: training curves", best["epoch"])}
+    figures = {"curves": training_curves(run.history, f"{title}: training curves", best["epoch"])}
     if test_metrics["labeled"]:
-        figures["confusion_test"] = plots.confusion_matrix_figure(
+        figures["confusion_test"] = confusion_matrix_figure(
             test_metrics["confusion"], f"{title}: test confusion (acc {100 * test_metrics['acc']:.1f}%)")
     for name, split, index in (("samples_train", dataset.train, train_index), ("samples_test", test, test_index)):
         pick = _five(index, seed=config["args"]["seed"])
         logits = evaluate(model, split, pick, views, batch_size, device, precision)["logits"]
         which = "training" if name == "samples_train" else "test"
-        figures[name] = plots.samples_with_logits(split, pick.tolist(), logits.numpy(), views,
+        figures[name] = samples_with_logits(split, pick.tolist(), logits.numpy(), views,
                                                   f"{title}: five random {which} samples with logits")
     save_figures(run, figures)
 
@@ -122,7 +122,7 @@ def log_text_summary(metrics):
 def finish_contrastive_run(run, dataset, train_index, val_index, test_index, best, title):
     """What a contrastive run reports once its best weights are back: test retrieval (exact partner
     and same digit), linear-probe accuracy of the frozen featurizers, figures, metrics.json."""
-    from .contrastive_eval import encode, probe_accuracies, retrieval_metrics
+    from ..evaluation.contrastive import encode, probe_accuracies, retrieval_metrics
     model, device, precision, args = run.model, run.setup.device, run.setup.precision, run.args
     train, test = dataset.train, dataset.test
     test_codes = encode(model, test, test_index, device, precision)
@@ -142,11 +142,11 @@ def finish_contrastive_run(run, dataset, train_index, val_index, test_index, bes
                "test": {"labeled": test_labels is not None, "retrieval": retrieval, "probe": probes.get("test")}}
     metrics = {k: metrics[k] for k in CONTRASTIVE_METRICS_ORDER}
 
-    figures = {"curves": plots.training_curves(run.history, f"{title}: training curves", best["epoch"],
+    figures = {"curves": training_curves(run.history, f"{title}: training curves", best["epoch"],
                                                loss_label=f"{args.loss} loss")}
     first = slice(0, min(SIMILARITY_FIGURE_PAIRS, len(test_index)))
     if len(test_index):
-        figures["similarity_test"] = plots.similarity_figure(
+        figures["similarity_test"] = similarity_figure(
             test_codes["emb_image"][first], test_codes["emb_audio"][first],
             None if test_labels is None else test_labels[first], args.similarity,
             f"{title}: image-audio similarity, first {first.stop} test pairs"

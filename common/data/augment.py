@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .facts import AUGMENTATIONS, SPEED_STEP  # noqa: F401 (the flags' choices)
+from ..facts import AUGMENTATIONS, SPEED_STEP  # noqa: F401 (the flags' choices)
 
 PIXEL_VALUES = (0.0, 0.5, 1.0)
 

@@ -14,7 +14,7 @@ floors:
 - the score: accuracy on the whole test split, overall and per noise regime.
 
 The floors (`floor_features`): the raw noisy pixels (784 values), a fixed audio feature (the
-log-mel map of common/mel.py averaged over time, with its standard deviation over time: 128
+log-mel map of common/nets/mel.py averaged over time, with its standard deviation over time: 128
 values, blind to where the word sits in its second), and both concatenated. The random-init
 floor: the exam's two featurizers as built at seed k, never trained.
 
@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .contrastive_eval import fit_linear_probe
-from .data import REGIMES
-from .data.batching import class_balanced_subset, epoch_order
-from .mel import LogMel
-from .models import Dropout
-from .training import autocast, evaluate
+from .contrastive import fit_linear_probe
+from ..data import REGIMES
+from ..data.batching import class_balanced_subset, epoch_order
+from ..nets.mel import LogMel
+from ..nets.layers import Dropout
+from ..training.loop import autocast, evaluate
 
 FRACTIONS = (0.01, 0.1, 1.0)
 LABEL_SEEDS = (0, 1, 2)

@@ -21,7 +21,7 @@ import struct
 
 import numpy as np
 
-from .data.errors import DataError
+from .errors import DataError
 
 IMAGE_SIZE, BOX = 28, 20
 SAMPLE_RATE, AUDIO_LENGTH = 8000, 8000
