@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from common.argtypes import positive_int
-from common.nets.losses import f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
 from common.io import save_figure, save_json
+from common.nets.losses import f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
 
 # (sim+, sim-, exam f_Xent, exam f_Log), as printed in the exam's Table 2 (tau = 1).
 EXAM_TABLE2 = [

@@ -34,15 +34,15 @@ import os
 import torch
 
 from common.argtypes import non_negative_int, positive_int
-from common.training.cli import UsageError, run_main
 from common.data.sources import dataset_from_args, load_raw_sources
-from common.io import output_file_problem, save_figure, save_json
 from common.evaluation.malloc import keep_freed_memory
-from common.nets.models import build_from_config
-from common.figures import robustness_figure
-from common.runfolder import RecordError, RunFolder, file_sha256, saved_data_args
 from common.evaluation.robustness import GRID, MEASURES, SWEEPS, robustness, summary_line
 from common.facts import PRECISIONS, saved_precision
+from common.figures import robustness_figure
+from common.io import output_file_problem, save_figure, save_json
+from common.nets.models import build_from_config
+from common.runfolder import RecordError, RunFolder, file_sha256, saved_data_args
+from common.training.cli import UsageError, run_main
 from common.training.loop import TrainingError, load_checkpoint, pick_device, resolve_precision
 
 CLASSIFIERS = ("image", "audio", "multimodal")

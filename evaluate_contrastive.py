@@ -30,20 +30,21 @@ import os
 
 import torch
 
-from common.training.cli import UsageError, run_main
-from common.nets.losses import build_contrastive_loss
-from common.evaluation.contrastive import encode, retrieval_by_group
 from common.data import REGIMES
 from common.data.batching import train_val_split
 from common.data.sources import add_data_flags, dataset_from_args
-from common.io import output_file_problem, save_json
-from common.evaluation.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_STEPS, FRACTIONS, LABEL_SEEDS,
-                                     WEIGHT_DECAYS, finetune_rows, floor_features, probe_rows, regimes_of)
-from common.nets.featurizers import AudioFeaturizer, ImageFeaturizer
+from common.evaluation.contrastive import encode, retrieval_by_group
+from common.evaluation.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_STEPS, FRACTIONS,
+                                                LABEL_SEEDS, WEIGHT_DECAYS, finetune_rows, floor_features, probe_rows,
+                                                regimes_of)
 from common.facts import AudioFrontend
+from common.facts import saved_precision
+from common.io import output_file_problem, save_json
+from common.nets.featurizers import AudioFeaturizer, ImageFeaturizer
+from common.nets.losses import build_contrastive_loss
 from common.nets.models import ContrastiveModel
 from common.runfolder import RecordError, RunFolder, saved_data_args
-from common.facts import saved_precision
+from common.training.cli import UsageError, run_main
 from common.training.loop import TrainingError, load_checkpoint, pick_device, resolve_precision
 
 FLOORS = ("raw", "random")

@@ -26,12 +26,12 @@ import sys
 import numpy as np
 import torch
 
-from common.training.cli import UsageError, run_main
 from common.data.user_inputs import load_audio, load_image
+from common.facts import saved_precision
 from common.io import output_dir_problem, output_file_problem, save_figure, save_text
 from common.nets.models import build_from_config
 from common.runfolder import RecordError, RunFolder, saved_data_args
-from common.facts import saved_precision
+from common.training.cli import UsageError, run_main
 from common.training.loop import autocast, load_checkpoint, pick_device
 
 KINDS = ("image", "audio", "multimodal")

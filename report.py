@@ -40,12 +40,12 @@ import sys
 
 from common.io import output_file_problem, write_output
 from common.report.figures import accuracy_figure, write_figures  # noqa: F401  (accuracy_figure: for callers)
+from common.report.format import describe_skipped
 from common.report.group import contrastive_tables, group_runs
 from common.report.markdown import markdown
 from common.report.read import ReportError, read_all, read_probes, read_runs  # noqa: F401
 from common.report.stats import holm, mcnemar_exact, mcnemar_one_sided, mean_ci, mean_std  # noqa: F401
 from common.report.tables_csv import csv_text
-from common.report.format import describe_skipped
 from common.runfolder import init_source  # noqa: F401
 
 

@@ -26,19 +26,19 @@ evaluate_contrastive.py RUN_DIR measures its frozen features at a few labels.
 """
 import torch
 
-from common.data.augment import build_augment
-from common.training.cli import UsageError, parse_training_args, run_main, training_parser
-from common.nets.losses import build_contrastive_loss
-from common.evaluation.contrastive import retrieval_by_group, validate
 from common.data import REGIMES
+from common.data.augment import build_augment
 from common.data.batching import steps_per_epoch
-from common.nets.featurizers import count_parameters
+from common.evaluation.contrastive import retrieval_by_group, validate
 from common.facts import AudioFrontend
+from common.nets.featurizers import count_parameters
+from common.nets.losses import build_contrastive_loss
 from common.nets.models import ContrastiveModel
+from common.training.cli import UsageError, parse_training_args, run_main, training_parser
 from common.training.finish import contrastive_summary, finish_contrastive_run
 from common.training.lifecycle import Progress, prepare_splits, start_run
 from common.training.loop import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, make_optimizer,
-                             make_schedule, selection_score, set_seed)
+                                  make_schedule, selection_score, set_seed)
 
 MODEL = "contrastive"
 OWN_LR_PARAMS = ("loss.temperature.log_inv_tau", "loss.bias")  # --own-lr's parameters, when learned

@@ -9,16 +9,16 @@ train_audio.py runs this same loop on the waveforms with Conv1Net (Problem 1b).
 import torch.nn.functional as F
 
 from common.data.augment import speed_perturb
-from common.training.cli import parse_training_args, run_main, training_parser
 from common.data.batching import steps_per_epoch
-from common.training.diagnostics import start_diagnostics
-from common.nets.featurizers import Conv2Net, count_parameters
 from common.facts import AudioFrontend
+from common.nets.featurizers import Conv2Net, count_parameters
 from common.nets.models import audio_classifier
+from common.training.cli import parse_training_args, run_main, training_parser
+from common.training.diagnostics import start_diagnostics
 from common.training.finish import finish_run, log_text_summary
 from common.training.lifecycle import Progress, prepare_splits, start_run
 from common.training.loop import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
-                             make_optimizer, make_schedule, selection_score, set_seed)
+                                  make_optimizer, make_schedule, selection_score, set_seed)
 
 EVAL_BATCH = 512
 

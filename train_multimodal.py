@@ -11,18 +11,17 @@ opt-in: the defaults are the exam's network and training).
 import torch.nn.functional as F
 
 from common.data.augment import speed_perturb
-from common.training.cli import UsageError, parse_training_args, run_main, training_parser
 from common.data.batching import steps_per_epoch
-from common.training.diagnostics import start_diagnostics
-from common.nets.featurizers import count_parameters
 from common.facts import AudioFrontend
+from common.nets.featurizers import count_parameters
 from common.nets.models import build_multimodal, draw_present_views, fill_missing, missing_view_stand_in
-from common.training.init_from import init_featurizers
-from common.runfolder import source_label
+from common.training.cli import UsageError, parse_training_args, run_main, training_parser
+from common.training.diagnostics import start_diagnostics
 from common.training.finish import finish_run, log_text_summary
+from common.training.init_from import apply_init_from
 from common.training.lifecycle import Progress, prepare_splits, start_run
 from common.training.loop import (EarlyStopping, GracefulStop, autocast, check_finite, clip_gradients, evaluate,
-                             load_checkpoint, make_optimizer, make_schedule, selection_score, set_seed)
+                                  make_optimizer, make_schedule, selection_score, set_seed)
 
 MODEL = "multimodal"
 VIEWS = ("image", "audio")  # the inputs this model sees, in forward() order
@@ -39,13 +38,9 @@ def main():
         model = build_multimodal(args.fusion, args.fused_dim, args.hidden_dim, args.heads,
                                  image_dim=args.image_dim, audio_dim=args.audio_dim,
                                  audio_frontend=AudioFrontend.of(args))
-        # a resumed run has its weights in last.pt
-        loaded_from = {} if args.resume else init_featurizers(model, args.init_from, load_checkpoint)
-    except ValueError as e:  # e.g. a fusion that needs equal widths, a checkpoint that does not fit
+    except ValueError as e:  # e.g. a fusion that needs equal widths
         raise UsageError(str(e)) from None
-    for path in dict.fromkeys(loaded_from.values()):
-        print(f"initialised the {' and '.join(f for f, p in loaded_from.items() if p == path)} featurizer(s) "
-              f"from {path}")
+    init_source = apply_init_from(model, args)  # --init-from (a resumed run has its weights in last.pt)
     model = model.to(device)
     train_idx, val_idx, test_idx = prepare_splits(setup)
     # what a view lost to modality dropout becomes: evaluate.py's stand-in for a missing view
@@ -53,11 +48,7 @@ def main():
         if args.modality_dropout and args.fusion != "late" else None
     optimizer = make_optimizer(model, args)  # the exam's Adam unless --optimizer adamw
     early = EarlyStopping(args.patience)
-    # which pre-training the featurizers came from, recorded once (report.py groups rows by it)
-    source = "+".join(sorted({source_label(p) for p in args.init_from})) if args.init_from and not args.resume \
-        else None
-    run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion,
-                   **({"init_from_source": source} if source else {}))
+    run = Progress(setup, model, optimizer, early, params=count_parameters(model), fusion=args.fusion, **init_source)
     schedule = make_schedule(optimizer, args, steps_per_epoch(len(train_idx), args.batch_size, args.epoch_pairs))
     diagnostics = start_diagnostics(model, args, run.writer, train, val_idx, VIEWS, device)  # off by default
 

@@ -48,7 +48,7 @@ from common.nets.layers import Dropout, PhaseSplitConv1d  # noqa: E402
 from common.nets.models import build_from_config  # noqa: E402
 from common.flags import RECIPES  # noqa: E402
 from common.training.loop import (autocast, batch_inputs, clip_gradients, cpu_has_native_bf16, make_optimizer,  # noqa: E402
-                             make_schedule)
+                                  make_schedule)
 
 BATCH = 64
 VIEWS = {"image": ("image",), "audio": ("audio",), "concat": ("image", "audio"),
@@ -230,7 +230,8 @@ def main():
     p.add_argument("--models", nargs="+", default=["image", "audio", "concat"], choices=list(VIEWS))
     p.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
                    help="precisions of the project's step (default: fp32, and bf16 where the CPU has it natively)")
-    p.add_argument("--recipes", nargs="+", default=["exam"], choices=[n for n, r in RECIPES.items() if "image" in r.scripts],
+    p.add_argument("--recipes", nargs="+", default=["exam"],
+                   choices=[n for n, r in RECIPES.items() if "image" in r.scripts],
                    help="--recipe of the project's step (default: exam; e.g. exam stable to time both)")
     p.add_argument("--num-threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--out", default="runs/bench/throughput.json", help="where the JSON goes")

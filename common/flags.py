@@ -29,8 +29,9 @@ GROUP_TITLES = {"recipe": "recipes (named bundles of the flags below)", "data": 
 NEW = object()  # Flag.old for a flag that every run has had
 MAX_EPOCH_PAIRS = 10_000_000  # pairs between two validations: 700 passes over the full training split
 MAX_MEL_CHANNELS = 1024  # conv widths of the mel CNN: at 1024 x 1024 its conv has 9.4 M weights, its fc 52 M
+# the fusions that have each width (common/nets/fusions.py)
 FUSION_WIDTHS = {"fused_dim": ("bilinear", "factorized", "attention-tokens"), "hidden_dim": ("factorized",),
-                 "heads": ("attention", "attention-tokens")}  # the fusions that have each width (common/nets/fusions.py)
+                 "heads": ("attention", "attention-tokens")}
 
 
 def bias_init(text):
@@ -158,7 +159,8 @@ FLAGS = (
          "lower validation loss)", "training", default=5, type=positive_int, runtime=True),
     Flag("--speed-perturb", "speed perturbation of the training waveforms: at every step each one is resampled by a "
          f"factor drawn from 1-R ... 1+R in steps of {SPEED_STEP:g}, R one of {SPEED_CHANGES[1]:g} ... "
-         f"{SPEED_CHANGES[-1]:g} (pitch and tempo change together, as between voices; common/data/augment.py); e.g. 0.15; "
+         f"{SPEED_CHANGES[-1]:g} (pitch and tempo change together, as between voices; common/data/augment.py); "
+         "e.g. 0.15; "
          "0 is off and draws nothing", "advanced", scripts=(AUDIO, MULTIMODAL), default=0.0, type=float,
          choices=SPEED_CHANGES, metavar="R", old=0.0),
     Flag("--select", "which epoch's weights best.pt keeps, and what --patience waits on: the lowest validation loss "
@@ -377,6 +379,7 @@ def flag_problems(args, script):
         need(get("label_fraction") == 1.0, "--label-fraction is for the classifiers: contrastive pre-training uses no "
              "labels")
         need(get("own_lr") is None or get("optimizer") == "adamw", "--own-lr needs --optimizer adamw")
-        need(get("bias_init") is None or get("loss") == "nt_log", "--bias-init needs --loss nt_log (NT-Xent has no bias)")
+        need(get("bias_init") is None or get("loss") == "nt_log",
+             "--bias-init needs --loss nt_log (NT-Xent has no bias)")
         need(not get("learn_bias") or get("loss") == "nt_log", "--learn-bias needs --loss nt_log (NT-Xent has no bias)")
     return problems

@@ -5,7 +5,7 @@ import torch
 from common.nets.fusions import DEFAULT_WIDTHS, FUSIONS, AttentionFusion, build_fusion
 from common.nets.featurizers import Conv1Net, Conv2Net
 from common.nets.models import (FUSION_CHOICES, LateFusionNet, MultimodalNet,
-                               build_multimodal)
+                                build_multimodal)
 from common.training.init_from import load_featurizer_weights
 
 N_IMG = N_AUD = 16          # small vector widths keep the fusion tests fast

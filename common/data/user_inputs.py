@@ -16,7 +16,6 @@ loudest frame's RMS), centred in one second of zeros (centre-cropped if longer),
 standardised to zero mean and unit variance, as the recipe leaves every waveform.
 """
 import math
-import os
 import struct
 
 import numpy as np
@@ -146,13 +145,3 @@ def speech_like(data, rate, name="audio"):
     out[start:start + len(x)] = x
     out -= out.mean()
     return (out / (out.std() + 1e-8)).astype(np.float32)
-
-
-def kind_of(path):
-    """'image' or 'audio' by the file's extension, else None."""
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".wav", ".wave"):
-        return "audio"
-    if ext in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"):
-        return "image"
-    return None

@@ -18,12 +18,12 @@ from torch import nn
 
 from ..data import Split
 from ..data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, corrupt_images, drawn_test_pairs,
-                          place_utterances, split_generators, standardise)
+                           place_utterances, split_generators, standardise)
 from ..nets.models import STAND_INS, missing_view_stand_in
 from ..training.loop import autocast, classification_metrics, evaluate
 
 from ..facts import (AUDIO_SNR_LEVELS, CLEAN, GRID_AUDIO_SNR, GRID_IMAGE_P, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB,
-                    MISSING, NOISE_SWEEPS)
+                     MISSING, NOISE_SWEEPS)
 
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
 SWEEPS = ("fresh",) + tuple(sweep.view for sweep in NOISE_SWEEPS) + ("missing",)  # what evaluate.py --sweeps names

@@ -12,16 +12,20 @@ import os
 import statistics
 from dataclasses import dataclass
 
+from ..facts import REGIMES
+from ..flags import flag
+from .format import fmt_stat
 from .settings import held_out_name
+from .stats import mean_std
 
 DIRECTIONS = (("img2aud", "image → audio"), ("aud2img", "audio → image"))
 # the training set-up of a contrastive run besides its loss and temperature (default: before the flag existed)
 SETUP_KEYS = {"batch_size": None, "max_epochs": None, "patience": None, "lr": None, "similarity": "cosine",
               "proj_dim": 64, "precision": None, "audio_frontend": "raw", "mel_channels": None}
 # the second recipe's flags, named in a table only where some run left their first-recipe default
-RECIPE_KEYS = {"head": "mlp", "feat_dropout": 0.5, "optimizer": "adam", "weight_decay": 0.0, "warmup_epochs": 0.0,
-               "schedule": "constant", "own_lr": None, "augment": "none", "select": "val_loss", "bias_init": None,
-               "clip_grad": 0.0}
+RECIPE_KEYS = {key: flag(key, "contrastive").default_for("contrastive")
+               for key in ("head", "feat_dropout", "optimizer", "weight_decay", "warmup_epochs", "schedule", "own_lr",
+                           "augment", "select", "bias_init", "clip_grad")}
 
 
 # ---------------------------------------------------------------- the temperature sweep
@@ -254,7 +258,6 @@ FLOOR_LABELS = {"raw": "floor: logistic regression on the raw inputs", "random":
 FEATURE_LABELS = {"raw": {"image": "noisy pixels (784)", "audio": "log-mel mean + std over time (128)",
                           "both": "pixels + log-mel"},
                   "other": {"image": "image featurizer", "audio": "audio featurizer", "both": "both featurizers"}}
-REGIME_ORDER = ("image_noisy", "audio_noisy", "both_mild")
 
 
 def probe_source_key(probes, name):
@@ -273,24 +276,16 @@ def probe_groups(entries):
     return {k: groups[k] for k in floors + sorted(k for k in groups if k not in FLOOR_LABELS)}
 
 
-def _mean_std(values):
-    values = [v for v in values if isinstance(v, (int, float))]
-    if not values:
-        return None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None), len(values)
-
-
-def _stat_cell(stat):
-    if stat is None:
-        return "–"
+def _percent_cell(stat):
+    """A (mean, std, n) of shares as a cell in percent with one decimal."""
     mean, std, n = stat
-    return f"{100 * mean:.1f} ± {'–' if std is None else f'{100 * std:.1f}'}"
+    return fmt_stat((100 * mean, None if std is None else 100 * std, n), 1) if n else "–"
 
 
 def probe_stats(group, fraction, features, field="test_acc", method="probes"):
     """Mean ± std over every (run seed, label seed) row of a group at one share and feature set;
     method "probes" (frozen) or "finetune" (linear probe, then fine-tuning)."""
-    return _mean_std([row[field] for probes in group for row in probes.get(method) or []
+    return mean_std([row[field] for probes in group for row in probes.get(method) or []
                       if row.get("fraction") == fraction and row.get("features") == features])
 
 
@@ -299,10 +294,10 @@ def probe_markdown(groups, dataset_heading):
     fractions = sorted({row["fraction"] for g in groups.values() for p in g for row in p.get("probes", [])})
     if not fractions:
         return []
-    budget = {f: _mean_std([row["n_train"] for g in groups.values() for p in g for row in p.get("probes", [])
+    budget = {f: mean_std([row["n_train"] for g in groups.values() for p in g for row in p.get("probes", [])
                             if row["fraction"] == f]) for f in fractions}
     header = ["source", "features", "runs × label seeds"] + \
-        [f"F = {f:g} ({budget[f][0]:.0f} labels)" if budget[f] else f"F = {f:g}" for f in fractions]
+        [f"F = {f:g} ({budget[f][0]:.0f} labels)" if budget[f][2] else f"F = {f:g}" for f in fractions]
     lines = ["", f"## Problem 2: frozen features at few labels ({dataset_heading})", "",
              "Test accuracy (%) of a linear probe on frozen features, mean ± sample std over every run seed and "
              "label seed (the count beside each source). The labelled pairs: a class-balanced share F of the "
@@ -315,12 +310,12 @@ def probe_markdown(groups, dataset_heading):
         names = FEATURE_LABELS["raw" if key == "raw" else "other"]
         count = len({row.get("label_seed") for p in group for row in p.get("probes", [])})
         for features in ("image", "audio", "both"):
-            cells = [_stat_cell(probe_stats(group, f, features)) for f in fractions]
+            cells = [_percent_cell(probe_stats(group, f, features)) for f in fractions]
             lines.append(f"| {label} | {names[features]} | {len(group)} × {count} | " + " | ".join(cells) + " |")
         if any(p.get("finetune") for p in group):
             tuned = len({row.get("label_seed") for p in group for row in p.get("finetune") or []})
             runs = sum(1 for p in group if p.get("finetune"))
-            cells = [_stat_cell(probe_stats(group, f, "both", method="finetune")) for f in fractions]
+            cells = [_percent_cell(probe_stats(group, f, "both", method="finetune")) for f in fractions]
             lines.append(f"| {label} | {names['both']}: probe, then fine-tuned | {runs} × {tuned} | "
                          + " | ".join(cells) + " |")
     if any(p.get("finetune") for g in groups.values() for p in g):
@@ -336,7 +331,7 @@ def retrieval_markdown(groups, dataset_heading):
     runs = {k: g for k, g in groups.items() if k not in FLOOR_LABELS and all("retrieval_test" in p for p in g)}
     if not runs:
         return []
-    columns = [("all", "digit@1"), *((r, "digit@1") for r in REGIME_ORDER), ("all", "digit@5")]
+    columns = [("all", "digit@1"), *((r, "digit@1") for r in REGIMES), ("all", "digit@5")]
     header = ["source", "runs"] + [f"{k} {'all pairs' if r == 'all' else r} (%)" for r, k in columns]
     lines = ["", f"## Problem 2: retrieval by noise regime ({dataset_heading})", "",
              "Class-level retrieval on the test split, image → audio / audio → image: the share of queries "
@@ -349,8 +344,8 @@ def retrieval_markdown(groups, dataset_heading):
         for regime, k in columns:
             both = []
             for d, _ in DIRECTIONS:
-                stat = _mean_std([p["retrieval_test"].get(regime, {}).get(f"{k}_{d}") for p in group])
-                both.append("–" if stat is None else f"{100 * stat[0]:.1f}")
+                stat = mean_std([p["retrieval_test"].get(regime, {}).get(f"{k}_{d}") for p in group])
+                both.append(f"{100 * stat[0]:.1f}" if stat[2] else "–")
             cells.append(" / ".join(both))
         lines.append(f"| {key} | {len(group)} | " + " | ".join(cells) + " |")
     return lines
@@ -365,7 +360,7 @@ def probe_figure(groups, title):
     for k, (key, group) in enumerate(groups.items()):
         fractions = sorted({row["fraction"] for p in group for row in p.get("probes", [])})
         stats = [probe_stats(group, f, "both") for f in fractions]
-        kept = [(f, s) for f, s in zip(fractions, stats) if s]
+        kept = [(f, s) for f, s in zip(fractions, stats) if s[2]]
         ax.errorbar([f for f, _ in kept], [100 * s[0] for _, s in kept], yerr=[100 * (s[1] or 0) for _, s in kept],
                     fmt="o--" if key in FLOOR_LABELS else "o-", capsize=3, color=f"C{k}",
                     label=FLOOR_LABELS.get(key, key))

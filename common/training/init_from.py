@@ -6,7 +6,9 @@ or its run's config.json, to tell which featurizer a unimodal checkpoint holds.
 import torch
 
 from ..nets.models import MODALITIES
-from ..runfolder import RecordError, checkpoint_run
+from ..runfolder import RecordError, checkpoint_run, source_label
+from .cli import UsageError
+from .loop import load_checkpoint
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / torch.compile wrappers
 
@@ -115,3 +117,19 @@ def init_featurizers(model, paths, load_checkpoint):
                                  "featurizer; give each featurizer once")
             loaded_from[featurizer] = path
     return loaded_from
+
+
+def apply_init_from(model, args):
+    """train_multimodal.py's --init-from: load the featurizers (one line printed per checkpoint) and
+    return what config.json records of it, {"init_from_source": "X+Y"} (report.py groups rows by the
+    pre-training, seeds dropped), or {} for none and for a resumed run (its weights are in last.pt)."""
+    if args.resume or not args.init_from:
+        return {}
+    try:
+        loaded_from = init_featurizers(model, args.init_from, load_checkpoint)
+    except ValueError as e:  # a checkpoint that does not fit
+        raise UsageError(str(e)) from None
+    for path in dict.fromkeys(loaded_from.values()):
+        print(f"initialised the {' and '.join(f for f, p in loaded_from.items() if p == path)} featurizer(s) "
+              f"from {path}")
+    return {"init_from_source": "+".join(sorted({source_label(p) for p in args.init_from}))}

@@ -38,7 +38,7 @@ from ..flags import RUNTIME_FLAGS, recipe_names
 from ..io import hold_lock, is_locked, output_dir_problem, save_json
 from ..runfolder import RecordError, RunFolder
 from .loop import (TrainingError, load_checkpoint, pick_device, request_determinism, resolve_precision,
-                       restore_training, save_checkpoint, training_checkpoint)
+                   restore_training, save_checkpoint, training_checkpoint)
 
 
 
@@ -373,7 +373,7 @@ class Progress:
 
     def save_best(self):
         """The model of this epoch is the best so far: best.pt."""
-        select = getattr(self.args, "select", "val_loss")  # a minus sign on a score that rises (common/training/loop.py)
+        select = getattr(self.args, "select", "val_loss")  # a score that rises is negated (training/loop.py)
         score = {"val_loss": self.early.best} if select == "val_loss" else {"select": select, "score": self.early.best}
         save_checkpoint(self.folder.best, model=self.model.state_dict(), epoch=self.current, **score,
                         kind=self.setup.kind, config=self.config)
