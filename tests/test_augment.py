@@ -1,12 +1,13 @@
 """common/data/augment.py: view augmentation keeps shapes and dtypes, is the identity at level 0, draws from
 torch's global generator (so --seed and last.pt govern it), and changes each pair independently; the
-speed perturbation moves a tone's pitch by the factor it drew. (Its exact resume: test_optimization.)"""
+speed perturbation moves a tone's pitch by the factor it drew. (Its exact resume: test_lifecycle.)"""
 import json
 import math
 
 import torch
 
 from common.data.augment import OFF, SPEED_STEP, ViewAugment, build_augment, speed_perturb
+
 from conftest import train_on_course
 
 

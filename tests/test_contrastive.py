@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from common.nets.losses import AllPairsNTLog, InBatchNTXent, f_log, f_xent, nt_log, nt_log_grad_u, nt_xent, nt_xent_grad_u
 from common.evaluation.contrastive import retrieval_from_similarity, retrieval_metrics
+from common.nets.losses import (AllPairsNTLog, InBatchNTXent, f_log, f_xent, nt_log, nt_log_grad_u, nt_xent,
+                                nt_xent_grad_u)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG2 = math.log(2.0)

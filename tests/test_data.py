@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from common.data import DataError, load_dataset, train_val_split, batch_indices
+from common.data import DataError, batch_indices
 from common.data import cache as cache_mod
+from common.data import load_dataset, train_val_split
 from common.data.course import load_course
 from common.data.dataset import REGIMES
-from common.data.fsdd import load_recordings, read_wav
+# ---------------------------------------------------------------- readers
+from common.data.fsdd import list_recordings, load_recordings, read_wav
 from common.data.mnist import IMAGE_MAGIC, LABEL_MAGIC, read_idx
 from common.data.raw import RawSources, RawSplit
 from common.data.recipe import (AUDIO_LENGTH, add_noise_at_snr, build_dataset, corrupt_images, exact_row_sums,
                                 place_utterances, standardise)
+
 from conftest import REAL_DATA, ROOT, make_avdigits_root, run_cli, write_course, write_idx, write_wav
 
-
-# ---------------------------------------------------------------- readers
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_roundtrip(tmp_path, gz):
@@ -491,3 +492,27 @@ def test_a_held_out_speaker_is_never_heard_in_training_and_is_the_whole_test(tmp
     write_course(tmp_path)
     with pytest.raises(DataError, match="--holdout-speaker needs a source built by the recipe"):
         load_dataset("course", data_root=str(tmp_path), holdout_speaker="spk1", log=lambda m: None)
+
+
+def test_an_empty_wav_says_so(tmp_path):
+    (tmp_path / "3_ann_0.wav").write_bytes(b"")
+    with pytest.raises(Exception, match=r"3_ann_0.wav: an empty file \(0 bytes\)"):
+        read_wav(str(tmp_path / "3_ann_0.wav"))
+
+
+def test_a_stray_wav_among_the_recordings_is_named_once(tmp_path, capsys):
+    for name in ("3_ann_0.wav", "3_ann_5.wav", "x_y_z.wav", "notes.txt"):
+        write_wav(tmp_path / name, np.ones(100, np.int16))
+    assert [e[0] for e in list_recordings(str(tmp_path))] == ["3_ann_0", "3_ann_5"]
+    assert list_recordings(str(tmp_path))  # a second listing does not warn again
+    err = capsys.readouterr().err
+    assert err.count("x_y_z.wav") == 1 and "not named digit_speaker_take.wav" in err and "notes.txt" not in err
+
+
+def test_a_stray_wav_is_named_by_the_data_command(tmp_path):
+    root = make_avdigits_root(tmp_path / "data")
+    write_wav(root / "fsdd" / "recordings" / "x_y_z.wav", np.ones(100, np.int16))
+    out = run_cli(["-m", "common.data", "info", "--data", "avdigits", "--data-root", str(root)],
+                  env={"AVDIGITS_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("x_y_z.wav") == 1

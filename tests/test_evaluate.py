@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from common.data import load_dataset
-from common.data.sources import load_raw_sources
-from common.nets.models import build_from_config
-from common.facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB
-from common.evaluation.robustness import CleanViews, noise_rng
 from common.data.recipe import drawn_test_pairs
+from common.data.sources import load_raw_sources
+from common.evaluation.robustness import CleanViews, noise_rng
+from common.facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB
+from common.nets.models import build_from_config
 from common.training.loop import evaluate
-from conftest import ROOT, SMALL_SYNTHETIC, run_script
+
+from conftest import ROOT, SMALL_SYNTHETIC, run_cli, run_script, train_on_course
 
 TRAIN_FLAGS = [*SMALL_SYNTHETIC, "--max-epochs", "2", "--batch-size", "16", "--num-threads", "1",
                "--precision", "fp32"]
@@ -187,8 +188,8 @@ def test_a_fixed_views_precomputed_features_give_the_same_logits(fusion, precisi
     pairs into the same batches (EVAL_BATCH): how a CPU's kernels round depends on the batch size, so
     batches of another size may differ in the last bits on some machines, with or without the cache."""
     from common.data import Split
-    from common.nets.models import build_multimodal
     from common.evaluation.robustness import EVAL_BATCH, with_fixed_view
+    from common.nets.models import build_multimodal
     torch.manual_seed(0)
     model = build_multimodal(fusion).eval()
     n = EVAL_BATCH + 24  # two featurizer batches, the second one short
@@ -208,8 +209,8 @@ def test_featurizers_and_head_in_separate_batches_score_as_the_whole_model(fusio
     the precomputed features in large ones, and featurizes a missing view's stand-in once, on one row;
     all of it must give what the whole model gives on the same inputs."""
     from common.data import Split
-    from common.nets.models import build_multimodal
     from common.evaluation.robustness import _score, with_fixed_view
+    from common.nets.models import build_multimodal
     torch.manual_seed(0)
     model = build_multimodal(fusion).eval()
     n = 300
@@ -228,3 +229,94 @@ def test_featurizers_and_head_in_separate_batches_score_as_the_whole_model(fusio
     both, image_features = with_fixed_view(net, "image", split.image, cpu, "fp32")
     both_fixed = Split(image=image_features, audio=stand_in.audio, label=split.label)
     torch.testing.assert_close(evaluate(both, both_fixed, index, views, 128, cpu, "fp32")["logits"], once)
+
+
+FAST = ["--batch-size", "16", "--num-threads", "1", "--precision", "fp32"]
+
+
+def train_named(script, course, runs_dir, name, *extra):
+    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
+
+
+def one_line_error(out, code=2):
+    assert out.returncode == code, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: ")
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def finished(labelled_course, tmp_path_factory):
+    """A finished multimodal run and a finished image run, shared by the resume cases."""
+    runs = tmp_path_factory.mktemp("runs")
+    assert train_named("train_multimodal.py", labelled_course, runs, "mm", "--max-epochs", "1").returncode == 0
+    assert train_named("train_image.py", labelled_course, runs, "img", "--max-epochs", "1").returncode == 0
+    return runs
+
+
+SYNTH_TRAIN = [*SMALL_SYNTHETIC, "--max-epochs", "1", *FAST]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A finished image run on the small synthetic set, with a robustness.json of its fresh draw."""
+    runs = tmp_path_factory.mktemp("evaluated")
+    assert run_script(["train_image.py", *SYNTH_TRAIN, "--runs-dir", str(runs), "--name", "img-s0"]).returncode == 0
+    out = run_script(["evaluate.py", str(runs / "img-s0"), "--sweeps", "fresh", "--num-threads", "1"])
+    assert out.returncode == 0, out.stderr
+    return runs / "img-s0"
+
+
+def copy_run(run, tmp_path):
+    target = tmp_path / run.name
+    shutil.copytree(run, target)
+    return target
+
+
+def test_2_a_robustness_json_of_other_weights_is_named_and_left_out(evaluated, tmp_path, capsys):
+    import report
+    run = copy_run(evaluated, tmp_path)
+    robustness = json.loads((run / "robustness.json").read_text())
+    assert robustness["best_epoch"] == 1 and len(robustness["best_sha256"]) == 64
+    robustness["best_epoch"] = 7  # as if the run had trained on after the evaluation
+    (run / "robustness.json").write_text(json.dumps(robustness))
+    runs, _, _ = report.read_runs(str(tmp_path))
+    assert runs[0]["robustness"] is None and "ignoring stale robustness" in capsys.readouterr().err
+    out = run_cli(["scripts/runs.py", "current", str(run)])
+    assert out.returncode == 1 and "measured the weights of epoch 7" in out.stderr
+
+
+def test_2_a_partial_evaluation_of_the_same_weights_keeps_the_earlier_sweeps(evaluated, tmp_path):
+    run = copy_run(evaluated, tmp_path)
+    assert run_script(["evaluate.py", str(run), "--sweeps", "image", "--num-threads", "1"]).returncode == 0
+    robustness = json.loads((run / "robustness.json").read_text())
+    assert robustness["sweeps"] == ["fresh", "image"] and "fresh" in robustness and "image_sweep" in robustness
+
+
+def test_6_evaluate_checks_what_it_reads_and_writes_before_the_work(evaluated, tmp_path):
+    run = copy_run(evaluated, tmp_path)
+    (run / "metrics.json").write_text("{broken")
+    out = run_script(["evaluate.py", str(run), "--num-threads", "1"])
+    assert "not valid JSON" in one_line_error(out) and "building" not in out.stderr + out.stdout
+    run = copy_run(evaluated, tmp_path / "second")
+    (run / "robustness.json").unlink()
+    (run / "robustness.json").symlink_to(tmp_path / "elsewhere.json")
+    assert "is a symbolic link" in one_line_error(run_script(["evaluate.py", str(run)]))
+
+
+@pytest.mark.parametrize("bad", [10 ** 7, -3])
+def test_7_split_indices_outside_the_splits_are_refused(bad, evaluated, tmp_path):
+    run = copy_run(evaluated, tmp_path)
+    indices = json.loads((run / "split_indices.json").read_text())
+    indices["test"][0] = bad
+    (run / "split_indices.json").write_text(json.dumps(indices))
+    assert "names test rows outside" in one_line_error(run_script(["evaluate.py", str(run), "--num-threads", "1"]))
+
+
+def test_8_the_fresh_draw_is_never_the_test_split_and_bad_numbers_are_one_line(evaluated):
+    assert "its test split, not a fresh one" in one_line_error(run_script(["evaluate.py", str(evaluated),
+                                                                           "--data-seed", "0"]))
+    for flags in (["--data-seed", "-1"], ["--num-threads", "-2"]):
+        out = run_script(["evaluate.py", str(evaluated), *flags])
+        assert out.returncode == 2 and "Traceback" not in out.stderr

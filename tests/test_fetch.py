@@ -13,6 +13,7 @@ import pytest
 from common.data import DataError
 from common.data.fetch import fetch_all
 from common.data.mnist import FILES as MNIST_FILES
+
 from conftest import run_cli, write_idx, write_wav
 
 

@@ -2,15 +2,17 @@
 import glob
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 
-from common.training.cli import UsageError, apply_recipes, check_flags, parse_training_args, training_parser
 from common.flags import (FLAGS, NUMBER_NEUTRAL_FLAGS, OLD_RUN_DEFAULTS, RECIPES, RUNTIME_FLAGS, SCRIPTS, flags_of,
                           recipes_text, resolve_recipes)
 from common.runfolder import command_flags, flags_differ
+from common.training.cli import UsageError, apply_recipes, check_flags, parse_training_args, training_parser
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, train_on_course
+
 
 
 def parse(script, *words):
@@ -158,3 +160,46 @@ def test_apply_recipes_records_names_for_config_json():
     args = apply_recipes(parser.parse_args(["--recipe", "mel-lean", "--recipe", "speed"]), parser, "audio",
                          ["--recipe", "mel-lean", "--recipe", "speed"])
     assert args.recipe == ["mel-lean", "speed"] and args.speed_perturb == 0.15
+
+
+def train_named(script, course, runs_dir, name, *extra):
+    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "0"])
+def test_lr_must_be_positive_and_finite(value, labelled_course, tmp_path):
+    out = train_named("train_image.py", labelled_course, tmp_path, "r", f"--lr={value}")
+    assert out.returncode == 2 and "must be a positive finite number" in out.stderr
+
+
+def args(**kw):
+    return SimpleNamespace(**{"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.1, **kw})
+
+
+def train(script, course, runs_dir, *extra, name="run"):
+    return train_on_course(script, course, runs_dir, *extra, name=name, batch_size=32, max_epochs=None)
+
+
+@pytest.mark.parametrize("script", ["train_image.py", "train_multimodal.py", "train_contrastive.py"])
+def test_bad_optimizer_flags_stop_with_one_line(script, larger_course, tmp_path):
+    for flags, message in [(["--weight-decay", "-1"], "must be a non-negative finite number"),
+                           (["--warmup-epochs", "nan"], "must be a non-negative finite number"),
+                           (["--clip-grad", "x"], "not a number"),
+                           (["--schedule", "linear"], "invalid choice"),
+                           (["--weight-decay", "0.1"], "--weight-decay needs --optimizer adamw")]:
+        out = train(script, larger_course, tmp_path, "--max-epochs", "1", *flags)
+        assert out.returncode == 2, (flags, out.stderr)
+        assert message in out.stderr and "Traceback" not in out.stderr
+        assert not (tmp_path / "run").exists()
+
+
+def test_the_stable_recipe_sets_its_flags_unless_given(larger_course, tmp_path):
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--recipe", "stable",
+                 "--clip-grad", "5").returncode == 0
+    config = json.loads((tmp_path / "run/config.json").read_text())["args"]
+    assert (config["recipe"], config["optimizer"], config["weight_decay"], config["warmup_epochs"],
+            config["schedule"], config["clip_grad"]) == ("stable", "adamw", 1e-4, 1.0, "cosine", 5.0)
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "exam")
+    assert out.returncode == 2 and "--recipe exam differs from the run's saved stable" in out.stderr
+    out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--recipe", "fast", name="bad")
+    assert out.returncode == 2 and "invalid choice" in out.stderr

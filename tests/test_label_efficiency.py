@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-from common.nets.losses import InBatchNTXent
-from common.evaluation.contrastive import encode, retrieval_by_group
 from common.data.sources import dataset_from_args
+from common.evaluation.contrastive import encode, retrieval_by_group
 from common.evaluation.label_efficiency import budget_subsets, floor_features, probe_rows
+from common.nets.losses import InBatchNTXent
 from common.nets.models import ContrastiveModel
+
 from conftest import SMALL_SYNTHETIC, run_script
 
 RECIPE = ["--head", "mlp-bn", "--feat-dropout", "0.1", "--optimizer", "adamw", "--weight-decay", "1e-4",

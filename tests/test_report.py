@@ -12,6 +12,8 @@ import report
 from common.flags import RECIPES
 from common.report.columns import COLUMNS
 
+from conftest import SMALL_SYNTHETIC, run_cli, train_on_course
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -620,3 +622,70 @@ def test_the_fake_runs_here_have_the_fields_a_real_run_writes(tmp_path):
     assert read <= set(fake_m), read - set(fake_m)  # every field the report's columns read is in the fake
     real_c, fake_c = (json.loads(open(os.path.join(d, "config.json")).read()) for d in (tmp_path / "real", fake))
     assert set(fake_c["args"]) <= set(real_c["args"]), set(fake_c["args"]) - set(real_c["args"])
+
+
+def train_named(script, course, runs_dir, name, *extra):
+    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
+
+
+@pytest.fixture(scope="module")
+def finished(labelled_course, tmp_path_factory):
+    """A finished multimodal run and a finished image run, shared by the resume cases."""
+    runs = tmp_path_factory.mktemp("runs")
+    assert train_named("train_multimodal.py", labelled_course, runs, "mm", "--max-epochs", "1").returncode == 0
+    assert train_named("train_image.py", labelled_course, runs, "img", "--max-epochs", "1").returncode == 0
+    return runs
+
+
+def test_bad_out_paths_of_report_and_data_commands(finished, tmp_path):
+    (tmp_path / "file").write_text("x")
+    bad = str(tmp_path / "file" / "out")
+    out = run_cli(["report.py", str(finished), "--out", bad + "/results.md", "--no-figures"])
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "is a file, not a folder" in out.stderr
+    for command in ("wav", "show"):
+        target = bad if command == "wav" else bad + "/pairs.png"
+        out = run_cli(["-m", "common.data", command, *SMALL_SYNTHETIC, "--out", target])
+        assert out.returncode != 0 and "Traceback" not in out.stderr
+        assert "is a file, not a folder" in out.stderr.strip().splitlines()[-1]
+        assert "building" not in out.stderr  # refused before the data
+
+
+def test_9_delta_late_only_against_a_late_row_trained_the_same_way(tmp_path, capsys):
+    from test_report import write_robustness, write_run
+
+    import report
+    for name, fusion, extra in (("multimodal-late-mdrop0.3-s0", "late", {"modality_dropout": 0.3}),
+                                ("multimodal-concat-mel-s0", "concat", {"audio_frontend": "mel"})):
+        write_robustness(write_run(tmp_path, name, model="multimodal", fusion=fusion, **extra), lambda p: 0.5,
+                         lambda snr: 0.9)
+    assert report.main([str(tmp_path), "--no-figures"]) == 0
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if line.startswith("| multimodal-concat (audio_frontend=mel) | 1 |")
+             and "–" in line and line.count("|") == 9]
+    assert row.split("|")[6].strip() == "–"  # no late row trained like it, none trained as the exam did
+
+
+def test_10_damaged_side_files_are_named(tmp_path, capsys):
+    from pathlib import Path
+
+    from test_report import write_robustness, write_run
+
+    import report
+    runs = [Path(write_run(tmp_path, f"multimodal-{f}-s0", model="multimodal", fusion=f)) for f in ("concat", "gated")]
+    for run in runs:
+        ids = range(20)
+        (run / "predictions_test.csv").write_text("id,digit,label\n" + "".join(f"{i},{i % 10},{i % 10}\n" for i in ids))
+    truncated = runs[1] / "predictions_test.csv"
+    truncated.write_text("\n".join(truncated.read_text().splitlines()[:8]) + "\n")
+    write_robustness(str(runs[0]), lambda p: float("nan"), lambda snr: 0.9)
+    assert report.main([str(tmp_path), "--no-figures"]) == 0
+    captured = capsys.readouterr()
+    assert "Left out of these tests: multimodal-gated seed 0" in captured.out
+    assert "image_sweep does not hold a number for each of the levels" in captured.err
+
+
+def test_14_wrong_figure_format_and_unmakeable_out_are_one_line(finished, tmp_path):
+    out = run_cli(["-m", "common.data", "show", *SMALL_SYNTHETIC, "--out", str(tmp_path / "x.txt")])
+    assert out.returncode == 2 and "needs one of the extensions" in out.stderr and "Traceback" not in out.stderr
+    out = run_cli(["report.py", str(finished), "--out", "/proc/nope/x.md", "--no-figures"])
+    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stderr.strip().startswith("error: --out")

@@ -10,9 +10,11 @@ import stat
 import subprocess
 import sys
 
-from common.facts import FUSION_CHOICES
 from test_report import REPRODUCE, ROOT, run_report, table_rows, write_run
 
+from common.facts import FUSION_CHOICES
+
+from conftest import run_cli
 
 
 def stub_interpreter(tmp_path, text):
@@ -373,3 +375,24 @@ def test_contrastive_study_v2_measures_the_floors_then_trains_and_measures_each_
     assert log.read_text() == ""
     r = subprocess.run(["bash", script, "--study", "v3"], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2 and "--study must be v1 or v2" in r.stderr
+
+
+def test_5_kept_means_every_kept_file_readable(tmp_path):
+    kept = tmp_path / "kept" / "image-s0"
+    kept.mkdir(parents=True)
+    (kept / "metrics.json").write_text("{}")
+    (kept / "config.json").write_text("{}")
+    assert run_cli(["scripts/runs.py", "kept", str(kept), "metrics.json", "config.json"]).returncode == 0
+    assert run_cli(["scripts/runs.py", "kept", str(kept), "metrics.json", "robustness.json"]).returncode == 1
+    (kept / "metrics.json").write_text("{trunc")
+    out = run_cli(["scripts/runs.py", "kept", str(kept), "metrics.json"])
+    assert out.returncode == 1 and "not valid JSON" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_15_beyond_with_no_seeds_says_so():
+    import subprocess
+
+    from conftest import ROOT
+    out = subprocess.run(["bash", "scripts/beyond.sh", "--seeds", "", "--list"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "--seeds is empty" in out.stderr

@@ -4,6 +4,7 @@ import json
 import torch
 
 from common.data import load_dataset
+
 from conftest import SMALL_SYNTHETIC, make_avdigits_root, run_cli, run_script, write_course
 
 

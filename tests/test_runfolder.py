@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from common.runfolder import RecordError, RunFolder, flags_differ, init_source, run_args, source_label
+
 from conftest import ROOT
 
 

@@ -1,98 +1,15 @@
-"""Beyond the exam: modality dropout (--modality-dropout) and the log-mel audio front-end (--audio-frontend mel)."""
-import argparse
+"""common/nets/mel.py: the log-mel front-end (filterbank by hand, band layout, --mel-top-db) and its runs end to end."""
 import json
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from common.data.sources import dataset_from_args
 from common.nets.mel import LogMel, MelAudioFeaturizer, hz_to_mel, mel_band_edges, mel_filterbank
-from common.facts import AudioFrontend
-from common.nets.models import FUSION_CHOICES, build_from_config, build_multimodal, draw_present_views, fill_missing
-from common.training.loop import evaluate
+from common.nets.models import build_from_config
+
 from conftest import train_on_course
 
-
-# ---------------------------------------------------------------- modality dropout
-
-def test_modality_dropout_drops_the_right_share_one_view_at_a_time_seeded():
-    torch.manual_seed(0)
-    present = draw_present_views(20_000, 0.3)
-    assert present.shape == (20_000, 2) and present.dtype == torch.bool
-    image_gone, audio_gone = (~present[:, 0]).float().mean().item(), (~present[:, 1]).float().mean().item()
-    # binomial standard deviations: 0.0032 for the share dropped, 0.0025 for each view
-    assert abs(image_gone + audio_gone - 0.3) < 0.015
-    assert abs(image_gone - 0.15) < 0.012 and abs(audio_gone - 0.15) < 0.012
-    assert present.any(dim=1).all()  # never both views
-    torch.manual_seed(0)
-    assert torch.equal(draw_present_views(20_000, 0.3), present)
-    torch.manual_seed(1)
-    assert not torch.equal(draw_present_views(20_000, 0.3), present)
-    assert draw_present_views(100, 0.0).all()
-    assert (draw_present_views(1000, 1.0).sum(1) == 1).all()
-
-
-def test_fill_missing_replaces_only_the_lost_views():
-    image, audio = torch.rand(3, 1, 28, 28), torch.randn(3, 1, 8000)
-    present = torch.tensor([[True, True], [False, True], [True, False]])
-    stand_ins = (torch.full((1, 28, 28), 0.25), torch.zeros(1, 8000))
-    new_image, new_audio = fill_missing(image, audio, present, stand_ins)
-    assert torch.equal(new_image[0], image[0]) and torch.equal(new_audio[0], audio[0])
-    assert (new_image[1] == 0.25).all() and torch.equal(new_audio[1], audio[1])
-    assert torch.equal(new_image[2], image[2]) and (new_audio[2] == 0).all()
-
-
-def test_late_fusion_leaves_the_lost_views_head_out_of_the_average():
-    torch.manual_seed(0)
-    model = build_multimodal("late").eval()
-    image, audio = torch.rand(3, 1, 28, 28), torch.randn(3, 1, 8000)
-    img_logits, aud_logits = model.branch_logits(image, audio)
-    present = torch.tensor([[True, True], [False, True], [True, False]])
-    out = model(image, audio, present=present)
-    torch.testing.assert_close(out[0], (img_logits[0] + aud_logits[0]) / 2)
-    torch.testing.assert_close(out[1], aud_logits[1])
-    torch.testing.assert_close(out[2], img_logits[2])
-    torch.testing.assert_close(model(image, audio), (img_logits + aud_logits) / 2)
-
-
-@pytest.mark.parametrize("fusion", ["concat", "late"])
-def test_modality_dropout_is_recorded_changes_training_and_never_touches_evaluation(fusion, labelled_course, tmp_path):
-    plain = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", fusion, "--name", "plain")
-    fill = "train_mean" if fusion != "late" else "zeros"  # late fusion fills nothing: it drops the lost head
-    dropped = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", fusion, "--name", "dropped",
-                              "--modality-dropout", "0.5", "--modality-dropout-fill", fill)
-    assert plain.returncode == 0 and dropped.returncode == 0, dropped.stderr
-    config = json.loads((tmp_path / "dropped/config.json").read_text())
-    assert config["args"]["modality_dropout"] == 0.5 and config["args"]["modality_dropout_fill"] == fill
-    a, b = (torch.load(tmp_path / n / "checkpoints/best.pt", weights_only=True)["model"] for n in ("plain", "dropped"))
-    assert any(not torch.equal(a[k], b[k]) for k in a)  # the same seed trained differently
-    # the test numbers in metrics.json are those of the whole views: evaluating best.pt again agrees
-    model = build_from_config(config)
-    model.load_state_dict(b)
-    dataset = dataset_from_args(argparse_namespace(config["args"]))
-    index = torch.tensor(json.loads((tmp_path / "dropped/split_indices.json").read_text())["test"])
-    again = evaluate(model, dataset.test, index, ("image", "audio"), 512, torch.device("cpu"), config["precision"])
-    metrics = json.loads((tmp_path / "dropped/metrics.json").read_text())
-    assert again["acc"] == pytest.approx(metrics["test"]["acc"]) and again["loss"] == pytest.approx(
-        metrics["test"]["loss"], rel=1e-5)
-    bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--modality-dropout", "1.5",
-                          "--name", "bad")
-    assert bad.returncode == 2 and "must be in [0, 1]" in bad.stderr
-    for flags in (["--modality-dropout-fill", "train_mean"],
-                  ["--modality-dropout", "0.3", "--modality-dropout-fill", "train_mean", "--fusion", "late"]):
-        bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, *flags, "--name", "bad")
-        assert bad.returncode == 2 and "--modality-dropout-fill needs --modality-dropout above 0" in bad.stderr
-        assert not (tmp_path / "bad").exists()
-
-
-def argparse_namespace(saved):
-    return argparse.Namespace(**{k: saved.get(k) for k in ("data", "data_root", "data_seed", "synthetic_size",
-                                                           "clean_views")})
-
-
-# ---------------------------------------------------------------- the log-mel front-end
 
 def test_mel_filterbank_on_a_small_case_computed_by_hand():
     # 2 bands over 0-4 kHz: edges at 0, M/3, 2M/3, M in mel, M = 2595 log10(1 + 4000/700) = 2146.06;
@@ -162,22 +79,6 @@ def test_mel_top_db_floors_the_map_below_its_loudest_bin_and_is_off_by_default()
         assert (logmel.amax(dim=(1, 2)) - logmel.amin(dim=(1, 2)) > 1.5 * floor).all()  # the cliff it removes: ~96 dB
         assert torch.equal(LogMel(top_db=None)(x), plain(x))
         assert torch.allclose(LogMel(top_db=200.0)(noisy), plain(noisy))  # a floor below every bin binds nowhere
-
-
-@pytest.mark.parametrize("fusion", FUSION_CHOICES)
-def test_every_fusion_takes_a_training_step_with_the_mel_front_end(fusion):
-    torch.manual_seed(0)
-    model = build_multimodal(fusion, audio_frontend=AudioFrontend("mel"))
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    image, audio, label = torch.rand(4, 1, 28, 28), torch.randn(4, 1, 8000), torch.tensor([0, 1, 2, 3])
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    loss = F.cross_entropy(model(image, audio), label)
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    optimizer.step()
-    first_conv = "audio_featurizer.conv.0.weight"
-    assert not torch.equal(before[first_conv], model.state_dict()[first_conv])
 
 
 def test_mel_runs_end_to_end_and_refuse_mismatched_flags(labelled_course, tmp_path):

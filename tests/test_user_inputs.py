@@ -7,6 +7,7 @@ from PIL import Image, ImageDraw
 
 from common.data.errors import DataError
 from common.data.user_inputs import load_audio, load_image, mnist_like, speech_like
+
 from conftest import run_script, train_on_course
 
 
@@ -171,9 +172,10 @@ def predicted(run, flag, files):
 def own_top3(run, view, x):
     """The run's best.pt on x, as predict.py ranks it: [[digit, probability], ...] x 3 per input."""
     import torch
+
+    from common.facts import saved_precision
     from common.nets.models import build_from_config
     from common.runfolder import RunFolder
-    from common.facts import saved_precision
     from common.training.loop import autocast, load_checkpoint
     folder = RunFolder(str(run))
     config = folder.read_config()
@@ -212,6 +214,7 @@ def test_a_recording_as_44k_stereo_24_bit_gets_the_class_of_its_8k_original(trai
     the digits the same way for both, with probabilities within a hundredth."""
     from scipy.io import wavfile
     from scipy.signal import resample_poly
+
     from common.data.sources import load_dataset
     test = load_dataset("course", str(labelled_course), log=lambda _: None).test
     originals, converted = [], []

@@ -1,12 +1,14 @@
 """Fusion modules and the multimodal network: shapes, gradients, widths, loading."""
 import pytest
 import torch
+import torch.nn.functional as F
 
-from common.nets.fusions import DEFAULT_WIDTHS, FUSIONS, AttentionFusion, build_fusion
+from common.facts import AudioFrontend
 from common.nets.featurizers import Conv1Net, Conv2Net
-from common.nets.models import (FUSION_CHOICES, LateFusionNet, MultimodalNet,
-                                build_multimodal)
+from common.nets.fusions import DEFAULT_WIDTHS, FUSIONS, AttentionFusion, build_fusion, mean_pool_steps
+from common.nets.models import FUSION_CHOICES, LateFusionNet, MultimodalNet, build_multimodal
 from common.training.init_from import load_featurizer_weights
+from common.training.loop import autocast
 
 N_IMG = N_AUD = 16          # small vector widths keep the fusion tests fast
 IMG_MAP = (64, 7, 7)        # conv map shapes the featurizers produce
@@ -316,3 +318,51 @@ def test_load_rejects_non_matching_state_dicts():
     partial = {k: v for k, v in Conv2Net().state_dict().items() if "conv.0" not in k}
     with pytest.raises(ValueError, match="lacks"):
         load_featurizer_weights(target, partial, modality="image")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("length, k", [(500, 5), (503, 5), (12, 3)])
+def test_mean_pool_steps_gives_avg_pool1d_values_and_under_autograd_is_avg_pool1d(dtype, length, k):
+    torch.manual_seed(0)
+    # values over many orders of magnitude, so that the order of the additions shows if it differs
+    x = (torch.randn(6, 4, length) * torch.exp(3 * torch.randn(6, 4, length))).to(dtype)
+    kept = x.clone()
+    with torch.inference_mode():
+        assert torch.equal(mean_pool_steps(x, k), F.avg_pool1d(x, k, k))
+    assert torch.equal(mean_pool_steps(x, k), F.avg_pool1d(x, k, k))  # no gradient asked for
+    assert torch.equal(x, kept)  # the input is not written to
+    leaf = x.detach().requires_grad_()
+    pooled, reference = mean_pool_steps(leaf, k), F.avg_pool1d(leaf, k, k)
+    assert type(pooled.grad_fn) is type(reference.grad_fn)  # under autograd: avg_pool1d's own graph
+    g = torch.randn(6, 4, length // k, dtype=dtype)
+    assert torch.equal(torch.autograd.grad(pooled, leaf, g)[0], torch.autograd.grad(reference, leaf, g)[0])
+
+
+@pytest.mark.parametrize("fusion", FUSION_CHOICES)
+def test_every_fusion_trains_a_step_under_bf16_autocast(fusion):
+    torch.manual_seed(0)
+    model = build_multimodal(fusion)
+    device = torch.device("cpu")
+    with autocast("bf16", device):
+        logits = model(torch.rand(4, 1, 28, 28), torch.randn(4, 1, 8000))
+    loss = F.cross_entropy(logits.float(), torch.arange(4))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.dtype == torch.float32 for p in model.parameters())
+    assert model.audio_featurizer.conv[0].weight.grad.abs().sum() > 0  # the phase-split conv is trained
+
+
+@pytest.mark.parametrize("fusion", FUSION_CHOICES)
+def test_every_fusion_takes_a_training_step_with_the_mel_front_end(fusion):
+    torch.manual_seed(0)
+    model = build_multimodal(fusion, audio_frontend=AudioFrontend("mel"))
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    image, audio, label = torch.rand(4, 1, 28, 28), torch.randn(4, 1, 8000), torch.tensor([0, 1, 2, 3])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = F.cross_entropy(model(image, audio), label)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    optimizer.step()
+    first_conv = "audio_featurizer.conv.0.weight"
+    assert not torch.equal(before[first_conv], model.state_dict()[first_conv])

@@ -1,10 +1,14 @@
 """train_multimodal.py end to end: every fusion, width errors, --init-from."""
+import argparse
 import json
 
 import pytest
 import torch
 
-from common.nets.models import FUSION_CHOICES
+from common.data.sources import dataset_from_args
+from common.nets.models import FUSION_CHOICES, build_from_config
+from common.training.loop import evaluate
+
 from conftest import train_on_course
 
 
@@ -68,3 +72,38 @@ def test_the_mlp_bn_projection_head_normalises_and_the_mlp_head_is_unchanged():
         "image_proj.0.weight", "image_proj.0.bias", "image_proj.2.weight", "image_proj.2.bias"]
     with pytest.raises(ValueError, match="unknown projection head"):
         projection_head("mlp-ln", 64)
+
+
+def argparse_namespace(saved):
+    return argparse.Namespace(**{k: saved.get(k) for k in ("data", "data_root", "data_seed", "synthetic_size",
+                                                           "clean_views")})
+
+
+@pytest.mark.parametrize("fusion", ["concat", "late"])
+def test_modality_dropout_is_recorded_changes_training_and_never_touches_evaluation(fusion, labelled_course, tmp_path):
+    plain = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", fusion, "--name", "plain")
+    fill = "train_mean" if fusion != "late" else "zeros"  # late fusion fills nothing: it drops the lost head
+    dropped = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--fusion", fusion, "--name", "dropped",
+                              "--modality-dropout", "0.5", "--modality-dropout-fill", fill)
+    assert plain.returncode == 0 and dropped.returncode == 0, dropped.stderr
+    config = json.loads((tmp_path / "dropped/config.json").read_text())
+    assert config["args"]["modality_dropout"] == 0.5 and config["args"]["modality_dropout_fill"] == fill
+    a, b = (torch.load(tmp_path / n / "checkpoints/best.pt", weights_only=True)["model"] for n in ("plain", "dropped"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # the same seed trained differently
+    # the test numbers in metrics.json are those of the whole views: evaluating best.pt again agrees
+    model = build_from_config(config)
+    model.load_state_dict(b)
+    dataset = dataset_from_args(argparse_namespace(config["args"]))
+    index = torch.tensor(json.loads((tmp_path / "dropped/split_indices.json").read_text())["test"])
+    again = evaluate(model, dataset.test, index, ("image", "audio"), 512, torch.device("cpu"), config["precision"])
+    metrics = json.loads((tmp_path / "dropped/metrics.json").read_text())
+    assert again["acc"] == pytest.approx(metrics["test"]["acc"]) and again["loss"] == pytest.approx(
+        metrics["test"]["loss"], rel=1e-5)
+    bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, "--modality-dropout", "1.5",
+                          "--name", "bad")
+    assert bad.returncode == 2 and "must be in [0, 1]" in bad.stderr
+    for flags in (["--modality-dropout-fill", "train_mean"],
+                  ["--modality-dropout", "0.3", "--modality-dropout-fill", "train_mean", "--fusion", "late"]):
+        bad = train_on_course("train_multimodal.py", labelled_course, tmp_path, *flags, "--name", "bad")
+        assert bad.returncode == 2 and "--modality-dropout-fill needs --modality-dropout above 0" in bad.stderr
+        assert not (tmp_path / "bad").exists()
