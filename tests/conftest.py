@@ -1,7 +1,8 @@
 """Shared fixtures: small raw files written by the tests, a private dataset cache; the slow marker.
 
 A test is marked `slow` when it starts a script or trains: when its body, one of its fixtures, or a
-function of its module that either calls (followed transitively) calls one of SLOW_HELPERS. So
+function of its module that either calls (followed transitively) calls one of SLOW_HELPERS; a few
+tests that train full-size networks in-process carry the marker by hand. So
 `python -m pytest -m "not slow" -q` is the quick tier to run while working; the full suite runs all.
 """
 import gzip

@@ -338,6 +338,7 @@ def test_mean_pool_steps_gives_avg_pool1d_values_and_under_autograd_is_avg_pool1
     assert torch.equal(torch.autograd.grad(pooled, leaf, g)[0], torch.autograd.grad(reference, leaf, g)[0])
 
 
+@pytest.mark.slow  # full-size networks, a training step each
 @pytest.mark.parametrize("fusion", FUSION_CHOICES)
 def test_every_fusion_trains_a_step_under_bf16_autocast(fusion):
     torch.manual_seed(0)
@@ -352,6 +353,7 @@ def test_every_fusion_trains_a_step_under_bf16_autocast(fusion):
     assert model.audio_featurizer.conv[0].weight.grad.abs().sum() > 0  # the phase-split conv is trained
 
 
+@pytest.mark.slow  # full-size networks, a training step each
 @pytest.mark.parametrize("fusion", FUSION_CHOICES)
 def test_every_fusion_takes_a_training_step_with_the_mel_front_end(fusion):
     torch.manual_seed(0)

@@ -66,6 +66,7 @@ def small_synthetic(tmp_path_factory):
                                                 "synthetic_size": 200, "clean_views": False})())
 
 
+@pytest.mark.slow  # fits linear probes on a dataset's features
 def test_a_probe_on_frozen_features_changes_no_featurizer_weight(small_synthetic):
     torch.manual_seed(0)
     model = ContrastiveModel(InBatchNTXent(), 64, head="mlp-bn")
