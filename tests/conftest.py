@@ -9,6 +9,7 @@ import gzip
 import inspect
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
 REAL_DATA = os.environ.get("AVDIGITS_DATA")
 SMALL_SYNTHETIC = ["--data", "synthetic", "--synthetic-size", "200"]
 # what starts a script or a training: a test that reaches one of these is slow
@@ -33,7 +35,7 @@ def _source(func):
 
 
 def _reaches_a_slow_helper(funcs, module):
-    """True when any of `funcs`, or a function of `module` they call (transitively), names a slow helper."""
+    """True when any of `funcs`, or a function of the tests they call (transitively), names a slow helper."""
     seen, todo = set(), list(funcs)
     while todo:
         func = todo.pop()
@@ -44,8 +46,8 @@ def _reaches_a_slow_helper(funcs, module):
         if any(re.search(rf"\b{re.escape(h)}\(", source) for h in SLOW_HELPERS):
             return True
         for name in set(re.findall(r"\b([A-Za-z_]\w*)\(", source)):
-            other = getattr(module, name, None)
-            if inspect.isfunction(other) and other.__module__ == module.__name__:
+            other = getattr(func, "__globals__", {}).get(name, getattr(module, name, None))
+            if inspect.isfunction(other) and os.path.dirname(inspect.getfile(other)) == TESTS:
                 todo.append(other)
     return False
 
@@ -184,3 +186,48 @@ def train_on_course(script, course_root, runs_dir, *extra, name=None, batch_size
     args += ["--name", name] if name is not None else []
     args += ["--max-epochs", str(max_epochs)] if max_epochs else []
     return (run_cli if process else run_script)([*args, *extra])
+
+
+# ---------------------------------------------------------------- runs shared by several test files
+
+FAST = ["--batch-size", "16", "--num-threads", "1", "--precision", "fp32"]
+
+
+def train_named(script, course, runs_dir, name, *extra):
+    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
+
+
+def one_line_error(out, code=2):
+    assert out.returncode == code, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: ")
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def finished(labelled_course, tmp_path_factory):
+    """A finished multimodal run and a finished image run, shared by the resume cases."""
+    runs = tmp_path_factory.mktemp("runs")
+    assert train_named("train_multimodal.py", labelled_course, runs, "mm", "--max-epochs", "1").returncode == 0
+    assert train_named("train_image.py", labelled_course, runs, "img", "--max-epochs", "1").returncode == 0
+    return runs
+
+
+SYNTH_TRAIN = [*SMALL_SYNTHETIC, "--max-epochs", "1", *FAST]
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A finished image run on the small synthetic set, with a robustness.json of its fresh draw."""
+    runs = tmp_path_factory.mktemp("evaluated")
+    assert run_script(["train_image.py", *SYNTH_TRAIN, "--runs-dir", str(runs), "--name", "img-s0"]).returncode == 0
+    out = run_script(["evaluate.py", str(runs / "img-s0"), "--sweeps", "fresh", "--num-threads", "1"])
+    assert out.returncode == 0, out.stderr
+    return runs / "img-s0"
+
+
+def copy_run(run, tmp_path):
+    target = tmp_path / run.name
+    shutil.copytree(run, target)
+    return target

@@ -17,7 +17,7 @@ from common.facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB
 from common.nets.models import build_from_config
 from common.training.loop import evaluate
 
-from conftest import ROOT, SMALL_SYNTHETIC, run_cli, run_script, train_on_course
+from conftest import ROOT, SMALL_SYNTHETIC, copy_run, one_line_error, run_cli, run_script
 
 TRAIN_FLAGS = [*SMALL_SYNTHETIC, "--max-epochs", "2", "--batch-size", "16", "--num-threads", "1",
                "--precision", "fp32"]
@@ -229,49 +229,6 @@ def test_featurizers_and_head_in_separate_batches_score_as_the_whole_model(fusio
     both, image_features = with_fixed_view(net, "image", split.image, cpu, "fp32")
     both_fixed = Split(image=image_features, audio=stand_in.audio, label=split.label)
     torch.testing.assert_close(evaluate(both, both_fixed, index, views, 128, cpu, "fp32")["logits"], once)
-
-
-FAST = ["--batch-size", "16", "--num-threads", "1", "--precision", "fp32"]
-
-
-def train_named(script, course, runs_dir, name, *extra):
-    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
-
-
-def one_line_error(out, code=2):
-    assert out.returncode == code, (out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: ")
-    return lines[-1]
-
-
-@pytest.fixture(scope="module")
-def finished(labelled_course, tmp_path_factory):
-    """A finished multimodal run and a finished image run, shared by the resume cases."""
-    runs = tmp_path_factory.mktemp("runs")
-    assert train_named("train_multimodal.py", labelled_course, runs, "mm", "--max-epochs", "1").returncode == 0
-    assert train_named("train_image.py", labelled_course, runs, "img", "--max-epochs", "1").returncode == 0
-    return runs
-
-
-SYNTH_TRAIN = [*SMALL_SYNTHETIC, "--max-epochs", "1", *FAST]
-
-
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    """A finished image run on the small synthetic set, with a robustness.json of its fresh draw."""
-    runs = tmp_path_factory.mktemp("evaluated")
-    assert run_script(["train_image.py", *SYNTH_TRAIN, "--runs-dir", str(runs), "--name", "img-s0"]).returncode == 0
-    out = run_script(["evaluate.py", str(runs / "img-s0"), "--sweeps", "fresh", "--num-threads", "1"])
-    assert out.returncode == 0, out.stderr
-    return runs / "img-s0"
-
-
-def copy_run(run, tmp_path):
-    target = tmp_path / run.name
-    shutil.copytree(run, target)
-    return target
 
 
 def test_2_a_robustness_json_of_other_weights_is_named_and_left_out(evaluated, tmp_path, capsys):

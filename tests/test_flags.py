@@ -11,8 +11,7 @@ from common.flags import (FLAGS, NUMBER_NEUTRAL_FLAGS, OLD_RUN_DEFAULTS, RECIPES
 from common.runfolder import command_flags, flags_differ
 from common.training.cli import UsageError, apply_recipes, check_flags, parse_training_args, training_parser
 
-from conftest import ROOT, train_on_course
-
+from conftest import ROOT, train_named, train_on_course
 
 
 def parse(script, *words):
@@ -160,10 +159,6 @@ def test_apply_recipes_records_names_for_config_json():
     args = apply_recipes(parser.parse_args(["--recipe", "mel-lean", "--recipe", "speed"]), parser, "audio",
                          ["--recipe", "mel-lean", "--recipe", "speed"])
     assert args.recipe == ["mel-lean", "speed"] and args.speed_perturb == 0.15
-
-
-def train_named(script, course, runs_dir, name, *extra):
-    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "0"])

@@ -1,23 +1,9 @@
 """common/training/init_from.py (--init-from): featurizers from another run's checkpoint."""
 import shutil
 
-import pytest
 import torch
 
-from conftest import train_on_course
-
-
-def train_named(script, course, runs_dir, name, *extra):
-    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
-
-
-@pytest.fixture(scope="module")
-def finished(labelled_course, tmp_path_factory):
-    """A finished multimodal run and a finished image run, shared by the resume cases."""
-    runs = tmp_path_factory.mktemp("runs")
-    assert train_named("train_multimodal.py", labelled_course, runs, "mm", "--max-epochs", "1").returncode == 0
-    assert train_named("train_image.py", labelled_course, runs, "img", "--max-epochs", "1").returncode == 0
-    return runs
+from conftest import train_named
 
 
 def test_init_from_a_last_checkpoint(finished, labelled_course, tmp_path):

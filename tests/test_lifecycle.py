@@ -14,7 +14,7 @@ import torch
 from common.training.lifecycle import _failed_start, claim_run_name
 from common.training.loop import TrainingError, load_checkpoint, resolve_precision
 
-from conftest import ROOT, run_script, train_on_course, write_course
+from conftest import FAST, ROOT, one_line_error, run_script, train_named, train_on_course, write_course
 
 HOLD = """
 import sys, time
@@ -290,30 +290,6 @@ def test_fp32_runs_repeat_bit_for_bit(script, labelled_course, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
     ma, mb = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
     assert ma["val"] == mb["val"] and ma["test"] == mb["test"]
-
-
-FAST = ["--batch-size", "16", "--num-threads", "1", "--precision", "fp32"]
-
-
-def train_named(script, course, runs_dir, name, *extra):
-    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
-
-
-def one_line_error(out, code=2):
-    assert out.returncode == code, (out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: ")
-    return lines[-1]
-
-
-@pytest.fixture(scope="module")
-def finished(labelled_course, tmp_path_factory):
-    """A finished multimodal run and a finished image run, shared by the resume cases."""
-    runs = tmp_path_factory.mktemp("runs")
-    assert train_named("train_multimodal.py", labelled_course, runs, "mm", "--max-epochs", "1").returncode == 0
-    assert train_named("train_image.py", labelled_course, runs, "img", "--max-epochs", "1").returncode == 0
-    return runs
 
 
 def test_resume_with_the_wrong_script_names_the_right_one(finished):

@@ -12,7 +12,7 @@ from torch import nn
 from common.training.loop import (EarlyStopping, LRSchedule, TrainingError, clip_gradients, load_checkpoint, lr_factor,
                                   make_adam, make_optimizer, parameter_groups, resolve_precision, selection_score)
 
-from conftest import train_on_course
+from conftest import one_line_error, train_named
 
 
 def test_early_stopping_counts_strict_improvements():
@@ -72,18 +72,6 @@ def test_adam_is_fused_where_torch_has_it_and_steps_like_plain_adam():
             opt.step()
     assert torch.allclose(w1, w2, atol=1e-6)
     assert fused.defaults.get("fused") in (True, None)
-
-
-def train_named(script, course, runs_dir, name, *extra):
-    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
-
-
-def one_line_error(out, code=2):
-    assert out.returncode == code, (out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: ")
-    return lines[-1]
 
 
 def test_a_text_file_is_not_a_checkpoint(tmp_path, labelled_course):

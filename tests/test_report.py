@@ -12,7 +12,7 @@ import report
 from common.flags import RECIPES
 from common.report.columns import COLUMNS
 
-from conftest import SMALL_SYNTHETIC, run_cli, train_on_course
+from conftest import SMALL_SYNTHETIC, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -622,19 +622,6 @@ def test_the_fake_runs_here_have_the_fields_a_real_run_writes(tmp_path):
     assert read <= set(fake_m), read - set(fake_m)  # every field the report's columns read is in the fake
     real_c, fake_c = (json.loads(open(os.path.join(d, "config.json")).read()) for d in (tmp_path / "real", fake))
     assert set(fake_c["args"]) <= set(real_c["args"]), set(fake_c["args"]) - set(real_c["args"])
-
-
-def train_named(script, course, runs_dir, name, *extra):
-    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
-
-
-@pytest.fixture(scope="module")
-def finished(labelled_course, tmp_path_factory):
-    """A finished multimodal run and a finished image run, shared by the resume cases."""
-    runs = tmp_path_factory.mktemp("runs")
-    assert train_named("train_multimodal.py", labelled_course, runs, "mm", "--max-epochs", "1").returncode == 0
-    assert train_named("train_image.py", labelled_course, runs, "img", "--max-epochs", "1").returncode == 0
-    return runs
 
 
 def test_bad_out_paths_of_report_and_data_commands(finished, tmp_path):

@@ -9,7 +9,7 @@ from common.nets.models import build_multimodal
 from common.training.init_from import init_featurizers, load_featurizer_weights
 from common.training.loop import load_checkpoint, set_seed
 
-from conftest import train_on_course
+from conftest import one_line_error, train_named, train_on_course
 
 RUN_FILES = ["config.json", "metrics.json", "split_indices.json", "checkpoints/last.pt", "checkpoints/best.pt",
              "figures/curves.png", "figures/similarity_test.png"]
@@ -140,18 +140,6 @@ def test_a_pre_trained_run_records_its_source_and_the_report_groups_by_it(xent_r
     import report
     [row] = report.read_runs(str(tmp_path))[0]
     assert dict(row["config"])["init_from"] == "straight"
-
-
-def train_named(script, course, runs_dir, name, *extra):
-    return train_on_course(script, course, runs_dir, "--precision", "fp32", *extra, name=name, max_epochs=None)
-
-
-def one_line_error(out, code=2):
-    assert out.returncode == code, (out.stdout, out.stderr)
-    assert "Traceback" not in out.stderr
-    lines = out.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: ")
-    return lines[-1]
 
 
 def test_contrastive_pre_training_refuses_a_label_fraction(labelled_course, tmp_path):

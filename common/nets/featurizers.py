@@ -16,7 +16,23 @@ IMAGE_SHAPE = (1, 28, 28)
 AUDIO_SHAPE = (1, 8000)
 
 
-class ImageFeaturizer(nn.Module):
+class Featurizer(nn.Module):
+    """What both featurizers do with their conv stack: conv map -> dropout -> fc -> ReLU. The token
+    fusions use the conv map itself (feature_map); everything else the 128-d vector (forward)."""
+
+    def feature_map(self, x):
+        """[B,1,28,28] -> [B,64,7,7] (image); [B,1,8000] -> [B,64,500] (audio)."""
+        return self.conv(x)
+
+    def head(self, fmap):
+        """Conv map -> 128-d feature vector."""
+        return torch.relu(self.fc(self.dropout(fmap.flatten(1))))
+
+    def forward(self, x):
+        return self.head(self.feature_map(x))
+
+
+class ImageFeaturizer(Featurizer):
     """conv3x3(1->32)-ReLU-pool2, conv3x3(32->64)-ReLU-pool2, dropout, fc(3136->128)-ReLU."""
 
     map_channels = 64  # channels of the 7x7 conv map (tokens for attention-tokens fusion)
@@ -31,19 +47,8 @@ class ImageFeaturizer(nn.Module):
         self.fc = nn.Linear(64 * 7 * 7, out_dim)
         self.out_dim = out_dim
 
-    def feature_map(self, x):
-        """[B,1,28,28] -> conv map [B,64,7,7]."""
-        return self.conv(x)
 
-    def head(self, fmap):
-        """Conv map -> 128-d feature vector."""
-        return torch.relu(self.fc(self.dropout(fmap.flatten(1))))
-
-    def forward(self, x):
-        return self.head(self.feature_map(x))
-
-
-class AudioFeaturizer(nn.Module):
+class AudioFeaturizer(Featurizer):
     """conv(1->32,k100,s4)-ReLU, conv(32->64,k25,s4)-ReLU, dropout, fc(64*500->128)-ReLU.
 
     Paddings 48 and 12 make each stride-4 conv exactly quarter the length
@@ -63,16 +68,6 @@ class AudioFeaturizer(nn.Module):
         self.dropout = Dropout(dropout)
         self.fc = nn.Linear(64 * 500, out_dim)
         self.out_dim = out_dim
-
-    def feature_map(self, x):
-        """[B,1,8000] -> conv map [B,64,500]."""
-        return self.conv(x)
-
-    def head(self, fmap):
-        return torch.relu(self.fc(self.dropout(fmap.flatten(1))))
-
-    def forward(self, x):
-        return self.head(self.feature_map(x))
 
 
 class UnimodalNet(nn.Module):
