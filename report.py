@@ -36,11 +36,13 @@ Examples:
   python report.py runs/study --format csv --out results.csv
 """
 import argparse
+import os
 import sys
 
-from common.io import output_file_problem, write_output
+from common.io import output_file_problem, save_figure, write_output
 from common.report.figures import accuracy_figure, write_figures  # noqa: F401  (accuracy_figure: for callers)
 from common.report.format import describe_skipped
+from common.report.fusionmap import fusion_map_figure, fusion_map_markdown, grid_runs
 from common.report.group import contrastive_tables, group_runs
 from common.report.markdown import markdown
 from common.report.read import ReportError, read_all, read_probes, read_runs  # noqa: F401
@@ -64,14 +66,21 @@ def build_report(runs_dirs, fmt, figures_dir=None):
     if fmt == "csv" and contrastive:
         print(f"note: the CSV holds the classifier runs only; {len(contrastive)} contrastive run(s) are in the "
               "Markdown report", file=sys.stderr)
+    grid = grid_runs(runs)  # the runs evaluated with --grid: the fusion map
     if figures_dir is not None:
         try:
             for path in write_figures(tables, sweeps, figures_dir, probes):
                 print(f"wrote {path}", file=sys.stderr)
+            fig = fusion_map_figure(grid, "the fusion map on unheard voices (mean over folds and seeds)")
+            if fig is not None:
+                path = os.path.join(figures_dir, "fusion_map.png")
+                save_figure(fig, path)
+                print(f"wrote {path}", file=sys.stderr)
         except OSError as e:
             raise ReportError(f"cannot write figures to {figures_dir}: {e.strerror or e}") from None
     if fmt == "md":
-        return markdown(tables, "`, `".join(runs_dirs), len(runs) + len(contrastive), skipped, sweeps, probes)
+        text = markdown(tables, "`, `".join(runs_dirs), len(runs) + len(contrastive), skipped, sweeps, probes)
+        return text + "\n".join(fusion_map_markdown(grid)) + "\n" if grid else text
     return csv_text(tables)
 
 

@@ -16,11 +16,12 @@ from common.data.dataset import REGIMES
 # ---------------------------------------------------------------- readers
 from common.data.fsdd import list_recordings, load_recordings, read_wav
 from common.data.mnist import IMAGE_MAGIC, LABEL_MAGIC, read_idx
-from common.data.raw import RawSources, RawSplit
+from common.data.raw import RawSources, RawSplit, speaker_of
 from common.data.recipe import (AUDIO_LENGTH, add_noise_at_snr, build_dataset, corrupt_images, exact_row_sums,
                                 place_utterances, standardise)
 
-from conftest import REAL_DATA, ROOT, make_avdigits_root, run_cli, write_course, write_idx, write_wav
+from conftest import (REAL_DATA, ROOT, SMALL_SYNTHETIC, make_avdigits_root, run_cli, run_script, write_course,
+                      write_idx, write_wav)
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -122,7 +123,7 @@ def small_raw(seed=0, n_img=(300, 120), takes=(8, 3)):
 
 BUILD_FINGERPRINT = """
 import numpy as np
-from common.data.raw import RawSources, RawSplit
+from common.data.raw import RawSources, RawSplit, speaker_of
 from common.data.recipe import build_dataset
 rng = np.random.default_rng(5)
 def split(n, takes, name):
@@ -516,3 +517,41 @@ def test_a_stray_wav_is_named_by_the_data_command(tmp_path):
                   env={"AVDIGITS_CACHE": str(tmp_path / "cache")})
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("x_y_z.wav") == 1
+
+
+def test_a_validation_speaker_validates_alone_and_is_never_heard_in_training():
+    """--val-speaker: a fixed share of the training split is the validation set, every one of its pairs
+    a recording of that speaker and no training pair one of theirs; the test split is the plain fold's."""
+    quiet = {"synthetic_size": 400, "log": lambda m: None}
+    nested = load_dataset("synthetic", holdout_speaker="spk1", val_speaker="spk2", **quiet)
+    plain = load_dataset("synthetic", holdout_speaker="spk1", **quiet)
+    train = nested.train
+    speakers = [speaker_of(train.recording_names[i]) for i in train.meta["recording_index"].tolist()]
+    val = train.meta["val"].tolist()
+    assert sum(val) == round(0.2 * len(train))
+    assert {s for s, v in zip(speakers, val) if v} == {"spk2"}
+    assert "spk2" not in {s for s, v in zip(speakers, val) if not v} and "spk1" not in speakers
+    assert torch.equal(nested.test.audio, plain.test.audio) and torch.equal(nested.test.image, plain.test.image)
+    assert nested.info["val_speaker"] == "spk2" and "val_speaker" not in plain.info
+    assert torch.equal(load_dataset("synthetic", holdout_speaker="spk1", val_speaker="spk2", **quiet).train.audio,
+                       train.audio)  # seeded
+    with pytest.raises(DataError, match="--val-speaker needs --holdout-speaker"):
+        load_dataset("synthetic", val_speaker="spk2", **quiet)
+    with pytest.raises(DataError, match="is the held-out test speaker"):
+        load_dataset("synthetic", holdout_speaker="spk1", val_speaker="spk1", **quiet)
+
+
+def test_a_validation_speaker_run_validates_on_the_fixed_pairs(tmp_path):
+    runs = tmp_path / "runs"
+    out = run_script(["train_image.py", *SMALL_SYNTHETIC, "--holdout-speaker", "spk1", "--val-speaker", "spk2",
+                      "--max-epochs", "1", "--batch-size", "16", "--num-threads", "1", "--runs-dir", str(runs),
+                      "--name", "nested"])
+    assert out.returncode == 0, out.stderr
+    split = json.loads((runs / "nested" / "split_indices.json").read_text())
+    data = load_dataset("synthetic", synthetic_size=200, holdout_speaker="spk1", val_speaker="spk2",
+                        log=lambda m: None)
+    assert split["val"] == torch.nonzero(data.train.meta["val"]).flatten().tolist()
+    assert not set(split["val"]) & set(split["train"])
+    out = run_script(["train_image.py", *SMALL_SYNTHETIC, "--holdout-speaker", "spk1", "--val-speaker", "spk2",
+                      "--val-fraction", "0.3", "--runs-dir", str(runs), "--name", "other"])
+    assert out.returncode == 2 and "fixes its validation share" in out.stderr

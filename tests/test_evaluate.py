@@ -1,5 +1,6 @@
 """evaluate.py: sweep levels, determinism, clean-view agreement, missing views, one-line errors."""
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -12,8 +13,8 @@ import torch
 from common.data import load_dataset
 from common.data.recipe import drawn_test_pairs
 from common.data.sources import load_raw_sources
-from common.evaluation.robustness import CleanViews, noise_rng
-from common.facts import AUDIO_SNR_LEVELS, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB
+from common.evaluation.robustness import CleanViews, noise_rng, unpack_correct
+from common.facts import AUDIO_SNR_LEVELS, GRID_AUDIO_SNR, GRID_IMAGE_P, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB
 from common.nets.models import build_from_config
 from common.training.loop import evaluate
 
@@ -277,3 +278,35 @@ def test_8_the_fresh_draw_is_never_the_test_split_and_bad_numbers_are_one_line(e
     for flags in (["--data-seed", "-1"], ["--num-threads", "-2"]):
         out = run_script(["evaluate.py", str(evaluated), *flags])
         assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_grid_row_and_column_at_the_mild_levels_are_the_sweeps(runs, tmp_path):
+    """--grid renders each level as the sweeps do: its row at p = 0.1 is the audio sweep (image held
+    mild), its column at 20 dB the image sweep (audio held mild), their crossing the both-mild score,
+    and a missing view the zeros stand-in; each cell keeps every test pair's correctness."""
+    late = copy_run(runs / "late", tmp_path)
+    out = evaluate_runs(late, "--grid")
+    assert out.returncode == 0, out.stderr
+    result = load_result(late)
+    grid = result["grid"]
+    cells = {(c["p"], c["snr_db"]): c for c in grid["cells"]}
+    assert len(cells) == len(GRID_IMAGE_P) * len(GRID_AUDIO_SNR) == 49 and grid["n"] == result["n_test"]
+    # the same inputs: the same accuracy, and the loss up to float summation order (mean vs sum / n)
+    same = lambda a, b: a["acc"] == b["acc"] and math.isclose(a["loss"], b["loss"], rel_tol=1e-6)  # noqa: E731
+    for row in result["audio_sweep"]:
+        if row["snr_db"] in GRID_AUDIO_SNR and row["snr_db"] != MILD_SNR_DB:
+            assert same(cells[(MILD_P, row["snr_db"])], row), row["snr_db"]
+    for row in result["image_sweep"]:
+        if row["p"] in GRID_IMAGE_P and row["p"] != MILD_P:
+            assert same(cells[(row["p"], MILD_SNR_DB)], row), row["p"]
+    assert same(cells[(MILD_P, "clean")], result["audio_clean"])
+    assert same(cells[(MILD_P, MILD_SNR_DB)], result["missing"]["both_mild"])
+    assert same(cells[("missing", MILD_SNR_DB)], result["missing"]["image_zeros"])
+    assert same(cells[(MILD_P, "missing")], result["missing"]["audio_zeros"])
+    for cell in cells.values():
+        bits = unpack_correct(cell["correct"], grid["n"])
+        assert abs(bits.mean() - cell["acc"]) < 1e-6
+    image = copy_run(runs / "image", tmp_path)  # a single-view run: its own axis only
+    assert evaluate_runs(image, "--sweeps", "fresh", "--grid").returncode == 0
+    image_grid = load_result(image)["grid"]
+    assert [c["p"] for c in image_grid["cells"]] == list(GRID_IMAGE_P) and "snr_db" not in image_grid["cells"][0]

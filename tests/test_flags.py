@@ -193,8 +193,10 @@ def test_the_stable_recipe_sets_its_flags_unless_given(larger_course, tmp_path):
                  "--clip-grad", "5").returncode == 0
     config = json.loads((tmp_path / "run/config.json").read_text())["args"]
     assert (config["recipe"], config["optimizer"], config["weight_decay"], config["warmup_epochs"],
-            config["schedule"], config["clip_grad"]) == ("stable", "adamw", 1e-4, 1.0, "cosine", 5.0)
+            config["schedule"], config["clip_grad"]) == (["stable"], "adamw", 1e-4, 1.0, "cosine", 5.0)
     out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "exam")
     assert out.returncode == 2 and "--recipe exam differs from the run's saved stable" in out.stderr
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "stable")
+    assert out.returncode == 0, out.stderr  # the same recipe, given again on resume
     out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--recipe", "fast", name="bad")
-    assert out.returncode == 2 and "invalid choice" in out.stderr
+    assert out.returncode == 2 and "unknown recipe 'fast'" in out.stderr

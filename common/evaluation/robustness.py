@@ -289,10 +289,10 @@ def grid(model, views, clean, mild, data_seed, train_split, train_index, device,
         score_inputs = lambda ks: Split(**{"image": None, "audio": None, view: rendered[ks[0]]}, label=label)
     cells = []
     for ks in itertools.product(*(range(len(levels[v])) for v in views)):
-        logits = evaluate(net, score_inputs(ks), torch.arange(len(label)), views, batch, device, precision)["logits"]
-        correct = logits.argmax(1) == label
-        cells.append({**{GRID_AXES[v][0]: levels[v][k] for v, k in zip(views, ks)},
-                      "acc": correct.float().mean().item(), "correct": pack_correct(correct)})
+        scored = evaluate(net, score_inputs(ks), torch.arange(len(label)), views, batch, device, precision)
+        correct = scored["logits"].argmax(1) == label
+        cells.append({**{GRID_AXES[v][0]: levels[v][k] for v, k in zip(views, ks)}, "acc": scored["acc"],
+                      "loss": scored["loss"], "correct": pack_correct(correct)})
     return {"views": list(views), **{f"{v}_levels": list(levels[v]) for v in views}, "n": len(label),
             "correct_bits": "base64 of numpy.packbits over the test pairs in order", "cells": cells}
 

@@ -4,6 +4,7 @@ that grouping and statistics open no file. Files are read through common/runfold
 import os
 import sys
 
+from ..flags import resolve_recipes
 from ..facts import NOISE_SWEEPS, REGIMES
 from ..runfolder import RecordError, RunFolder, read_json_object, robustness_problem, run_args
 from .columns import COLUMNS
@@ -114,6 +115,7 @@ def read_runs(runs_dir):
             "regime_n": test.get("per_regime_n") or {},
             "robustness": read_robustness(run_dir, m),
             "predictions": RunFolder(run_dir).read_predictions(),
+            "recipes": resolve_recipes(args, m["model"])[0],  # the named recipes its flags make up
         })
     return runs, contrastive, skipped
 

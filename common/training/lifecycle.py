@@ -127,6 +127,11 @@ def _nothing_left(folder, args):
         return False  # no (readable) metrics.json: the run is not finished
 
 
+def _spelled(value):
+    """A flag's value as a command line gives it (a list as its words)."""
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
 def prepare_run_dir(args, kind, default_name, parser):
     """Pick runs-dir/name, or reuse it for --resume; never overwrite a run silently.
 
@@ -164,9 +169,9 @@ def prepare_run_dir(args, kind, default_name, parser):
             if key == "recipe":  # runs made when --recipe took one name saved a string
                 value = recipe_names(value) or ["exam"]
             if key in given and getattr(args, key) != value:
-                raise UsageError(f"--resume: --{key.replace('_', '-')} {getattr(args, key)} differs from the "
-                                 f"run's saved {value}; only --max-epochs, --patience, --device, --num-threads, "
-                                 "--data-root may change")
+                raise UsageError(f"--resume: --{key.replace('_', '-')} {_spelled(getattr(args, key))} differs from "
+                                 f"the run's saved {_spelled(value)}; only --max-epochs, --patience, --device, "
+                                 "--num-threads, --data-root may change")
             setattr(args, key, value)
         for key in sorted(given - set(saved) - set(RUNTIME_FLAGS)):  # flags newer than the run: it trained
             if getattr(args, key) != parser.get_default(key):         # with their defaults
