@@ -77,6 +77,25 @@ class RunFolder:
             return None
 
 
+RECORDINGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "recordings")
+
+
+def read_test_recordings(folder, fingerprint):
+    """{test row id: recording name} of a run: predictions_test.csv's recording column (runs since it
+    was added), else the committed table of its dataset (results/recordings/<fingerprint[:12]>.csv,
+    written by `python -m common.data recordings`); None when neither is there."""
+    for path, column in ((folder.predictions, "recording"),
+                         (os.path.join(RECORDINGS_DIR, f"{str(fingerprint)[:12]}.csv"), "recording")):
+        try:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            if rows and column in rows[0]:
+                return {int(r["id"]): r[column] for r in rows}
+        except (OSError, KeyError, ValueError, TypeError):
+            continue
+    return None
+
+
 def file_digest(path, algorithm="sha256"):
     """The hex digest of a file's bytes, read a MiB at a time."""
     digest = hashlib.new(algorithm)

@@ -555,3 +555,25 @@ def test_a_validation_speaker_run_validates_on_the_fixed_pairs(tmp_path):
     out = run_script(["train_image.py", *SMALL_SYNTHETIC, "--holdout-speaker", "spk1", "--val-speaker", "spk2",
                       "--val-fraction", "0.3", "--runs-dir", str(runs), "--name", "other"])
     assert out.returncode == 2 and "fixes its validation share" in out.stderr
+
+
+def test_the_recordings_table_names_each_test_rows_recording(tmp_path):
+    """`python -m common.data recordings` writes <fingerprint>.csv with the recording of each test row,
+    as the build pairs them; the report reads it for runs whose predictions lack the column."""
+    out = run_cli(["-m", "common.data", "recordings", *SMALL_SYNTHETIC, "--out", str(tmp_path)])
+    assert out.returncode == 0, out.stderr
+    data = load_dataset("synthetic", synthetic_size=200, log=lambda m: None)
+    table = (tmp_path / f"{data.fingerprint[:12]}.csv").read_text().splitlines()
+    names = [data.test.recording_names[i] for i in data.test.meta["recording_index"].tolist()]
+    assert table[0] == "id,recording" and table[1:] == [f"{i},{n}" for i, n in enumerate(names)]
+
+
+@pytest.mark.skipif(not REAL_DATA, reason="set AVDIGITS_DATA to the raw data root to run")
+@pytest.mark.slow  # builds the real dataset
+def test_the_committed_recordings_table_matches_a_rebuilt_test_split():
+    data = load_dataset("avdigits", data_root=REAL_DATA, log=lambda m: None)
+    table = os.path.join(ROOT, "results", "recordings", f"{data.fingerprint[:12]}.csv")
+    with open(table) as f:
+        rows = f.read().splitlines()[1:]
+    names = [data.test.recording_names[i] for i in data.test.meta["recording_index"].tolist()]
+    assert rows == [f"{i},{n}" for i, n in enumerate(names)] and len(rows) == 5859

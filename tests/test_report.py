@@ -1,16 +1,21 @@
 """report.py: the results table and its sections from metrics.json files (the shell scripts that make
 them are tests/test_scripts.py's). All inputs are hand-written files in temp folders; nothing is trained."""
+import base64
 import csv
 import io
 import json
 import os
+import random
 import statistics
 
 import pytest
 
 import report
+from common.facts import GRID_AUDIO_SNR, GRID_IMAGE_P
 from common.flags import RECIPES
 from common.report.columns import COLUMNS
+from common.report.format import fmt_p
+from common.report.stats import cluster_bootstrap
 
 from conftest import SMALL_SYNTHETIC, run_cli
 
@@ -676,3 +681,78 @@ def test_14_wrong_figure_format_and_unmakeable_out_are_one_line(finished, tmp_pa
     assert out.returncode == 2 and "needs one of the extensions" in out.stderr and "Traceback" not in out.stderr
     out = run_cli(["report.py", str(finished), "--out", "/proc/nope/x.md", "--no-figures"])
     assert out.returncode == 2 and "Traceback" not in out.stderr and out.stderr.strip().startswith("error: --out")
+
+
+def test_the_cluster_bootstrap_widens_by_the_design_effect_of_a_known_clustering():
+    """200 recordings heard in 16 pairs each, every pair of a recording right or wrong together: the
+    design effect is the cluster size and the interval sqrt(16) = 4 times wider than the iid one; with
+    one pair per recording the two agree."""
+    rng = random.Random(3)
+    right = [rng.random() < 0.7 for _ in range(200)]
+    acc, low, high, deff = cluster_bootstrap([r for r in right for _ in range(16)],
+                                             [c for c in range(200) for _ in range(16)])
+    iid_width = 2 * 1.96 * (acc * (1 - acc) / 3200) ** 0.5
+    assert abs(deff - 16) < 16 * 0.2 and abs((high - low) / iid_width - 4) < 4 * 0.15
+    assert low < acc < high
+    _, low1, high1, deff1 = cluster_bootstrap(right, list(range(200)))
+    assert abs(deff1 - 1) < 0.2 and abs((high1 - low1) / (2 * 1.96 * (acc * (1 - acc) / 200) ** 0.5) - 1) < 0.15
+    assert cluster_bootstrap(right, list(range(200))) == (acc, low1, high1, deff1)  # seeded
+
+
+def test_p_values_below_the_floor_are_not_printed_as_digits():
+    assert fmt_p(1e-316) == "< 1e-16" and fmt_p(0.0) == "< 1e-16" and fmt_p(0.031) == "0.031"
+
+
+def test_runs_with_recordings_get_intervals_over_recordings(tmp_path, capsys):
+    """predictions_test.csv's recording column feeds the per-run table and the paired column."""
+    for seed in (0, 1):
+        for name, acc in (("c", 0.9), ("a", 0.6)):
+            folder = write_run(tmp_path, f"{name}-s{seed}", model="multimodal", fusion="concat" if name == "c" else
+                               "add", seed=seed, acc=acc)
+            with open(os.path.join(folder, "predictions_test.csv"), "w") as f:
+                f.write("id,digit,label,recording\n")
+                for i in range(100):
+                    f.write(f"{i},{1 if i < int(100 * acc) else 0},1,1_spk{i // 10}_0\n")
+    code, out, _ = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0
+    section = out.split("intervals that count recordings")[1]
+    rows = table_rows(section.split("\n\n")[1])
+    seed0 = rows["multimodal-concat"][0]  # 10 recordings of 10 pairs each: 9 all right, 1 all wrong
+    assert seed0[1:3] == ["0", "90.00"] and seed0[-1] == "10" and float(seed0[5]) > 5
+    low, high = (float(x) for x in seed0[3].strip("[]").split(", "))
+    iid_low, iid_high = (float(x) for x in seed0[4].strip("[]").split(", "))
+    assert low < 90 < high and high - low > 2 * (iid_high - iid_low)
+    paired = out.split("### Paired against multimodal-concat")[1]
+    assert "Δ per seed, 95% over recordings" in paired and "-30.00 [" in paired
+
+
+def test_the_fusion_map_reads_regret_against_the_better_single_view(tmp_path, capsys):
+    """A fold with an image-only, an audio-only and a fused run on the same 8 test pairs: the regret is
+    the fused accuracy minus the better single view at each cell, the oracle takes either view's right
+    pairs, and the map and its table say so."""
+    def cells(view_levels, correct_of):
+        out = []
+        for levels in view_levels:
+            bits = correct_of(*levels)
+            packed = base64.b64encode(bytes([int("".join("1" if b else "0" for b in bits), 2)])).decode()
+            out.append({**{k: v for k, v in zip(("p", "snr_db"), levels) if v is not None},
+                        "acc": sum(bits) / 8, "correct": packed})
+        return out
+    image_right = [True] * 6 + [False] * 2    # 75%
+    audio_right = [False] * 4 + [True] * 4    # 50%, right where the image is wrong on two pairs
+    fused_right = [True] * 4 + [False] * 4    # 50%: worse than the image alone
+    grids = {"image": cells([(p, None) for p in GRID_IMAGE_P], lambda p, s: image_right),
+             "audio": cells([(None, s) for s in GRID_AUDIO_SNR], lambda p, s: audio_right),
+             "multimodal": cells([(p, s) for p in GRID_IMAGE_P for s in GRID_AUDIO_SNR], lambda p, s: fused_right)}
+    for model, grid in grids.items():
+        folder = write_run(tmp_path, f"{model}-s0", model=model, fusion="concat" if model == "multimodal" else None,
+                           seed=0, acc=0.5, holdout_speaker="spk1")
+        views = ["image", "audio"] if model == "multimodal" else [model]
+        with open(os.path.join(folder, "robustness.json"), "w") as f:
+            json.dump({"grid": {"views": views, "n": 8, "cells": grid}}, f)
+    code, out, _ = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0
+    rows = table_rows(out.split("## The fusion map on unheard voices")[1].split("\n\n")[2])
+    # regret: 50 - max(75, 50) = -25 everywhere; oracle: image or audio right on all 8 pairs -> 50 - 100
+    assert rows["concat [exam]"][0][5:9] == ["-25.00", "p 0, clean", "-25.00", "-50.00"]
+    assert rows["image [exam]"][0][1] == "1" and rows["image [exam]"][0][5] == "–"

@@ -1,4 +1,5 @@
-"""python -m common.data {fetch,info,show,wav}: get, inspect, look at and listen to the data."""
+"""python -m common.data {fetch,info,show,wav,recordings}: get, inspect, look at and listen to the data, and
+write which recording each test pair holds."""
 import argparse
 import json
 import os
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from ..argtypes import positive_int
+from ..io import atomic_path
 from .dataset import REGIMES
 from .fetch import FSDD_URL, MNIST_URL
 from .errors import DataError
@@ -95,6 +97,25 @@ def cmd_fetch(args):
     print(f"data ready under {root}; use --data-root {root} or export AVDIGITS_DATA={root}")
 
 
+def test_recordings(split):
+    """The recording (digit_speaker_take) of each pair of a split, in row order."""
+    return [split.recording_names[i] for i in split.meta["recording_index"].tolist()]
+
+
+def cmd_recordings(args):
+    """The test split's recording of each row, as DIR/<fingerprint[:12]>.csv (id,recording): the table
+    the report resamples recordings with for runs whose predictions_test.csv has no recording column."""
+    ds = dataset_from_args(args)
+    if "recording_index" not in ds.test.meta:
+        raise DataError(f"the {ds.name} test split does not name its recordings")
+    path = os.path.join(args.out, f"{ds.fingerprint[:12]}.csv")
+    os.makedirs(args.out, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write("id,recording\n")
+        f.writelines(f"{i},{name}\n" for i, name in enumerate(test_recordings(ds.test)))
+    print(f"wrote {path}: {len(ds.test)} test rows of dataset {ds.fingerprint[:12]}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m common.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +142,11 @@ def main(argv=None):
     p.add_argument("--n", type=positive_int, default=5, help="number of pairs")
     p.add_argument("--seed", type=int, default=0, help="seed of the random choice of pairs")
     p.set_defaults(func=cmd_wav)
+    p = sub.add_parser("recordings", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       help="write the recording of each test row (for intervals that resample recordings)")
+    add_data_flags(p)
+    p.add_argument("--out", default="results/recordings", help="folder for <fingerprint>.csv")
+    p.set_defaults(func=cmd_recordings)
     args = parser.parse_args(argv)
     try:
         args.func(args)

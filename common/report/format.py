@@ -1,5 +1,5 @@
 """How the report writes a number, a row's name and a dataset: the formatting every table shares."""
-from .stats import ALPHA
+from .stats import ALPHA, BOOTSTRAP_RESAMPLES, cluster_bootstrap
 
 
 def fmt_stat(stat, digits, with_std=True):
@@ -60,18 +60,63 @@ PAIRED_TEST_TEXT = ("p: McNemar's exact test, per seed in the last column; the s
                     "seed agrees; about 1 when they disagree), then ")
 
 
+P_FLOOR = 1e-16  # below this a p-value says nothing more (and its digits are rounding)
+
+
+def fmt_p(p):
+    return f"< {P_FLOOR:g}" if p < P_FLOOR else f"{p:.2g}"
+
+
+def fmt_interval(mean, low, high, digits=2):
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def recording_intervals_markdown(groups, dataset_name):
+    """Each run's test accuracy with a 95% interval that resamples recordings beside the one that
+    treats test pairs as independent, and the design effect between them; [] without recordings."""
+    rows = []
+    for g in groups:
+        for seed, preds, recordings in zip(g["seeds"], g["predictions"], g.get("recordings") or []):
+            if not preds or not recordings or not set(preds) <= set(recordings):
+                continue
+            ids = sorted(preds)
+            acc, low, high, deff = cluster_bootstrap([int(preds[i]) for i in ids], [recordings[i] for i in ids])
+            half = 1.96 * (acc * (1 - acc) / len(ids)) ** 0.5
+            rows.append(f"| {row_name(g)} | {seed} | {100 * acc:.2f} | [{100 * low:.2f}, {100 * high:.2f}] | "
+                        f"[{100 * (acc - half):.2f}, {100 * (acc + half):.2f}] | {deff:.1f} | "
+                        f"{len(ids) / deff:,.0f} / {len(ids):,} | {len({recordings[i] for i in ids})} |")
+    if not rows:
+        return []
+    return ["", f"Test accuracy (%) with intervals that count recordings ({dataset_name}): each run, its 95% "
+            f"interval from resampling the test recordings ({BOOTSTRAP_RESAMPLES:,} seeded resamples; a recording "
+            "makes many test pairs, right or wrong together) beside the interval that treats every pair as "
+            "independent. Design effect: the first interval's variance over the second's; effective pairs: test "
+            "pairs / design effect.", "",
+            "| model | seed | acc | 95% over recordings | 95% over pairs (iid) | design effect | effective pairs | "
+            "recordings |", "|---|---:|---:|---|---|---:|---:|---:|", *rows]
+
+
 def paired_table(rows, dropped, baseline_files):
     """The lines of a paired-comparison table (stats.paired_comparisons' rows, p_holm filled in) and its
     note on the seeds left out; baseline_files: whose predictions a left-out seed's do not match."""
-    lines = ["| model | seeds | Δ acc (points) | b/c per seed | p | p (Holm) | significant | p per seed |",
-             "|---|---:|---:|---|---:|---:|---|---|"]
+    clustered = any(any(r.get("clustered") or []) for r in rows)
+    lines = ["| model | seeds | Δ acc (points) | b/c per seed | p | p (Holm) | significant | p per seed |"
+             + (" Δ per seed, 95% over recordings |" if clustered else ""),
+             "|---|---:|---:|---|---:|---:|---|---|" + ("---|" if clustered else "")]
     for r in rows:
         mean, half = r["diff"]
         diff = f"{mean:+.2f}" + (f" ± {half:.2f}" if half is not None else " ± –")
         significant = "no" if r["p_holm"] >= ALPHA else "yes, better" if r["direction"] > 0 else "yes, worse"
-        lines.append(f"| {row_name(r['group'])} | {r['n']} | {diff} | {', '.join(r['discordant'])} | "
-                     f"{r['p']:.2g} | {r['p_holm']:.2g} | {significant} | "
-                     f"{', '.join(f'{p:.2g}' for p in r['p_seeds'])} |")
+        line = (f"| {row_name(r['group'])} | {r['n']} | {diff} | {', '.join(r['discordant'])} | "
+                f"{fmt_p(r['p'])} | {fmt_p(r['p_holm'])} | {significant} | "
+                f"{', '.join(fmt_p(p) for p in r['p_seeds'])} |")
+        if clustered:
+            line += " " + "; ".join(fmt_interval(*c[:3]) if c else "–" for c in r.get("clustered") or []) + " |"
+        lines.append(line)
+    if clustered:
+        lines += ["", f"Last column: each seed's Δ with a 95% interval from resampling the test recordings "
+                  f"({BOOTSTRAP_RESAMPLES:,} seeded resamples). McNemar's p treats the test pairs as independent; "
+                  "they are not (each recording is heard in many pairs), and this interval does not assume it."]
     if dropped:
         lines += ["", "Left out of these tests: " + "; ".join(
             f"{row_name(g)} seed {seed}" for g, seed in dropped) + " (its predictions_test.csv covers other "

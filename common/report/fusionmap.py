@@ -115,7 +115,7 @@ def fusion_map_markdown(grid):
                  f"{statistics.fmean(r['test_acc'] for r in runs):.2f}"]
         if label in maps:
             regret, oracle = _mean_map(maps[label], 0), _mean_map(maps[label], 1)
-            worst = min(regret, key=regret.get)
+            worst = min(sorted(regret, key=_cell_order), key=regret.get)  # the first in grid order on a tie
             cells += [f"{statistics.fmean(regret.values()):+.2f}", f"p {_level(worst[0])}, {_level(worst[1])}",
                       f"{regret[worst]:+.2f}", f"{statistics.fmean(oracle.values()):+.2f}"]
         else:

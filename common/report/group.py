@@ -50,7 +50,8 @@ def group_runs(runs):
                  "dataset": dkey[0], "synthetic": dkey[1], "fingerprint": dkey[2], "limit": dkey[3],
                  "holdout_speaker": members[0]["holdout_speaker"],
                  "n": len(members), "seeds": seeds, "paths": [r["path"] for r in members],
-                 "predictions": [r.get("predictions") for r in members]}
+                 "predictions": [r.get("predictions") for r in members],
+                 "recordings": [r.get("recordings") for r in members]}
         for field in STAT_FIELDS:
             group[field] = mean_std(r[field] for r in members)
         group["devices"] = sorted({m["device"] for m in members})

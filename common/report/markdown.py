@@ -4,7 +4,8 @@ from ..facts import NOISE_SWEEPS, REGIMES
 from .columns import RUN_COLUMNS, TEST_COLUMNS
 from .contrastive import (label_efficiency_markdown, label_efficiency_sets, probe_groups, probe_markdown,
                           retrieval_markdown, sweep_markdown)
-from .format import PAIRED_TEST_TEXT, best_labels, describe_dataset, describe_skipped, fmt_stat, paired_table, row_name
+from .format import (PAIRED_TEST_TEXT, best_labels, describe_dataset, describe_skipped, fmt_stat, paired_table,
+                     recording_intervals_markdown, row_name)
 from .group import baselines
 from .seeds import seeds_markdown
 from .speakers import unseen_voices_markdown
@@ -60,6 +61,7 @@ def markdown(tables, runs_dir, n_runs, skipped, sweeps=(), probes=()):
         heading = describe_dataset(dkey)
         lines += ["", f"## {heading}", ""]
         lines += results_table(groups, dkey)
+        lines += recording_intervals_markdown(groups, dkey[0])
         with_regimes = [g for g in groups if any(g["regime_acc"][r][2] for r in REGIMES)]
         if with_regimes:
             lines += ["", f"Test accuracy (%) per noise regime ({dkey[0]}, same runs as above):", ""]

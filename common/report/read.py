@@ -6,7 +6,7 @@ import sys
 
 from ..flags import resolve_recipes
 from ..facts import NOISE_SWEEPS, REGIMES
-from ..runfolder import RecordError, RunFolder, read_json_object, robustness_problem, run_args
+from ..runfolder import RecordError, RunFolder, read_json_object, read_test_recordings, robustness_problem, run_args
 from .columns import COLUMNS
 from .contrastive import contrastive_row
 from .settings import MODELS, config_key, held_out_name
@@ -115,6 +115,7 @@ def read_runs(runs_dir):
             "regime_n": test.get("per_regime_n") or {},
             "robustness": read_robustness(run_dir, m),
             "predictions": RunFolder(run_dir).read_predictions(),
+            "recordings": read_test_recordings(RunFolder(run_dir), m.get("fingerprint")),
             "recipes": resolve_recipes(args, m["model"])[0],  # the named recipes its flags make up
         })
     return runs, contrastive, skipped

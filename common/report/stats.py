@@ -24,6 +24,29 @@ def mean_std(values):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
 
 
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def cluster_bootstrap(values, clusters, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
+    """The mean of per-pair `values` (1/0 for right/wrong; +1/0/-1 for a paired difference) with a 95%
+    interval that resamples whole clusters (the recordings: each makes many test pairs, and pairs of
+    one recording are right or wrong together) with replacement, seeded. Returns (mean, low, high,
+    design effect): the design effect is the resampled variance over the variance pairs drawn
+    independently would give (1: no clustering; the effective number of pairs is n / design effect)."""
+    import numpy as np
+    values = np.asarray(values, dtype=np.float64)
+    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    sums = np.bincount(inverse, weights=values, minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(ids), size=(resamples, len(ids)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    iid_var = values.var(ddof=1) / len(values) if len(values) > 1 else 0.0
+    deff = float(means.var(ddof=1) / iid_var) if iid_var > 0 else math.nan
+    return float(values.mean()), float(low), float(high), deff
+
+
 def mcnemar_exact(b, c):
     """Two-sided exact McNemar p-value from the discordant counts: b pairs only the first model got
     right, c only the second. Under no difference each discordant pair goes either way with
@@ -75,11 +98,13 @@ def paired_comparisons(groups, baseline):
     base_preds = {}
     for seed, preds in zip(baseline["seeds"], baseline["predictions"]):
         base_preds.setdefault(seed, preds)  # a repeated seed: its first run
+    recordings = next((r for r in baseline.get("recordings") or [] if r), None)
     rows, dropped_seeds = [], []
     for g in groups:
         if g is baseline:
             continue
         diffs, per_seed, better, worse, discordant, used, dropped = [], [], [], [], [], set(), []
+        clustered = []  # each seed's difference with its interval over recordings (None: no recordings)
         for seed, mine in zip(g["seeds"], g["predictions"]):
             base = base_preds.get(seed)
             if seed in used or not mine or not base:
@@ -95,11 +120,18 @@ def paired_comparisons(groups, baseline):
             better.append(mcnemar_one_sided(b, c))
             worse.append(mcnemar_one_sided(c, b))
             discordant.append(f"{b}/{c}")
+            ids = sorted(mine)
+            if recordings and set(mine) <= set(recordings):
+                mean, low, high, deff = cluster_bootstrap([int(mine[i]) - int(base[i]) for i in ids],
+                                                          [recordings[i] for i in ids])
+                clustered.append((100 * mean, 100 * low, 100 * high, deff))
+            else:
+                clustered.append(None)
         if diffs:
             p_better, p_worse = max(better), max(worse)
             rows.append({"group": g, "n": len(diffs), "diff": mean_ci(diffs), "p_seeds": per_seed,
                          "p": min(1.0, 2 * min(p_better, p_worse)), "direction": 1 if p_better < p_worse else -1,
-                         "discordant": discordant})
+                         "discordant": discordant, "clustered": clustered})
         dropped_seeds += [(g, seed) for seed in dropped]
     for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = adjusted
