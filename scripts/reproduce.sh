@@ -61,6 +61,14 @@ STUDY_MODELS="$("$PY" "$ROOT/scripts/runs.py" models)" || { echo "error: $PY can
 [[ $MODELS != all ]] || MODELS="$STUDY_MODELS"
 [[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
 [[ -n "${MODELS// /}" ]] || { echo "error: --models is empty" >&2; exit 2; }
+[[ -n "$RUNS_DIR" ]] || { echo "error: --runs-dir is empty" >&2; exit 2; }
+for word in ${EXTRA[@]+"${EXTRA[@]}"}; do  # the flags this script sets for each run are its own
+    case "${word%%=*}" in
+        --seed|--name|--runs-dir|--resume)
+            echo "error: ${word%%=*} after -- would override what scripts/reproduce.sh sets for each run" \
+                 "(use --seeds, --runs-dir, --tag)" >&2; exit 2 ;;
+    esac
+done
 [[ -z "$TAG" || "$TAG" =~ ^[A-Za-z0-9._]+(-[A-Za-z0-9._]+)*$ ]] || \
     { echo "error: --tag $TAG: use letters, digits, '.', '_' and inner '-'" >&2; exit 2; }
 for model in $MODELS; do

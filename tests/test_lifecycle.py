@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from common.training.lifecycle import _failed_start, claim_run_name
+from common.training.lifecycle import _failed_start, claim_run_name, resume_command
 from common.training.loop import TrainingError, load_checkpoint, resolve_precision
 
 from conftest import FAST, ROOT, one_line_error, run_script, train_named, train_on_course, write_course
@@ -518,3 +519,11 @@ def test_resume_refuses_a_flag_the_run_predates(larger_course, tmp_path):
     assert out.returncode == 2 and "before --warmup-epochs existed" in out.stderr
     out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2")  # without it: fine
     assert out.returncode == 0, out.stderr
+
+
+def test_the_resume_hint_quotes_every_word_for_the_shell(monkeypatch):
+    """A runs folder with a space or shell syntax in it comes back as one word, never as a command."""
+    monkeypatch.setattr(sys, "argv", ["train_image.py"])
+    args = SimpleNamespace(runs_dir="my runs/$(touch pwned)", name="a;b")
+    words = shlex.split(resume_command(args))
+    assert words == ["python", "train_image.py", "--runs-dir", "my runs/$(touch pwned)", "--name", "a;b", "--resume"]

@@ -10,11 +10,12 @@ import stat
 import subprocess
 import sys
 
-from test_report import REPRODUCE, ROOT, run_report, table_rows, write_run
+import pytest
 
 from common.facts import FUSION_CHOICES
 
 from conftest import run_cli
+from test_report import REPRODUCE, ROOT, run_report, table_rows, write_run
 
 
 def stub_interpreter(tmp_path, text):
@@ -396,3 +397,18 @@ def test_15_beyond_with_no_seeds_says_so():
     out = subprocess.run(["bash", "scripts/beyond.sh", "--seeds", "", "--list"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "--seeds is empty" in out.stderr
+
+
+@pytest.mark.parametrize("extra", [["--seed", "5"], ["--seed=5"], ["--name", "x"], ["--runs-dir", "elsewhere"],
+                                   ["--resume"]])
+def test_reproduce_refuses_the_flags_it_sets_itself_after_the_separator(extra):
+    out = subprocess.run(["bash", "scripts/reproduce.sh", "--seeds", "0 1", "--list", "--", *extra], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "would override what scripts/reproduce.sh sets" in out.stderr
+    assert out.stdout == ""
+
+
+def test_reproduce_refuses_an_empty_runs_dir():
+    out = subprocess.run(["bash", "scripts/reproduce.sh", "--runs-dir", "", "--list"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--runs-dir is empty" in out.stderr

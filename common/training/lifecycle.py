@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -284,9 +285,10 @@ def run_config(setup, extra=None):
 
 
 def resume_command(args):
-    """The shell command that continues this run."""
+    """The shell command that continues this run, each word quoted for the shell (a runs folder with a
+    space, or any other character a shell reads, comes back as the same word)."""
     script = os.path.basename(sys.argv[0])
-    return f"python {script} --runs-dir {args.runs_dir} --name {args.name} --resume"
+    return shlex.join(["python", script, "--runs-dir", args.runs_dir, "--name", args.name, "--resume"])
 
 
 SCALAR_TAGS = {"val_loss": "loss/val", "val_acc": "acc/val"}  # history field -> TensorBoard tag
