@@ -45,7 +45,7 @@ from common.report.format import describe_skipped
 from common.report.fusionmap import fusion_map_figure, fusion_map_markdown, grid_runs
 from common.report.group import contrastive_tables, group_runs
 from common.report.markdown import markdown
-from common.report.read import ReportError, read_all, read_probes, read_runs  # noqa: F401
+from common.report.read import ReportError, read_all, read_floors, read_probes, read_runs  # noqa: F401
 from common.report.stats import holm, mcnemar_exact, mcnemar_one_sided, mean_ci, mean_std  # noqa: F401
 from common.report.tables_csv import csv_text
 from common.runfolder import init_source  # noqa: F401
@@ -79,7 +79,8 @@ def build_report(runs_dirs, fmt, figures_dir=None):
         except OSError as e:
             raise ReportError(f"cannot write figures to {figures_dir}: {e.strerror or e}") from None
     if fmt == "md":
-        text = markdown(tables, "`, `".join(runs_dirs), len(runs) + len(contrastive), skipped, sweeps, probes)
+        text = markdown(tables, "`, `".join(runs_dirs), len(runs) + len(contrastive), skipped, sweeps, probes,
+                        read_floors(runs_dirs))
         return text + "\n".join(fusion_map_markdown(grid)) + "\n" if grid else text
     return csv_text(tables)
 

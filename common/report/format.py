@@ -71,10 +71,18 @@ def fmt_interval(mean, low, high, digits=2):
     return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
-def recording_intervals_markdown(groups, dataset_name):
+FLOOR_NAMES = {"image": "noisy pixels", "audio": "a 128-d log-mel summary", "both": "pixels + log-mel summary"}
+MODEL_VIEWS = {"image": "image", "audio": "audio", "multimodal": "both"}
+
+
+def recording_intervals_markdown(groups, dataset_name, floors=None):
     """Each run's test accuracy with a 95% interval that resamples recordings beside the one that
-    treats test pairs as independent, and the design effect between them; [] without recordings."""
-    rows = []
+    treats test pairs as independent, and the design effect between them; [] without recordings.
+    floors: {"image" | "audio" | "both": %} of this dataset (read.read_floors): each run says whether
+    its interval clears the floor of its views, and the floors come first as rows of their own."""
+    floors = floors or {}
+    rows = [f"| floor: logistic regression on {FLOOR_NAMES[v]} | – | {floors[v]:.2f} | – | – | – | – | – | – |"
+            for v in ("image", "audio", "both") if v in floors]
     for g in groups:
         for seed, preds, recordings in zip(g["seeds"], g["predictions"], g.get("recordings") or []):
             if not preds or not recordings or not set(preds) <= set(recordings):
@@ -82,18 +90,21 @@ def recording_intervals_markdown(groups, dataset_name):
             ids = sorted(preds)
             acc, low, high, deff = cluster_bootstrap([int(preds[i]) for i in ids], [recordings[i] for i in ids])
             half = 1.96 * (acc * (1 - acc) / len(ids)) ** 0.5
+            floor = floors.get(MODEL_VIEWS.get(g["model"]))
+            clears = "–" if floor is None else "yes" if 100 * low > floor else "no"
             rows.append(f"| {row_name(g)} | {seed} | {100 * acc:.2f} | [{100 * low:.2f}, {100 * high:.2f}] | "
                         f"[{100 * (acc - half):.2f}, {100 * (acc + half):.2f}] | {deff:.1f} | "
-                        f"{len(ids) / deff:,.0f} / {len(ids):,} | {len({recordings[i] for i in ids})} |")
-    if not rows:
+                        f"{len(ids) / deff:,.0f} / {len(ids):,} | {len({recordings[i] for i in ids})} | {clears} |")
+    if len(rows) == len([v for v in floors if v in FLOOR_NAMES]):
         return []
     return ["", f"Test accuracy (%) with intervals that count recordings ({dataset_name}): each run, its 95% "
             f"interval from resampling the test recordings ({BOOTSTRAP_RESAMPLES:,} seeded resamples; a recording "
             "makes many test pairs, right or wrong together) beside the interval that treats every pair as "
             "independent. Design effect: the first interval's variance over the second's; effective pairs: test "
-            "pairs / design effect.", "",
-            "| model | seed | acc | 95% over recordings | 95% over pairs (iid) | design effect | effective pairs | "
-            "recordings |", "|---|---:|---:|---|---|---:|---:|---:|", *rows]
+            "pairs / design effect. Floors: a logistic regression on the raw inputs of the same views, all labels "
+            "(evaluate_contrastive.py raw); clears: the run's interval over recordings lies above its views' floor.",
+            "", "| model | seed | acc | 95% over recordings | 95% over pairs (iid) | design effect | effective pairs | "
+            "recordings | clears its floor |", "|---|---:|---:|---|---|---:|---:|---:|---|", *rows]
 
 
 def paired_table(rows, dropped, baseline_files):

@@ -45,7 +45,7 @@ def results_table(groups, dkey):
     return lines
 
 
-def markdown(tables, runs_dir, n_runs, skipped, sweeps=(), probes=()):
+def markdown(tables, runs_dir, n_runs, skipped, sweeps=(), probes=(), floors=None):
     lines = ["# Results", "",
              f"{n_runs} run(s) from `{runs_dir}`. Each row: mean ± sample std (ddof=1) over n seeds; "
              "± – when n = 1. Test accuracy and loss are on the test split, evaluated once with the best "
@@ -61,7 +61,7 @@ def markdown(tables, runs_dir, n_runs, skipped, sweeps=(), probes=()):
         heading = describe_dataset(dkey)
         lines += ["", f"## {heading}", ""]
         lines += results_table(groups, dkey)
-        lines += recording_intervals_markdown(groups, dkey[0])
+        lines += recording_intervals_markdown(groups, dkey[0], (floors or {}).get(dkey[2]))
         with_regimes = [g for g in groups if any(g["regime_acc"][r][2] for r in REGIMES)]
         if with_regimes:
             lines += ["", f"Test accuracy (%) per noise regime ({dkey[0]}, same runs as above):", ""]

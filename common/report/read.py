@@ -6,7 +6,8 @@ import sys
 
 from ..flags import resolve_recipes
 from ..facts import NOISE_SWEEPS, REGIMES
-from ..runfolder import RecordError, RunFolder, read_json_object, read_test_recordings, robustness_problem, run_args
+from ..runfolder import (RECORDINGS_DIR, RecordError, RunFolder, read_json_object, read_test_recordings,
+                         robustness_problem, run_args)
 from .columns import COLUMNS
 from .contrastive import contrastive_row
 from .settings import MODELS, config_key, held_out_name
@@ -140,6 +141,34 @@ def read_probes(runs_dirs):
                    probes.get("fingerprint"), probes.get("limit"))
             by_key.setdefault(key, []).append((os.path.basename(os.path.dirname(path)), probes))
     return sorted(by_key.items(), key=lambda kv: (kv[0][1], str(kv[0][0]), kv[0][3] is not None, str(kv[0][2])))
+
+
+FLOOR_VIEWS = {"image": "image", "audio": "audio", "multimodal": "both"}  # a model's views, as a floor names them
+
+
+def read_floors(runs_dirs):
+    """{dataset fingerprint: {"image" | "audio" | "both": accuracy %}}: the raw-input floors (a logistic
+    regression on the noisy pixels, a log-mel summary, or both, on all the labels; evaluate_contrastive.py
+    raw) kept in probes.json files under runs_dirs and the repository's results/, mean over label seeds."""
+    floors, seen = {}, set()
+    for runs_dir in list(runs_dirs) + [os.path.dirname(RECORDINGS_DIR)]:
+        for path in find_files(runs_dir, "probes.json") if os.path.isdir(runs_dir) else []:
+            if os.path.realpath(path) in seen:
+                continue
+            seen.add(os.path.realpath(path))
+            try:
+                probes = read_json_object(path)
+            except RecordError:
+                continue
+            rows = probes.get("probes") if probes.get("kind") == "raw" else None
+            if not isinstance(rows, list) or probes.get("limit") is not None:
+                continue
+            for features in FLOOR_VIEWS.values():
+                accs = [r.get("test_acc") for r in rows if isinstance(r, dict) and r.get("fraction") == 1.0
+                        and r.get("features") == features and is_number(r.get("test_acc"))]
+                if accs:
+                    floors.setdefault(probes.get("fingerprint"), {})[features] = 100.0 * sum(accs) / len(accs)
+    return floors
 
 
 def read_all(runs_dirs):
