@@ -552,6 +552,9 @@ def test_a_validation_speaker_run_validates_on_the_fixed_pairs(tmp_path):
                         log=lambda m: None)
     assert split["val"] == torch.nonzero(data.train.meta["val"]).flatten().tolist()
     assert not set(split["val"]) & set(split["train"])
+    predictions = (runs / "nested" / "predictions_test.csv").read_text().splitlines()
+    assert predictions[0] == "id,digit,label,recording"  # each test pair's recording, for intervals over them
+    assert {row.split(",")[3].split("_")[1] for row in predictions[1:]} == {"spk1"}
     out = run_script(["train_image.py", *SMALL_SYNTHETIC, "--holdout-speaker", "spk1", "--val-speaker", "spk2",
                       "--val-fraction", "0.3", "--runs-dir", str(runs), "--name", "other"])
     assert out.returncode == 2 and "fixes its validation share" in out.stderr

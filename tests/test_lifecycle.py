@@ -32,7 +32,7 @@ def test_a_claimed_name_is_refused_to_another_process_and_freed_when_it_ends(tmp
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        probe = [sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); from common.run import "
+        probe = [sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); from common.training.lifecycle import "
                                        f"claim_run_name; print(claim_run_name({str(tmp_path)!r}, 'r'), "
                                        f"claim_run_name({str(tmp_path)!r}, 'other'))"]
         assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.split() == ["False", "True"]
@@ -111,7 +111,7 @@ def test_tiny_run_leaves_every_output_and_repeats_exactly(script, larger_course,
         state = torch.load(run / "checkpoints" / ckpt, weights_only=True)  # plain tensors and types only
         assert "model" in state
     header = (run / "predictions_test.csv").read_text().splitlines()[0]
-    assert header == "id,digit,label,recording"
+    assert header == "id,digit,label"  # course files name no recordings
 
     again = train(script, larger_course, tmp_path, "--max-epochs", "2", name="again")
     assert again.returncode == 0, again.stderr

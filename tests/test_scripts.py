@@ -13,9 +13,15 @@ import sys
 import pytest
 
 from common.facts import FUSION_CHOICES
+from common.runfolder import command_flags, expand_recipes
 
 from conftest import run_cli
 from test_report import REPRODUCE, ROOT, run_report, table_rows, write_run
+
+
+def meaning(words):
+    """A training command's flags with its recipes expanded: {"--flag": (value, ...)}."""
+    return expand_recipes(command_flags(words))
 
 
 def stub_interpreter(tmp_path, text):
@@ -177,19 +183,16 @@ def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
     assert r.returncode == 0, r.stderr
     calls = [c.split() for c in log.read_text().splitlines()]
     names = [c[c.index("--name") + 1] for c in calls]
-    variants = {"multimodal-concat-mdrop0.3": ["--modality-dropout", "0.3"],
-                "multimodal-late-mdrop0.3": ["--modality-dropout", "0.3"],
-                "audio-mel": ["--audio-frontend", "mel"],
-                "multimodal-concat-mel": ["--audio-frontend", "mel"],
-                "multimodal-concat-mel-mdrop0.3": ["--audio-frontend", "mel", "--modality-dropout", "0.3"],
-                "audio-mel-lean": ["--audio-frontend", "mel", "--mel-channels", "8", "16"],
-                "multimodal-concat-mel-lean": ["--audio-frontend", "mel", "--mel-channels", "8", "16"]}
+    mdrop, mel, lean = {"--modality-dropout": ("0.3",)}, {"--audio-frontend": ("mel",)}, {"--mel-channels": ("8", "16")}
+    variants = {"multimodal-concat-mdrop0.3": mdrop, "multimodal-late-mdrop0.3": mdrop, "audio-mel": mel,
+                "multimodal-concat-mel": mel, "multimodal-concat-mel-mdrop0.3": {**mel, **mdrop},
+                "audio-mel-lean": {**mel, **lean}, "multimodal-concat-mel-lean": {**mel, **lean}}
     assert names == [f"{v}-s{s}" for s in (0, 1) for v in variants]
     for c, name in zip(calls, names):
-        flags = " ".join(c)
-        assert " ".join(variants[name[:-3]]) + " --data synthetic" in flags, flags
+        flags = meaning(c)  # the recipes the script names, as the flags they set
+        assert all(flags.get(k) == v for k, v in variants[name[:-3]].items()) and c[-2:] == ["--data", "synthetic"]
         assert c[c.index("--seed") + 1] == name[-1]
-        assert ("--modality-dropout" in c) == ("mdrop" in name) and ("--audio-frontend" in c) == ("mel" in name)
+        assert ("--modality-dropout" in flags) == ("mdrop" in name) and ("--audio-frontend" in flags) == ("mel" in name)
     bad = subprocess.run(["bash", REPRODUCE, "--tag", "-x", "--list"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "--tag -x" in bad.stderr
     # --list: the same runs as one reproduce.sh command each, in the same order, and nothing trained
@@ -200,7 +203,9 @@ def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
     lines = [line.split() for line in listed.stdout.splitlines()]
     assert [f"{'audio' if c[c.index('--models') + 1] == 'audio' else 'multimodal-' + c[c.index('--models') + 1]}"
             f"-{c[c.index('--tag') + 1]}-s{c[c.index('--seeds') + 1]}" for c in lines] == names
-    assert all(" ".join(variants[n[:-3]]) + " --data synthetic" in " ".join(c) for c, n in zip(lines, names))
+    for c, n in zip(lines, names):
+        after = meaning(c[c.index("--") + 1:])
+        assert all(after.get(k) == v for k, v in variants[n[:-3]].items()) and c[-2:] == ["--data", "synthetic"]
 
 
 def test_speakers_runs_fold_by_fold_with_the_held_out_voice_and_the_known_speaker_reference(tmp_path):
@@ -218,8 +223,9 @@ def test_speakers_runs_fold_by_fold_with_the_held_out_voice_and_the_known_speake
     for c, name in zip(trained, names):
         held = c[c.index("--holdout-speaker") + 1] if "--holdout-speaker" in c else None
         assert held == (name.split("-spk-")[1][:-3] if "-spk-" in name else None), c
-        assert ("--mel-channels" in c) == ("mel-lean" in name) and ("--modality-dropout" in c) == ("mdrop" in name)
-        assert c[-2:] == ["--data", "synthetic"]
+        flags = meaning(c)
+        assert (flags.get("--mel-channels") == ("8", "16")) == ("mel-lean" in name)
+        assert ("--modality-dropout" in flags) == ("mdrop" in name) and c[-2:] == ["--data", "synthetic"]
     bad = subprocess.run(["bash", os.path.join(ROOT, "scripts", "speakers.sh"), "--speakers", "../x", "--list"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --speakers: ../x is not a speaker name"
@@ -274,7 +280,9 @@ def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe
         flags = " ".join(c)
         assert flags.endswith("--data synthetic")
         if name.startswith("contrastive-"):
-            assert "--batch-size 128 --max-epochs 10 --patience 10" in flags and "--epoch-pairs" not in c
+            given = meaning(c)
+            assert [given.get(k) for k in ("--batch-size", "--max-epochs", "--patience")] == [("128",), ("10",), ("10",)]
+            assert "--epoch-pairs" not in c
             assert ("--learn-tau" in c) == ("learn" in name) and ("--learn-bias" in c) == ("bias" in name)
         else:
             assert c[c.index("--label-fraction") + 1] == name.split("-f")[1].split("-")[0]
@@ -354,13 +362,16 @@ def test_contrastive_study_v2_measures_the_floors_then_trains_and_measures_each_
                      "contrastive-nt_log-b-10-s0", "contrastive-nt_xent-t0.05-s0", "contrastive-nt_xent-t0.2-s0",
                      "contrastive-nt_xent-mel-s0", "contrastive-nt_log-mel-s0", "contrastive-nt_xent-e48-s0"]
     for c, name in zip(trained, names):
-        flags = " ".join(c)
-        assert "--head mlp-bn --feat-dropout 0.1 --optimizer adamw --weight-decay 1e-4 --warmup-epochs 1" in flags
-        assert "--select val_digit1 --max-epochs 24 --patience 24" in flags
-        assert ("--audio-frontend mel" in flags) == ("mel" in name)
-        assert ("--max-epochs 48 --patience 48" in flags) == ("e48" in name)
-        assert ("--augment views" in flags) == ("noaug" not in name)
-        assert ("--bias-init prior --own-lr 1e-2" in flags) == (name.startswith("contrastive-nt_log-") and "b-10" not in name)
+        flags = meaning(c)  # the second recipe (--recipe contrastive-v2) and each run's own flags
+        assert [flags.get(k) for k in ("--head", "--feat-dropout", "--optimizer", "--schedule", "--select")] == \
+            [("mlp-bn",), ("0.1",), ("adamw",), ("cosine",), ("val_digit1",)]
+        assert float(flags["--weight-decay"][0]) == 1e-4 and float(flags["--warmup-epochs"][0]) == 1
+        epochs = ("48",) if "e48" in name else ("24",)
+        assert flags["--max-epochs"] == flags["--patience"] == epochs
+        assert (flags.get("--audio-frontend") == ("mel",)) == ("mel" in name)
+        assert flags["--augment"] == (("none",) if "noaug" in name else ("views",))
+        nt_log_prior = flags.get("--bias-init") == ("prior",) and float(flags.get("--own-lr", ("0",))[0]) == 1e-2
+        assert nt_log_prior == (name.startswith("contrastive-nt_log-") and "b-10" not in name)
     measured = [c[1] for c in calls if c[0].endswith("evaluate_contrastive.py") and c[1] not in ("raw", "random")
                 and "--finetune" not in c]
     assert measured == [str(runs / n) for n in names]  # each run measured right after its training

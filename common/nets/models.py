@@ -2,7 +2,7 @@
 
 ``MultimodalNet`` is the exam's early-fusion model (section 1.5, "1e"):
 ImageFeaturizer and AudioFeaturizer (dropout 0.5 each) give 128-d vectors,
-a fusion from ``common.fusion`` merges them, and the head
+a fusion from ``common.nets.fusions`` merges them, and the head
 fc(out_dim -> 64)-ReLU-fc(64 -> 10) classifies. ``LateFusionNet`` is the
 baseline every fusion is measured against: each featurizer gets its own
 fc(128 -> 10) and the two logit vectors are averaged (trained jointly with
@@ -196,7 +196,7 @@ def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropou
                      image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend()):
     """MultimodalNet with the named fusion, or LateFusionNet for ``"late"``.
 
-    Width options left at None take the defaults of ``common.fusion``
+    Width options left at None take the defaults of ``common.nets.fusions``
     (fused_dim 128, hidden_dim 256, heads 4); ``late`` ignores them.
     image_dim / audio_dim are the featurizers' output widths (the exam: 128 each);
     audio_frontend (an AudioFrontend) picks the audio featurizer (raw, the exam's, or mel).
