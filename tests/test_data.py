@@ -580,3 +580,17 @@ def test_the_committed_recordings_table_matches_a_rebuilt_test_split():
         rows = f.read().splitlines()[1:]
     names = [data.test.recording_names[i] for i in data.test.meta["recording_index"].tolist()]
     assert rows == [f"{i},{n}" for i, n in enumerate(names)] and len(rows) == 5859
+
+
+def test_a_cache_whose_metadata_was_changed_is_rebuilt_not_trusted(tmp_path):
+    """The fingerprint covers images, audio and labels; the regimes, noise levels and indices are
+    checked by a digest of their own, so a cache with the test regimes zeroed is not loaded."""
+    ds = build_dataset(small_raw(), {"train": 100, "test": 50}, 0)
+    path = str(tmp_path / "c.pt")
+    cache_mod.save_cached(path, {"x": 1}, ds)
+    state = torch.load(path, weights_only=True)
+    state["test"]["meta"]["regime"] = torch.zeros_like(state["test"]["meta"]["regime"])
+    torch.save(state, path)
+    assert cache_mod.load_cached(path, {"x": 1}) is None
+    cache_mod.save_cached(path, {"x": 1}, ds)
+    assert cache_mod.load_cached(path, {"x": 1}).fingerprint == ds.fingerprint
