@@ -33,7 +33,7 @@ import torch
 from common.data import REGIMES
 from common.data.batching import train_val_split
 from common.data.sources import add_data_flags, dataset_from_args
-from common.evaluation.contrastive import encode, retrieval_by_group
+from common.training.retrieval import encode, retrieval_by_group
 from common.evaluation.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_STEPS, FRACTIONS,
                                                 LABEL_SEEDS, WEIGHT_DECAYS, finetune_rows, floor_features, probe_rows,
                                                 regimes_of)

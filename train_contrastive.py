@@ -29,7 +29,7 @@ import torch
 from common.data import REGIMES
 from common.data.augment import build_augment
 from common.data.batching import steps_per_epoch
-from common.evaluation.contrastive import retrieval_by_group, validate
+from common.training.retrieval import retrieval_by_group, validate
 from common.facts import AudioFrontend
 from common.nets.featurizers import count_parameters
 from common.nets.losses import build_contrastive_loss

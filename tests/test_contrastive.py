@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from common.evaluation.contrastive import retrieval_from_similarity, retrieval_metrics
+from common.training.retrieval import retrieval_from_similarity, retrieval_metrics
 from common.nets.losses import (AllPairsNTLog, InBatchNTXent, f_log, f_xent, nt_log, nt_log_grad_u, nt_xent,
                                 nt_xent_grad_u)
 
@@ -319,7 +319,7 @@ def test_analysis_script(tmp_path):
 
 
 def test_class_level_retrieval_ranks_queries_in_chunks_without_changing_the_result(monkeypatch):
-    import common.evaluation.contrastive as contrastive
+    import common.training.retrieval as contrastive
     torch.manual_seed(0)
     sims, labels = torch.randn(300, 300), torch.randint(0, 10, (300,))
     sims[:, 7] = sims[:, 8]  # ties: broken by the lower index, in every chunk

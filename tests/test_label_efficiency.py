@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from common.data.sources import dataset_from_args
-from common.evaluation.contrastive import encode, retrieval_by_group
+from common.training.retrieval import encode, retrieval_by_group
 from common.evaluation.label_efficiency import budget_subsets, floor_features, probe_rows
 from common.nets.losses import InBatchNTXent
 from common.nets.models import ContrastiveModel
@@ -162,7 +162,7 @@ def test_new_contrastive_flags_are_checked_and_kept_on_resume(v2_run, tmp_path):
 
 
 def test_the_fine_tuned_classifier_starts_as_the_probe():
-    from common.evaluation.contrastive import fit_linear_probe
+    from common.training.retrieval import fit_linear_probe
     from common.evaluation.label_efficiency import ProbedClassifier
     from common.nets.featurizers import AudioFeaturizer, ImageFeaturizer
     torch.manual_seed(0)

@@ -2,7 +2,6 @@
 
 - robustness.py: noise sweeps of each view, a missing view, a fresh draw of the test split, and the
   fusion map (--grid), all rendered with the data recipe's own noise functions from seeded streams;
-- contrastive.py: frozen features, retrieval and linear probes of a contrastive run;
 - label_efficiency.py: probes and fine-tuning at a few labels, and the floors they are read against;
 - malloc.py: keep freed memory for reuse (evaluation allocates thousands of same-sized tensors).
 """

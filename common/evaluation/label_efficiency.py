@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .contrastive import fit_linear_probe
+from ..training.retrieval import fit_linear_probe
 from ..data import REGIMES
 from ..data.batching import class_balanced_subset, epoch_order
 from ..nets.mel import LogMel

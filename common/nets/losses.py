@@ -39,7 +39,7 @@ The batched modules `InBatchNTXent` (CLIP-style) and `AllPairsNTLog`
 always read from the tensors, so a short last batch (even B = 1) works.
 
 Measuring a trained ContrastiveModel (retrieval, its validation loss, its featurizer outputs and
-linear probes on them) is common/evaluation/contrastive.py's job.
+linear probes on them) is common/training/retrieval.py's job.
 """
 import math
 

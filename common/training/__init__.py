@@ -8,5 +8,7 @@
   evaluation, checkpoints that load with weights_only=True;
 - finish.py: what a finished run writes: metrics.json, figures, test predictions, TensorBoard extras;
 - diagnostics.py: --log-diagnostics (gradient norms, dead units, attention entropy);
-- init_from.py: --init-from, featurizer weights from another run's checkpoint.
+- init_from.py: --init-from, featurizer weights from another run's checkpoint;
+- retrieval.py: what a contrastive model learned: retrieval and linear probes on its features (each epoch's
+  validation, the finished run, evaluate_contrastive.py).
 """

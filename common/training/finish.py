@@ -122,7 +122,7 @@ def log_text_summary(metrics):
 def finish_contrastive_run(run, dataset, train_index, val_index, test_index, best, title):
     """What a contrastive run reports once its best weights are back: test retrieval (exact partner
     and same digit), linear-probe accuracy of the frozen featurizers, figures, metrics.json."""
-    from ..evaluation.contrastive import encode, probe_accuracies, retrieval_metrics
+    from .retrieval import encode, probe_accuracies, retrieval_metrics
     model, device, precision, args = run.model, run.setup.device, run.setup.precision, run.args
     train, test = dataset.train, dataset.test
     test_codes = encode(model, test, test_index, device, precision)

@@ -8,7 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..nets.losses import similarity_matrix
-from ..training.loop import autocast, batch_inputs
+from .loop import autocast, batch_inputs
 
 
 # --------------------------------------------------------------------------- #
