@@ -15,6 +15,7 @@ from common.data.batching import steps_per_epoch
 from common.facts import AudioFrontend
 from common.nets.featurizers import count_parameters
 from common.nets.models import build_multimodal, draw_present_views, fill_missing, missing_view_stand_in
+from common.training.calibration import fit_view_temperatures
 from common.training.cli import UsageError, parse_training_args, run_main, training_parser
 from common.training.diagnostics import start_diagnostics
 from common.training.finish import finish_run, log_text_summary
@@ -37,7 +38,7 @@ def main():
     try:
         model = build_multimodal(args.fusion, args.fused_dim, args.hidden_dim, args.heads,
                                  image_dim=args.image_dim, audio_dim=args.audio_dim,
-                                 audio_frontend=AudioFrontend.of(args))
+                                 audio_frontend=AudioFrontend.of(args), calibrated=args.calibrate)
     except ValueError as e:  # e.g. a fusion that needs equal widths
         raise UsageError(str(e)) from None
     init_source = apply_init_from(model, args)  # --init-from (a resumed run has its weights in last.pt)
@@ -90,6 +91,9 @@ def main():
 
     # Only now, with the best validation weights back in place, is the test split used.
     best = run.restore_best()
+    if args.calibrate:  # late fusion's per-head temperatures, from the validation pairs (off by default)
+        best = {**best, "calibration": fit_view_temperatures(model, train, val_idx, device, precision)}
+        run.save_best(epoch=best["epoch"])  # best.pt with its temperatures, for evaluate.py and predict.py
     title = f"multimodal, {args.fusion} fusion [{setup.dataset.name}]"
     metrics = finish_run(run, setup.dataset, train_idx, test_idx, VIEWS, EVAL_BATCH, best, title)
     print(log_text_summary(metrics))

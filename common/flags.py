@@ -111,6 +111,10 @@ FLAGS = (
     Flag("--init-from", "load featurizer weights from this best.pt before training (repeatable: e.g. the image "
          "run's and the audio run's)", "model", scripts=(MULTIMODAL,), default=[], action="append",
          metavar="CHECKPOINT"),
+    Flag("--calibrate", "late fusion: after training, fit one temperature per head on the validation pairs (with "
+         "--val-speaker, an unheard voice) and divide each head's logits by it from then on, so that a head that "
+         "is confidently wrong there counts for less (common/training/calibration.py)", "advanced",
+         scripts=(MULTIMODAL,), action="store_true", old=False),
     Flag("--modality-dropout-fill", "what a view lost to --modality-dropout becomes (evaluate.py's two stand-ins for "
          "a missing view)", "advanced", scripts=(MULTIMODAL,), default="zeros", choices=STAND_INS, old="zeros"),
     Flag("--image-dim", "width of the image featurizer's output vector (the exam: 128)", "advanced",
@@ -372,6 +376,8 @@ def flag_problems(args, script):
         for dest, fusions in FUSION_WIDTHS.items():
             need(fusion in fusions or not _given(args, dest, script),
                  f"--{dest.replace('_', '-')} has no effect on {fusion} fusion (only on {', '.join(fusions)})")
+        need(not get("calibrate") or fusion == "late", "--calibrate needs --fusion late (it weighs late fusion's two "
+             "heads)")
         need(get("modality_dropout_fill") == "zeros" or (get("modality_dropout") and fusion != "late"),
              "--modality-dropout-fill needs --modality-dropout above 0 and a fusion other than late (late fusion "
              "leaves the lost view's head out instead of filling the view)")

@@ -109,14 +109,18 @@ class LateFusionNet(nn.Module):
     fusion_name = "late"
     uses_tokens = False
 
-    def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend()):
+    def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend(),
+                 calibrated=False):
         super().__init__()
         self.image_featurizer = ImageFeaturizer(dropout, out_dim=image_dim)
         self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, audio_dim)
         self.image_classifier = nn.Linear(self.image_featurizer.out_dim, NUM_CLASSES)
         self.audio_classifier = nn.Linear(self.audio_featurizer.out_dim, NUM_CLASSES)
+        if calibrated:  # --calibrate: each head's logits divided by its temperature (1, 1 until fitted)
+            self.register_buffer("view_temperature", torch.ones(2))
 
     def branch_logits(self, image, audio):
+        """The two heads' logits, before any temperature."""
         return (self.image_classifier(self.image_featurizer(image)),
                 self.audio_classifier(self.audio_featurizer(audio)))
 
@@ -124,6 +128,9 @@ class LateFusionNet(nn.Module):
         """present: None, or a bool [B, 2] of which views (image, audio) each pair still has
         (modality dropout): a missing view's head is left out of that pair's average."""
         img_logits, aud_logits = self.branch_logits(image, audio)
+        if hasattr(self, "view_temperature"):
+            img_logits = img_logits / self.view_temperature[0].to(img_logits.dtype)
+            aud_logits = aud_logits / self.view_temperature[1].to(aud_logits.dtype)
         if present is None:
             return (img_logits + aud_logits) / 2
         weight = present.to(img_logits.dtype)
@@ -193,16 +200,18 @@ class ContrastiveModel(nn.Module):
 
 
 def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5,
-                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend()):
+                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend(), calibrated=False):
     """MultimodalNet with the named fusion, or LateFusionNet for ``"late"``.
 
     Width options left at None take the defaults of ``common.nets.fusions``
     (fused_dim 128, hidden_dim 256, heads 4); ``late`` ignores them.
     image_dim / audio_dim are the featurizers' output widths (the exam: 128 each);
-    audio_frontend (an AudioFrontend) picks the audio featurizer (raw, the exam's, or mel).
+    audio_frontend (an AudioFrontend) picks the audio featurizer (raw, the exam's, or mel);
+    calibrated: late fusion with a temperature per head (--calibrate).
     """
     if fusion == "late":
-        return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend)
+        return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
+                             calibrated=calibrated)
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSION_CHOICES)}")
     return MultimodalNet(fusion, dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
@@ -257,5 +266,6 @@ def build_from_config(config):
     if kind == "multimodal":
         return build_multimodal(args["fusion"], args.get("fused_dim"), args.get("hidden_dim"), args.get("heads"),
                                 image_dim=args.get("image_dim", FEATURE_DIM),
-                                audio_dim=args.get("audio_dim", FEATURE_DIM), audio_frontend=frontend)
+                                audio_dim=args.get("audio_dim", FEATURE_DIM), audio_frontend=frontend,
+                                calibrated=bool(args.get("calibrate")))
     raise ValueError(f"a {kind!r} run has no classifier to evaluate (image, audio or multimodal runs only)")

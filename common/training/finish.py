@@ -75,7 +75,8 @@ def finish_run(run, dataset, train_index, test_index, views, batch_size, best, t
 
     val_metrics = {"loss": best["val_loss"], "acc": best["val_acc"]}
     metrics = {"model": config["model"], "fusion": config.get("fusion"),
-               **run_numbers(run, config["params"]), "val": val_metrics, "test": test_metrics}
+               **run_numbers(run, config["params"]), "val": val_metrics, "test": test_metrics,
+               **({"calibration": best["calibration"]} if "calibration" in best else {})}
     metrics = {k: metrics[k] for k in METRICS_ORDER if k in metrics}
     figures = {"curves": training_curves(run.history, f"{title}: training curves", best["epoch"])}
     if test_metrics["labeled"]:
@@ -108,7 +109,7 @@ def finish_run(run, dataset, train_index, test_index, views, batch_size, best, t
 # metrics.json's key order, as it has always been written
 METRICS_ORDER = ("model", "fusion", "dataset", "synthetic", "fingerprint", "seed", "data_seed", "limit",
                  "best_epoch", "epochs_run", "stopped_early", "val", "test", "params", "train_seconds",
-                 "seconds_per_epoch", "samples_per_second")
+                 "seconds_per_epoch", "samples_per_second", "calibration")
 
 
 def log_text_summary(metrics):

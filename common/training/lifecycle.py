@@ -378,11 +378,11 @@ class Progress:
         print(f"\nstopped by signal {stop.signum} in epoch {self.current}; resume with:\n  {resume_command(self.args)}")
         return stop.exit_code
 
-    def save_best(self):
-        """The model of this epoch is the best so far: best.pt."""
+    def save_best(self, epoch=None):
+        """The model of this epoch (or, after training, of the best `epoch` once more) is the best: best.pt."""
         select = getattr(self.args, "select", "val_loss")  # a score that rises is negated (training/loop.py)
         score = {"val_loss": self.early.best} if select == "val_loss" else {"select": select, "score": self.early.best}
-        save_checkpoint(self.folder.best, model=self.model.state_dict(), epoch=self.current, **score,
+        save_checkpoint(self.folder.best, model=self.model.state_dict(), epoch=epoch or self.current, **score,
                         kind=self.setup.kind, config=self.config)
 
     def end_epoch(self, val_loss, **fields):
