@@ -106,9 +106,8 @@ def main():
             digit1 = {k: by_regime["all"][f"digit@1_{k}"] for k in ("img2aud", "aud2img")}
             score = selection_score({"loss": val_loss, "digit1": (digit1["img2aud"] + digit1["aud2img"]) / 2},
                                     args.select)
-            if early.step(score, epoch):  # strictly better: a lower loss or a higher digit@1 (NaN never is)
-                run.save_best()
-            run.end_epoch(val_loss, tau=model.loss.tau, bias=model.bias,
+            early.step(score, epoch)  # a best epoch if strictly better: lower loss or higher digit@1 (NaN never is)
+            run.end_epoch(val_loss, tau=model.loss.tau, bias=model.bias,  # last.pt, then best.pt if the best
                           val_digit1_img2aud_acc=digit1["img2aud"], val_digit1_aud2img_acc=digit1["aud2img"])
 
     # Only now, with the best validation weights back in place, are labels and the test split used.

@@ -70,10 +70,9 @@ def main(view="image", description=__doc__):
             if stop.requested:
                 return run.save_and_exit(stop)
             val = evaluate(model, train, val_idx, (view,), EVAL_BATCH, device, precision)
-            if early.step(selection_score(val, args.select), epoch):  # strictly better (NaN never is)
-                run.save_best()
+            early.step(selection_score(val, args.select), epoch)  # a best epoch if strictly better (NaN never is)
             diagnostics.end_epoch(epoch)
-            run.end_epoch(val["loss"], val_acc=val["acc"])
+            run.end_epoch(val["loss"], val_acc=val["acc"])  # last.pt, then best.pt if this epoch is the best
 
     # Only now, with the best validation weights back in place, is the test split used.
     best = run.restore_best()

@@ -3,6 +3,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -330,14 +331,44 @@ def test_a_run_that_died_before_its_first_checkpoint_is_started_again(labelled_c
     assert (tmp_path / "nan" / "metrics.json").exists()
 
 
-def test_a_damaged_best_checkpoint_is_found_at_resume(labelled_course, tmp_path):
+def test_a_best_checkpoint_missing_or_damaged_is_written_again_from_the_last_when_it_ended_the_best_epoch(
+        labelled_course, tmp_path):
+    """last.pt is written before best.pt at the end of each epoch: a run stopped between the two
+    (kill -9, a full disk) resumes with best.pt written again from last.pt; a damaged best.pt of an
+    earlier epoch, whose weights no file holds any more, is refused in one line before any training."""
     assert train_named("train_image.py", labelled_course, tmp_path, "r", "--max-epochs", "1").returncode == 0
     os.remove(tmp_path / "r" / "metrics.json")  # as if stopped before the test
-    (tmp_path / "r" / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04 damaged")
-    out = run_script(["train_image.py", "--runs-dir", str(tmp_path), "--name", "r", "--resume", "--max-epochs", "3"])
+    os.remove(tmp_path / "r" / "checkpoints" / "best.pt")  # ... and between last.pt and best.pt
+    out = run_script(["train_image.py", "--runs-dir", str(tmp_path), "--name", "r", "--resume", "--max-epochs", "1",
+                      "--retest"])
+    assert out.returncode == 0, out.stderr
+    assert "best.pt held no checkpoint; written again from last.pt" in out.stdout
+    assert torch.load(tmp_path / "r" / "checkpoints" / "best.pt", weights_only=True)["epoch"] == 1
+    # the best epoch is 1 (a tie keeps the earlier epoch under --select val_acc) and last.pt is epoch 2
+    assert train_named("train_image.py", labelled_course, tmp_path, "d", "--max-epochs", "2", "--lr", "1e-12",
+                       "--select", "val_acc").returncode == 0
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["best_epoch"] == 1
+    os.remove(tmp_path / "d" / "metrics.json")
+    (tmp_path / "d" / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04 damaged")
+    out = run_script(["train_image.py", "--runs-dir", str(tmp_path), "--name", "d", "--resume", "--max-epochs", "3"])
     line = one_line_error(out, code=1)
-    assert "best.pt" in line
-    assert "epoch   2" not in out.stdout  # refused before any training
+    assert "best.pt does not hold the best epoch (1)" in line
+    assert "epoch   3" not in out.stdout  # refused before any training
+
+
+def test_a_first_checkpoint_that_was_never_finished_counts_as_a_failed_start(labelled_course, tmp_path):
+    """kill -9 during the first save leaves a temp file in checkpoints/: the same command starts again."""
+    assert train_named("train_image.py", labelled_course, tmp_path, "r", "--max-epochs", "1").returncode == 0
+    for name in ("metrics.json", "predictions_test.csv", "split_indices.json"):
+        os.remove(tmp_path / "r" / name)
+    for folder in ("figures", "hparams"):  # written when a run finishes, not before its first checkpoint
+        shutil.rmtree(tmp_path / "r" / folder, ignore_errors=True)
+    for name in os.listdir(tmp_path / "r" / "checkpoints"):
+        os.remove(tmp_path / "r" / "checkpoints" / name)
+    (tmp_path / "r" / "checkpoints" / ".tmp-abc.pt").write_bytes(b"")
+    again = train_named("train_image.py", labelled_course, tmp_path, "r", "--max-epochs", "1")
+    assert again.returncode == 0, again.stderr
+    assert "never reached a checkpoint" in again.stdout
 
 
 def test_resume_of_a_finished_run_changes_nothing_unless_asked(finished):

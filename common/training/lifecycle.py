@@ -102,8 +102,9 @@ def _failed_start(run_dir):
     process holds it: config.json, split_indices.json, TensorBoard event files, an empty checkpoints/."""
     for name in os.listdir(run_dir):
         path = os.path.join(run_dir, name)
-        if name == "checkpoints":
-            if not os.path.isdir(path) or os.listdir(path):
+        if name == "checkpoints":  # empty, or only the temp file of a first save that never finished
+            if not os.path.isdir(path) or os.path.islink(path) or \
+                    any(not f.startswith(".tmp-") for f in os.listdir(path)):
                 return False
         elif not (os.path.isfile(path) and not os.path.islink(path)
                   and (name in ("config.json", "split_indices.json") or name.startswith("events.out.tfevents."))):
@@ -315,8 +316,8 @@ class Progress:
             state = restore_training(load_checkpoint(self.folder.last), model, optimizer, early, self.shuffle)
             for key, value in state.items():
                 setattr(self, key, value)
-            if early.best_epoch:  # a damaged best.pt would only show at the end: look at it now
-                load_checkpoint(self.folder.best)
+            if early.best_epoch:  # a missing, damaged or lagging best.pt would only show at the end
+                self._mend_best()
             print(f"resuming {self.folder} after epoch {self.epoch}"
                   + (f", batch {self.done_batches}" if self.order is not None else ""))
         else:
@@ -378,6 +379,23 @@ class Progress:
         print(f"\nstopped by signal {stop.signum} in epoch {self.current}; resume with:\n  {resume_command(self.args)}")
         return stop.exit_code
 
+    def _mend_best(self):
+        """On resume: best.pt must hold the best epoch. A run stopped between writing last.pt and
+        best.pt (kill -9, a full disk) has an older best.pt, or none, while last.pt was written at
+        the end of the best epoch itself: best.pt is written again from those weights."""
+        try:
+            saved = load_checkpoint(self.folder.best).get("epoch")
+        except TrainingError:
+            saved = None
+        if saved == self.early.best_epoch:
+            return
+        if self.epoch != self.early.best_epoch or self.order is not None:
+            raise TrainingError(f"{self.folder.best} does not hold the best epoch ({self.early.best_epoch}) and "
+                                "last.pt was written after it: the best weights are gone; start the run again")
+        self.save_best(epoch=self.epoch)
+        print(f"note: best.pt held {'no checkpoint' if saved is None else f'epoch {saved}'}; written again from "
+              f"last.pt, which ended the best epoch ({self.epoch})")
+
     def save_best(self, epoch=None):
         """The model of this epoch (or, after training, of the best `epoch` once more) is the best: best.pt."""
         select = getattr(self.args, "select", "val_loss")  # a score that rises is negated (training/loop.py)
@@ -406,6 +424,8 @@ class Progress:
         self.writer.flush()
         self.order, self.epoch = None, epoch
         self._checkpoint(epoch=epoch)
+        if self.early.best_epoch == epoch:  # after last.pt, so that last.pt always knows the best epoch
+            self.save_best()
         shown = "".join(f"  {k.replace('_', ' ')} {100 * v:.2f}%" if k.endswith("_acc") else f"  {k} {v:.4g}"
                         for k, v in fields.items() if v is not None)
         self._bar.write(f"epoch {epoch:3d}  train loss {row['train_loss']:.4f}  val loss {val_loss:.4f}{shown}  "

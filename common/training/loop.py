@@ -272,7 +272,9 @@ def save_checkpoint(path, **fields):
     except (OSError, RuntimeError) as e:
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
         reason = "no space left on the device" if free < 64 << 20 else (str(e).splitlines() or [""])[0]
+        last = os.path.join(os.path.dirname(os.path.abspath(path)), "last.pt")  # written first at each epoch's end
         kept = "the previous one is intact: --resume continues from it" if os.path.exists(path) else \
+            "--resume continues from last.pt" if os.path.exists(last) else \
             "the run has no checkpoint yet: starting it again (same command) replaces the folder"
         raise TrainingError(f"cannot write {path}: {reason} ({free >> 20} MiB free); {kept}") from None
 
