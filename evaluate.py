@@ -39,6 +39,7 @@ from common.evaluation.malloc import keep_freed_memory
 from common.evaluation.robustness import GRID, MEASURES, SWEEPS, robustness, summary_line
 from common.facts import PRECISIONS, saved_precision
 from common.figures import robustness_figure
+from common.flags import config_problem
 from common.io import output_file_problem, save_figure, save_json
 from common.nets.models import build_from_config
 from common.runfolder import RecordError, RunFolder, file_sha256, saved_data_args
@@ -60,6 +61,9 @@ def read_run(run_dir):
             raise KeyError("data")
     except (RecordError, KeyError, TypeError):
         raise UsageError(f"{run_dir}: config.json is missing or unreadable; is it a run folder?") from None
+    problem = config_problem(config) if config.get("model") in CLASSIFIERS else None
+    if problem:
+        raise UsageError(f"{run_dir}: config.json cannot be this code's run: {problem}")
     if config.get("model") not in CLASSIFIERS:
         raise UsageError(f"{run_dir} is a {config.get('model')!r} run; evaluate.py measures classifiers "
                          f"({', '.join(CLASSIFIERS)} runs)")
@@ -161,6 +165,8 @@ def main():
                              f"but its data now builds to {dataset.fingerprint[:12]}")
         train_index, test_index = read_indices(run_dir)
         check_indices(run_dir, (train_index, test_index), len(dataset.train), len(dataset.test))
+        if not len(test_index):
+            raise UsageError(f"{run_dir}: split_indices.json names no test pairs; there is nothing to measure")
         model = build_from_config(config)
         ckpt = load_checkpoint(best_path)
         measured = {"best_epoch": ckpt.get("epoch"), "best_sha256": file_sha256(best_path)}  # which weights

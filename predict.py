@@ -28,6 +28,7 @@ import torch
 
 from common.data.user_inputs import load_audio, load_image
 from common.facts import saved_precision
+from common.flags import config_problem
 from common.io import output_dir_problem, output_file_problem, save_figure, save_text
 from common.nets.models import build_from_config
 from common.runfolder import RecordError, RunFolder, saved_data_args
@@ -44,7 +45,10 @@ def read_run(run_dir):
         config = folder.read_config()
     except RecordError as e:
         raise UsageError(f"{run_dir} is not a run folder: {e}") from None
-    kind = config.get("model")
+    kind = config.get("model") if isinstance(config, dict) else None
+    problem = config_problem(config) if kind in KINDS else None
+    if problem:
+        raise UsageError(f"{run_dir}: config.json cannot be this code's run: {problem}")
     if kind not in KINDS:
         raise UsageError(f"{run_dir} is a {kind!r} run: predict.py takes image, audio or multimodal runs "
                          "(a contrastive run has no classifier; fine-tune one with train_multimodal.py --init-from)")

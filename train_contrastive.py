@@ -28,7 +28,7 @@ import torch
 
 from common.data import REGIMES
 from common.data.augment import build_augment
-from common.data.batching import steps_per_epoch
+from common.data.batching import epoch_length, steps_per_epoch
 from common.training.retrieval import retrieval_by_group, validate
 from common.facts import AudioFrontend
 from common.nets.featurizers import count_parameters
@@ -62,9 +62,9 @@ def main():
     set_seed(args.seed)
     model = ContrastiveModel(build_loss(args), args.proj_dim, dropout=args.feat_dropout, head=args.head,
                              audio_frontend=AudioFrontend.of(args)).to(device)
-    if args.head == "mlp-bn" and len(train_idx) % args.batch_size == 1:
-        raise UsageError(f"--head mlp-bn: {len(train_idx)} training pairs leave a last batch of one, which "
-                         "BatchNorm cannot train on; change --batch-size")
+    if args.head == "mlp-bn" and epoch_length(len(train_idx), args.epoch_pairs) % args.batch_size == 1:
+        raise UsageError(f"--head mlp-bn: an epoch of {epoch_length(len(train_idx), args.epoch_pairs)} training pairs "
+                         "leaves a last batch of one, which BatchNorm cannot train on; change --batch-size")
     optimizer = make_optimizer(model, args, own_names=OWN_LR_PARAMS, own_lr=args.own_lr)
     augment = build_augment(args.augment)
     early = EarlyStopping(args.patience)

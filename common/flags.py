@@ -10,6 +10,7 @@ A recipe is a named bundle of flag values (`--recipe NAME`, repeatable, applied 
 given on the command line wins). config.json records the recipe names beside the resolved flags.
 Adding a flag: one entry below plus its use; adding a recipe: one entry in RECIPES.
 """
+import argparse
 from dataclasses import dataclass, field
 
 from .argtypes import (bounded_float, bounded_int, finite_float, fraction, non_negative_float, non_negative_int,
@@ -339,6 +340,38 @@ def _same(a, b):
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return list(a) == list(b)
     return a == b
+
+
+def config_problem(config):
+    """Why a run's config.json cannot describe a model this code builds, or None: a model kind it does
+    not know, args that are not a dict, or a saved flag value the flag itself would refuse (an unknown
+    fusion, mel channels of a million, a null where a number belongs), checked by the table's own
+    types and choices."""
+    script = config.get("model") if isinstance(config, dict) else None
+    args = config.get("args") if isinstance(config, dict) else None
+    if script not in SCRIPTS:
+        return f"its model {script!r} is none of {', '.join(SCRIPTS)}"
+    if not isinstance(args, dict):
+        return "its args are not a dict of flags"
+    for f in flags_of(script):
+        if f.dest not in args or f.runtime or f.action == "append" or f.group == "recipe":
+            continue
+        value = args[f.dest]
+        if f.action == "store_true":
+            ok = isinstance(value, bool)
+        elif value is None:
+            ok = f.default_for(script) is None
+        else:
+            ok = isinstance(value, list) == bool(f.nargs) and (not f.nargs or len(value) == f.nargs)
+            values = value if f.nargs else [value]
+            try:
+                values = [f.type(str(v)) if f.type else v for v in values] if ok else values
+            except (ValueError, TypeError, argparse.ArgumentTypeError):
+                ok = False
+            ok = ok and (f.choices is None or all(v in f.choices for v in values))
+        if not ok:
+            return f"its {f.name} {value!r} is not a value that flag takes"
+    return None
 
 
 # ---------------------------------------------------------------- what needs what

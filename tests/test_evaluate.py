@@ -310,3 +310,27 @@ def test_grid_row_and_column_at_the_mild_levels_are_the_sweeps(runs, tmp_path):
     assert evaluate_runs(image, "--sweeps", "fresh", "--grid").returncode == 0
     image_grid = load_result(image)["grid"]
     assert [c["p"] for c in image_grid["cells"]] == list(GRID_IMAGE_P) and "snr_db" not in image_grid["cells"][0]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["args"].update(fusion="nope"), "its --fusion 'nope' is not a value that flag takes"),
+    (lambda c: c["args"].update(mel_channels=[10 ** 6, 3]), "its --mel-channels"),
+    (lambda c: c["args"].update(modality_dropout=None), "its --modality-dropout None"),
+    (lambda c: c.update(args=[1]), "config.json"),
+])
+def test_a_config_that_no_flag_would_take_is_refused_in_one_line(runs, tmp_path, change, message):
+    """evaluate.py and predict.py check a run's saved flags as the parser checks them, before building."""
+    late = copy_run(runs / "late", tmp_path)
+    config = json.loads((late / "config.json").read_text())
+    change(config)
+    (late / "config.json").write_text(json.dumps(config))
+    for out in (evaluate_runs(late), run_script(["predict.py", str(late), "--image", str(late / "config.json")])):
+        assert message in one_line_error(out)
+
+
+def test_an_empty_test_index_is_refused_not_measured_as_nan(runs, tmp_path):
+    image = copy_run(runs / "image", tmp_path)
+    indices = json.loads((image / "split_indices.json").read_text())
+    (image / "split_indices.json").write_text(json.dumps({**indices, "test": []}))
+    assert "names no test pairs" in one_line_error(evaluate_runs(image))
+    assert not (image / "robustness.json").exists()

@@ -558,3 +558,17 @@ def test_the_resume_hint_quotes_every_word_for_the_shell(monkeypatch):
     args = SimpleNamespace(runs_dir="my runs/$(touch pwned)", name="a;b")
     words = shlex.split(resume_command(args))
     assert words == ["python", "train_image.py", "--runs-dir", "my runs/$(touch pwned)", "--name", "a;b", "--resume"]
+
+
+def test_a_symlinked_folder_inside_a_run_folder_is_refused(labelled_course, tmp_path):
+    """attacker/checkpoints -> victim/checkpoints: --resume would write the victim's best.pt and last.pt."""
+    assert train_named("train_image.py", labelled_course, tmp_path, "victim", "--max-epochs", "1").returncode == 0
+    assert train_named("train_image.py", labelled_course, tmp_path, "attacker", "--max-epochs", "1").returncode == 0
+    os.remove(tmp_path / "attacker" / "metrics.json")
+    shutil.rmtree(tmp_path / "attacker" / "checkpoints")
+    os.symlink(tmp_path / "victim" / "checkpoints", tmp_path / "attacker" / "checkpoints")
+    before = (tmp_path / "victim" / "checkpoints" / "best.pt").read_bytes()
+    out = run_script(["train_image.py", "--runs-dir", str(tmp_path), "--name", "attacker", "--resume",
+                      "--max-epochs", "2"])
+    assert "is a symbolic link" in one_line_error(out)
+    assert (tmp_path / "victim" / "checkpoints" / "best.pt").read_bytes() == before

@@ -718,7 +718,7 @@ def test_runs_with_recordings_get_intervals_over_recordings(tmp_path, capsys):
     section = out.split("intervals that count recordings")[1]
     rows = table_rows(section.split("\n\n")[1])
     seed0 = rows["multimodal-concat"][0]  # 10 recordings of 10 pairs each: 9 all right, 1 all wrong
-    assert seed0[1:3] == ["0", "90.00"] and seed0[-1] == "10" and float(seed0[5]) > 5
+    assert seed0[1:3] == ["0", "90.00"] and seed0[-2] == "10" and seed0[-1] == "–" and float(seed0[5]) > 5
     low, high = (float(x) for x in seed0[3].strip("[]").split(", "))
     iid_low, iid_high = (float(x) for x in seed0[4].strip("[]").split(", "))
     assert low < 90 < high and high - low > 2 * (iid_high - iid_low)
@@ -756,3 +756,14 @@ def test_the_fusion_map_reads_regret_against_the_better_single_view(tmp_path, ca
     # regret: 50 - max(75, 50) = -25 everywhere; oracle: image or audio right on all 8 pairs -> 50 - 100
     assert rows["concat [exam]"][0][5:9] == ["-25.00", "p 0, clean", "-25.00", "-50.00"]
     assert rows["image [exam]"][0][1] == "1" and rows["image [exam]"][0][5] == "–"
+
+
+def test_a_run_whose_config_cannot_be_read_is_left_out_not_read_as_the_exams(tmp_path, capsys):
+    """A damaged config.json would make a mel concat run look exam-trained: it is left out, with a note."""
+    write_run(tmp_path, "mel-s0", model="multimodal", fusion="concat", acc=0.97, audio_frontend="mel")
+    write_run(tmp_path, "exam-s0", model="multimodal", fusion="concat", acc=0.94)
+    with open(os.path.join(tmp_path, "mel-s0", "config.json"), "w") as f:
+        f.write("{not json")
+    code, out, err = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0 and "97.00" not in out and "94.00" in out
+    assert "unreadable config.json" in out and "leaving out the run of unreadable" in err

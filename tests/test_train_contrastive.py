@@ -145,3 +145,10 @@ def test_a_pre_trained_run_records_its_source_and_the_report_groups_by_it(xent_r
 def test_contrastive_pre_training_refuses_a_label_fraction(labelled_course, tmp_path):
     out = train_named("train_contrastive.py", labelled_course, tmp_path, "c", "--label-fraction", "0.5")
     assert "uses no labels" in one_line_error(out) and not (tmp_path / "c").exists()
+
+
+def test_mlp_bn_refuses_an_epoch_whose_last_batch_is_one_pair_also_under_epoch_pairs(labelled_course, tmp_path):
+    """48 training pairs passed over 3 times (--epoch-pairs 130) make 144 pairs: batches of 13 leave one."""
+    out = train_on_course("train_contrastive.py", labelled_course, tmp_path, "--head", "mlp-bn", "--epoch-pairs",
+                          "130", batch_size=13)
+    assert out.returncode == 2 and "an epoch of 144 training pairs leaves a last batch of one" in out.stderr

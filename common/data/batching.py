@@ -52,7 +52,12 @@ def batch_indices(indices, batch_size, shuffle=False, generator=None):
         yield indices[lo:lo + batch_size]
 
 
+def epoch_length(n_indices, min_pairs=0):
+    """Pairs in one epoch of epoch_order(indices, ..., min_pairs): whole passes over the indices."""
+    passes = max(1, math.ceil(min_pairs / n_indices)) if n_indices else 1
+    return passes * n_indices
+
+
 def steps_per_epoch(n_indices, batch_size, min_pairs=0):
     """Optimizer steps in one epoch of epoch_order(indices, ..., min_pairs) cut into batch_size batches."""
-    passes = max(1, math.ceil(min_pairs / n_indices)) if n_indices else 1
-    return math.ceil(passes * n_indices / batch_size)
+    return math.ceil(epoch_length(n_indices, min_pairs) / batch_size)

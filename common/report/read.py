@@ -38,15 +38,18 @@ def find_metrics(runs_dir):
 
 def load_config_args(run_dir):
     """The args saved in config.json beside metrics.json, with the precision and device the run
-    used ({} when absent or unreadable)."""
+    used ({} when absent; None when unreadable: such a run is left out, never read as the exam's)."""
     folder = RunFolder(run_dir)
     if not os.path.exists(folder.config):
         return {}
     try:
-        return run_args(folder.read_config())
-    except (RecordError, AttributeError) as e:
-        warn(f"ignoring unreadable {folder.config}: {e}")
-        return {}
+        args = run_args(folder.read_config())
+        if not isinstance(args, dict):
+            raise RecordError("its args are not a dict")
+        return args
+    except (RecordError, AttributeError, TypeError) as e:
+        warn(f"leaving out the run of unreadable {folder.config}: {e}")
+        return None
 
 
 def read_robustness(run_dir, metrics=None):
@@ -82,8 +85,12 @@ def read_runs(runs_dir):
             skipped["corrupt"] = skipped.get("corrupt", 0) + 1
             continue
         test = m.get("test") if isinstance(m.get("test"), dict) else {}
+        args = load_config_args(os.path.dirname(path))
+        if args is None:
+            skipped["unreadable config.json"] = skipped.get("unreadable config.json", 0) + 1
+            continue
         if m.get("model") == "contrastive":
-            row = contrastive_row(path, m, load_config_args(os.path.dirname(path)))
+            row = contrastive_row(path, m, args)
             if row is not None:
                 contrastive.append(row)
                 continue
@@ -100,7 +107,6 @@ def read_runs(runs_dir):
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
         run_dir = os.path.dirname(path)
-        args = load_config_args(run_dir)
         regime_acc = test.get("per_regime_acc") or {}
         runs.append({
             "path": path,

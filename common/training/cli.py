@@ -79,7 +79,10 @@ def check_flags(args, script):
     recipes, and a resumed run's saved flags, are in place)."""
     problems = flag_problems(args, script)
     if problems:
-        raise UsageError(problems[0])
+        flag = problems[0].split()[0]  # each problem begins with the flag it is about
+        named = [n for n in (args.recipe if isinstance(args.recipe, list) else [])
+                 if any("--" + key.replace("_", "-") == flag for key in RECIPES[n].flags)]
+        raise UsageError(problems[0] + (f" (--recipe {named[-1]} sets {flag})" if named else ""))
 
 
 def explicit_flags(parser, argv=None):

@@ -220,6 +220,10 @@ def start_run(args, parser, kind, default_name):
     check_limit(args)
     folder = prepare_run_dir(args, kind, default_name, parser)
     check_flags(args, kind)  # what goes together: once, with a resumed run's saved flags in place
+    for sub in ("checkpoints", "figures"):  # a link would write into another folder (another run's)
+        if os.path.islink(os.path.join(folder.path, sub)):
+            raise UsageError(f"{os.path.join(folder.path, sub)} is a symbolic link; a run writes only into its own "
+                             "folder")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     device = pick_device(args.device)
