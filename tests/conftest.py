@@ -64,11 +64,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path_factory, monkeypatch):
-    """Every test session writes its dataset caches to a temp folder, never ~/.cache, and its run
-    claims (common/training/lifecycle.py) there too, never to the system's temp folder."""
+    """Every test session writes its dataset caches to a temp folder, never ~/.cache."""
     folder = tmp_path_factory.getbasetemp() / "cache"
     monkeypatch.setenv("AVDIGITS_CACHE", str(folder))
-    monkeypatch.setenv("AVDIGITS_CLAIMS", str(tmp_path_factory.getbasetemp() / "claims"))
     return folder
 
 

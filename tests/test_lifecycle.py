@@ -42,7 +42,29 @@ def test_a_claimed_name_is_refused_to_another_process_and_freed_when_it_ends(tmp
         holder.wait()
     time.sleep(0.1)
     assert subprocess.run(probe, capture_output=True, text=True, timeout=60).stdout.split() == ["True", "True"]
-    assert list(tmp_path.iterdir()) == []  # the runs folder itself gets nothing from a claim
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.claim", ".r.claim"]  # the claims, nothing else
+
+
+def test_a_claim_is_met_through_a_symlinked_runs_folder_and_under_another_tmpdir(tmp_path):
+    """The claim lives in the runs folder, resolved: a second spelling of the folder, or a process with
+    its own TMPDIR (a Slurm job), is refused while the first holds it."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    os.symlink(runs, tmp_path / "alias")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.format(root=ROOT, runs=str(runs))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        probe = [sys.executable, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); from common.training.lifecycle "
+                                       f"import claim_run_name; print(claim_run_name({str(tmp_path / 'alias')!r}, 'r'))"]
+        other_tmp = tmp_path / "tmp2"
+        other_tmp.mkdir()
+        for env in (None, {**os.environ, "TMPDIR": str(other_tmp)}):
+            out = subprocess.run(probe, capture_output=True, text=True, timeout=60, env=env)
+            assert out.stdout.split() == ["False"], out.stderr
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_a_failed_start_is_only_what_a_run_writes_before_its_first_checkpoint(tmp_path):
@@ -426,25 +448,28 @@ def test_only_what_a_run_writes_counts_as_a_failed_start(labelled_course, tmp_pa
 
 
 def test_1_two_starts_of_one_name_do_not_share_its_folder(labelled_course, tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
+    """Two trainings of one run folder at once, the second through a symlink to the runs folder and
+    with a TMPDIR of its own: exactly one trains, the other is refused in one line."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    os.symlink(runs, tmp_path / "alias")
+    (tmp_path / "tmp2").mkdir()
     common = [sys.executable, "train_multimodal.py", "--data", "course", "--data-root", str(labelled_course),
-              "--runs-dir", str(tmp_path), "--name", "race", "--max-epochs", "2", *FAST]
-    first = subprocess.Popen([*common, "--fusion", "concat"], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    second = subprocess.Popen([*common, "--fusion", "late", "--seed", "7"], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+              "--name", "race", "--max-epochs", "2", *FAST]
+    first = subprocess.Popen([*common, "--runs-dir", str(runs), "--fusion", "concat"], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen([*common, "--runs-dir", str(tmp_path / "alias"), "--fusion", "late", "--seed", "7"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "TMPDIR": str(tmp_path / "tmp2")})
     results = [(p.wait(timeout=300), p.communicate()[1]) for p in (first, second)]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     [refusal] = [err for code, err in results if code == 2]
     assert "Traceback" not in refusal and refusal.strip().splitlines()[-1].startswith("error: run folder")
-    config = json.loads((tmp_path / "race/config.json").read_text())
-    metrics = json.loads((tmp_path / "race/metrics.json").read_text())
+    config = json.loads((runs / "race/config.json").read_text())
+    metrics = json.loads((runs / "race/metrics.json").read_text())
     assert (config["args"]["fusion"], config["args"]["seed"]) == (metrics["fusion"], metrics["seed"])
-    assert len(list((tmp_path / "race").glob("events.out.tfevents.*"))) == 1
+    assert len(list((runs / "race").glob("events.out.tfevents.*"))) == 1
 
 
 def test_12_sizes_beyond_reason_are_refused_at_once(labelled_course, tmp_path):

@@ -12,7 +12,6 @@ that lives here, once:
   the TensorBoard writer, best.pt and last.pt, the epoch line, and the
   save-and-exit on Ctrl-C or SIGTERM.
 """
-import hashlib
 import json
 import math
 import os
@@ -21,7 +20,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -76,24 +74,25 @@ def check_limit(args):
                          f"each split needs at least 10 and training at least one batch ({args.batch_size})")
 
 
-def claims_dir():
-    """Where the claim files live: $AVDIGITS_CLAIMS, else avdigits-run-claims in the system's temp folder."""
-    return os.environ.get("AVDIGITS_CLAIMS") or os.path.join(tempfile.gettempdir(), "avdigits-run-claims")
+def claim_path(runs_dir, name):
+    """The claim file of runs_dir/name: .NAME.claim in the runs folder, resolved, so that two spellings
+    of one folder (a symbolic link, a relative path) and two processes with their own TMPDIR (two Slurm
+    jobs, two nodes sharing the folder) meet the same file."""
+    return os.path.join(os.path.realpath(runs_dir), f".{name}.claim")
 
 
 def claim_run_name(runs_dir, name):
     """Take the run folder runs_dir/name for this process, before anything is checked or written:
-    an exclusive lock, held until the command ends, on a file named by the folder's absolute path
-    in claims_dir() (so the runs folder itself gets nothing before the run writes).
-    Two starts (or resumes) of one run at once: the second gets False at once, so nothing of its
-    own reaches the folder. Claim files stay, empty (removing a lock file that others may hold is
-    itself a race)."""
-    folder = claims_dir()
-    os.makedirs(folder, exist_ok=True)
-    key = hashlib.sha256(os.path.abspath(os.path.join(runs_dir, name)).encode()).hexdigest()[:32]
-    path = os.path.join(folder, f"{key}.lock")
-    with open(path, "a"):
-        pass
+    an exclusive lock on its claim file (claim_path), held until the command ends. Two starts (or
+    resumes) of one run at once: the second gets False at once, so nothing of its own reaches the
+    folder. Claim files stay, empty (removing a lock file that others may hold is itself a race)."""
+    path = claim_path(runs_dir, name)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise UsageError(f"--runs-dir {runs_dir}: cannot claim {name} there ({e.strerror or e})") from None
     return hold_lock(path)
 
 
