@@ -498,8 +498,10 @@ def test_4_a_full_disk_while_saving_a_checkpoint_is_one_line_that_says_what_to_d
     assert "cannot write" in str(e.value) and "--resume continues from it" in str(e.value)
     assert load_checkpoint(str(tmp_path / "last.pt"))["epoch"] == 1  # the previous checkpoint, intact
     assert not list(tmp_path.glob(".tmp-*"))  # no torn temp file left
+    with pytest.raises(TrainingError, match="--resume continues from last.pt"):  # best.pt comes after last.pt
+        save_checkpoint(str(tmp_path / "best.pt"), epoch=1)
     with pytest.raises(TrainingError, match="no checkpoint yet: starting it again"):
-        save_checkpoint(str(tmp_path / "first.pt"), epoch=1)
+        save_checkpoint(str(tmp_path / "fresh" / "last.pt"), epoch=1)
 
 
 def args(**kw):
