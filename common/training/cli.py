@@ -54,13 +54,14 @@ def parse_training_args(parser, script, argv=None):
     if args.list_recipes:
         print(recipes_text(script))
         raise SystemExit(0)
+    del args.list_recipes  # a question, not a setting of the run: config.json does not record it
     return apply_recipes(args, parser, script, argv)
 
 
 def apply_recipes(args, parser, script, argv=None):
     """Fill in each --recipe's flags, in order, except those given on the command line; the resolved
     values and the recipe names are what config.json records. A resumed run keeps its saved flags:
-    run.py puts them back afterwards."""
+    lifecycle.py puts them back afterwards."""
     names = recipe_names(args.recipe)
     given = explicit_flags(parser, argv)
     for name in names:
