@@ -86,6 +86,8 @@ def main():
     p.add_argument("--out", metavar="FILE", help="write the predictions as CSV to FILE (the default for several)")
     p.add_argument("--show", metavar="DIR", help="write each 28x28 image as fed to the model to DIR/NAME.png")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
+    p.add_argument("--force", action="store_true",
+                   help="replace output files that exist (the CSV, --show's figures); an input is never replaced")
     args = p.parse_args()
     folder, config = read_run(args.run_dir)
     kind, views = config["model"], VIEWS[config["model"]]
@@ -96,12 +98,11 @@ def main():
         raise UsageError(f"{args.run_dir} is an {kind}-only run: give --{kind} files only")
     if len(given) == 2 and len(args.image) != len(args.audio):
         raise UsageError(f"pairs: {len(args.image)} image(s) but {len(args.audio)} recording(s); give as many of each")
-    for path, is_dir in ((args.out, False), (args.show, True)):
-        problem = path and (output_dir_problem(path) if is_dir else output_file_problem(path))
-        if problem:
-            raise UsageError(f"{path}: {problem}")
-
     n = max(len(args.image), len(args.audio))
+    csv_path = args.out or ("predictions.csv" if n > 1 and not args.json else None)
+    figures = figure_paths(args.show, args.image) if args.show else []
+    check_outputs(args.show, [p for p in [csv_path] if p] + figures, args.image + args.audio, args.force)
+
     inputs = {"image": [load_image(f) for f in args.image], "audio": [load_audio(f) for f in args.audio]}
     device = pick_device(args.device)
     model = build_from_config(config)
@@ -129,12 +130,12 @@ def main():
     if args.show:
         from common.figures import digit_figure
         os.makedirs(args.show, exist_ok=True)
-        for path, image in zip(args.image, inputs["image"]):
+        for path, image, figure in zip(args.image, inputs["image"], figures):
             name = os.path.splitext(os.path.basename(path))[0]
-            save_figure(digit_figure(image, f"{name}: as fed to the model"), os.path.join(args.show, f"{name}.png"))
-    if args.out or (n > 1 and not args.json):
-        save_text(csv_text(rows), args.out or "predictions.csv")
-        print(f"wrote {args.out or 'predictions.csv'} ({n} predictions)")
+            save_figure(digit_figure(image, f"{name}: as fed to the model"), figure)
+    if csv_path:
+        save_text(csv_text(rows), csv_path)
+        print(f"wrote {csv_path} ({n} predictions)")
     for row in rows:
         if args.json:
             print(json.dumps(row))
@@ -143,6 +144,33 @@ def main():
             shares = ", ".join(f"{d}: {100 * q:.1f}%" for d, q in row["top3"])
             print(f"{what}: {row['digit']}  (top 3: {shares})")
     return 0
+
+
+def figure_paths(folder, images):
+    """--show's figure of each image: DIR/NAME.png, NAME-2.png, ... where two inputs share a name."""
+    paths, seen = [], {}
+    for path in images:
+        name = os.path.splitext(os.path.basename(path))[0]
+        seen[name] = seen.get(name, 0) + 1
+        paths.append(os.path.join(folder, f"{name}.png" if seen[name] == 1 else f"{name}-{seen[name]}.png"))
+    return paths
+
+
+def check_outputs(show_dir, outputs, inputs, force):
+    """Before any work: every output can be written, none is an input, none exists unless --force."""
+    if show_dir:
+        problem = output_dir_problem(show_dir)
+        if problem:
+            raise UsageError(f"{show_dir}: {problem}")
+    given = {os.path.realpath(p) for p in inputs}
+    for path in outputs:
+        if os.path.realpath(path) in given:
+            raise UsageError(f"{path} is one of the inputs; predict.py never writes over an input")
+        problem = output_file_problem(path)
+        if problem:
+            raise UsageError(f"{path}: {problem}")
+        if os.path.lexists(path) and not force:
+            raise UsageError(f"{path} exists; pass --force to replace it")
 
 
 def csv_text(rows):

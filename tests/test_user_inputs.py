@@ -1,5 +1,9 @@
 """common/data/user_inputs.py and predict.py: a person's own image and recording, made into the models' inputs."""
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +12,7 @@ from PIL import Image, ImageDraw
 from common.data.errors import DataError
 from common.data.user_inputs import load_audio, load_image, mnist_like, speech_like
 
-from conftest import run_script, train_on_course
+from conftest import ROOT, one_line_error, run_script, train_on_course
 
 
 def draw_seven(path, size=(200, 260), ink="black", paper="white", mode="RGB"):
@@ -240,3 +244,37 @@ def test_the_roundtrip_check_on_a_run(trained, tmp_path):
     assert "agrees with predictions_test.csv on 20 / 20" in out.stdout
     out = run_script(["scripts/predict_roundtrip.py", str(trained / "aud")])
     assert out.returncode == 2 and "takes an image-only run" in out.stderr
+
+
+def test_predict_never_writes_over_an_input_and_replaces_an_output_only_when_asked(trained, tmp_path):
+    """--show into the photos' own folder, --out onto the input, an existing CSV (the default name
+    too): refused in one line before any work; --force replaces outputs, never inputs; two inputs of
+    one name get two figures."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    seven = photos / "7.png"
+    Image.fromarray(np.pad(np.full((20, 8), 255, np.uint8), 4)).save(seven)
+    original = seven.read_bytes()
+    out = run_script(["predict.py", str(trained / "img"), "--image", str(seven), "--show", str(photos)])
+    assert "is one of the inputs" in one_line_error(out) and seven.read_bytes() == original
+    out = run_script(["predict.py", str(trained / "img"), "--image", str(seven), "--out", str(seven), "--force"])
+    assert "is one of the inputs" in one_line_error(out) and seven.read_bytes() == original
+    csv_file = tmp_path / "mine.csv"
+    csv_file.write_text("my notes")
+    out = run_script(["predict.py", str(trained / "img"), "--image", str(seven), "--out", str(csv_file)])
+    assert "exists; pass --force" in one_line_error(out) and csv_file.read_text() == "my notes"
+    assert run_script(["predict.py", str(trained / "img"), "--image", str(seven), "--out", str(csv_file),
+                       "--force"]).returncode == 0
+    assert csv_file.read_text().startswith("image,audio,digit,top3")
+    (tmp_path / "predictions.csv").write_text("kept")  # the default name, in the folder the command runs in
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), str(trained / "img"), "--image",
+                          str(seven), str(seven)], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 2 and "predictions.csv exists" in out.stderr
+    assert (tmp_path / "predictions.csv").read_text() == "kept"
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(seven, other / "7.png")
+    shown = tmp_path / "shown"
+    assert run_script(["predict.py", str(trained / "img"), "--image", str(seven), str(other / "7.png"), "--json",
+                       "--show", str(shown)]).returncode == 0
+    assert sorted(p.name for p in shown.iterdir()) == ["7-2.png", "7.png"]
