@@ -278,3 +278,38 @@ def test_predict_never_writes_over_an_input_and_replaces_an_output_only_when_ask
     assert run_script(["predict.py", str(trained / "img"), "--image", str(seven), str(other / "7.png"), "--json",
                        "--show", str(shown)]).returncode == 0
     assert sorted(p.name for p in shown.iterdir()) == ["7-2.png", "7.png"]
+
+
+def test_hostile_files_are_one_line_before_any_large_allocation(tmp_path, monkeypatch):
+    """A non-finite sample, a header rate of 2^31 - 1 Hz or of 1 Hz, an image beyond the pixel bound (or
+    PIL's decompression-bomb limit), a NaN pixel: each one line; float samples near 1e300 are scaled,
+    not turned into zeros."""
+    from PIL import Image as PILImage
+    from scipy.io import wavfile
+
+    import common.data.user_inputs as user_inputs
+    tone = np.sin(np.linspace(0, 400, 6000))
+    cases = {"nan.wav": (8000, np.where(np.arange(6000) == 100, np.nan, tone).astype(np.float32), "not finite"),
+             "fast.wav": (2 ** 31 - 1, (tone * 3000).astype(np.int16), "2,147,483,647 Hz"),
+             "slow.wav": (1, (tone * 3000).astype(np.int16), "sampled at 1 Hz")}
+    for name, (rate, data, message) in cases.items():
+        wavfile.write(tmp_path / name, rate, data)
+        with pytest.raises(DataError, match=message):
+            load_audio(str(tmp_path / name))
+    wavfile.write(tmp_path / "loud.wav", 8000, tone * 1e300)
+    loud, plain = load_audio(str(tmp_path / "loud.wav")), speech_like(tone, 8000)
+    assert np.abs(loud - plain).max() < 1e-4  # the same recording, not zeros
+    PILImage.fromarray(np.pad(np.full((20, 8), 255, np.uint8), 40)).save(tmp_path / "digit.png")
+    monkeypatch.setattr(user_inputs, "MAX_PIXELS", 1000)
+    with pytest.raises(DataError, match="more than 1,000"):
+        load_image(str(tmp_path / "digit.png"))
+    monkeypatch.setattr(user_inputs, "MAX_PIXELS", 10 ** 9)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)  # PIL's own bomb error: > 2 x this
+    with pytest.raises(DataError, match="cannot read image"):
+        load_image(str(tmp_path / "digit.png"))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 10 ** 8)
+    nan = np.full((28, 28), 0.5, np.float32)
+    nan[3, 3] = np.nan
+    PILImage.fromarray(nan, mode="F").save(tmp_path / "nan.tiff")
+    with pytest.raises(DataError, match="not finite"):
+        load_image(str(tmp_path / "nan.tiff"))

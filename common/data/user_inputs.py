@@ -26,6 +26,10 @@ IMAGE_SIZE, BOX = 28, 20
 SAMPLE_RATE, AUDIO_LENGTH = 8000, 8000
 SILENCE_FRAME, SILENCE_SHARE = 80, 0.05  # 10 ms frames; quieter than 5% of the loudest frame's RMS is silence
 INK = 0.1  # a pixel darker than this (after inversion: lighter) is background
+# What a person's file may be, checked before anything is allocated: a 50-megapixel photo, one minute of
+# sound at any rate from 1 kHz to 384 kHz (a header claiming 2^31 Hz or 1 Hz is not a recording).
+MAX_PIXELS = 50_000_000
+MIN_RATE, MAX_RATE, MAX_SECONDS = 1_000, 384_000, 60
 # A 28x28 image is in MNIST's format when the ring of its outer BORDER pixels averages at most
 # DARK_BORDER: MNIST's background is 0, and a noisy test digit's ring of 208 pixels averages 0.5 x p
 # (p <= 0.85 in the recipe: 0.425, give or take 0.03), at most 0.48 over the 5,859 real test digits;
@@ -38,12 +42,17 @@ def load_image(path):
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise DataError(f"image {path} is {img.size[0]}x{img.size[1]} pixels, more than {MAX_PIXELS:,}: "
+                                "shrink it first")
             img.load()
             grey = greyscale(img)
     except FileNotFoundError:
         raise DataError(f"no image file {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
+    if not np.isfinite(grey).all():
+        raise DataError(f"image {path} holds pixel values that are not finite numbers (NaN or infinite)")
     return mnist_like(grey, path)
 
 
@@ -54,6 +63,8 @@ def greyscale(img):
         return np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)
     if img.mode == "F":
         grey = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(grey).all():
+            return grey  # load_image names it; clipping would make NaN look like paper
         return np.clip(grey / 255.0 if grey.max() > 1.0 else grey, 0.0, 1.0)
     if "A" in img.getbands() or "transparency" in img.info:  # ink on a transparent sheet: lay it on white paper
         img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
@@ -102,7 +113,11 @@ def load_audio(path):
     """One second of 8 kHz float32 audio, standardised, the utterance centred; DataError if unusable."""
     from scipy.io import wavfile
     try:
-        rate, data = wavfile.read(path)
+        rate, data = wavfile.read(path)  # as large as the file; resampling is what a bad rate would blow up
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise DataError(f"{path} says it is sampled at {rate:,} Hz; a recording is {MIN_RATE:,} to {MAX_RATE:,} Hz")
+        if len(data) > MAX_SECONDS * rate:
+            raise DataError(f"{path} is {len(data) / rate:.0f} s long; give at most {MAX_SECONDS} s around the word")
     except FileNotFoundError:
         raise DataError(f"no audio file {path}") from None
     except (ValueError, OSError, EOFError, struct.error) as e:
@@ -122,6 +137,10 @@ def speech_like(data, rate, name="audio"):
     """The recipe's view of a recording (see the module docstring): [8000] float32."""
     from scipy.signal import resample_poly
     x = _to_float(np.asarray(data))
+    if not np.isfinite(x).all():
+        raise DataError(f"{name} holds samples that are not finite numbers (NaN or infinite)")
+    if x.size and np.abs(x).max() > 1e3:  # float samples far beyond full scale: scaled, or their squares overflow
+        x = x / np.abs(x).max()
     if x.ndim == 2:
         x = x.mean(axis=1)  # channels mixed to mono
     if x.size == 0:
