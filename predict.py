@@ -58,7 +58,7 @@ def read_run(run_dir):
     return folder, config
 
 
-def stand_in(folder, config, view):
+def stand_in(folder, config, view, data_root=None):
     """What a missing view becomes for this run, and a note on how it was trained for it."""
     args = config["args"]
     fill = args.get("modality_dropout_fill", "zeros")
@@ -70,7 +70,9 @@ def stand_in(folder, config, view):
     if fill == "train_mean" and trained:
         from common.data.sources import dataset_from_args
         from common.nets.models import missing_view_stand_in
-        train = dataset_from_args(saved_data_args(config)).train
+        saved = args.get("data_root")  # where the data lived: unless moved, else $AVDIGITS_DATA
+        root = data_root or (saved if saved and os.path.isdir(saved) else os.environ.get("AVDIGITS_DATA"))
+        train = dataset_from_args(saved_data_args(config, root)).train
         index = torch.tensor(folder.read_indices()["train"])
         return missing_view_stand_in(train, index, view, "train_mean")[0], note
     shape = (1, 28, 28) if view == "image" else (1, 8000)
@@ -86,6 +88,9 @@ def main():
     p.add_argument("--out", metavar="FILE", help="write the predictions as CSV to FILE (the default for several)")
     p.add_argument("--show", metavar="DIR", help="write each 28x28 image as fed to the model to DIR/NAME.png")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the model")
+    p.add_argument("--data-root", default=None,
+                   help="where a --modality-dropout-fill train_mean run's training data lives now, for its "
+                        "stand-in of a missing view (default: $AVDIGITS_DATA, else where it lived when it trained)")
     p.add_argument("--force", action="store_true",
                    help="replace output files that exist (the CSV, --show's figures); an input is never replaced")
     args = p.parse_args()
@@ -106,7 +111,10 @@ def main():
     inputs = {"image": [load_image(f) for f in args.image], "audio": [load_audio(f) for f in args.audio]}
     device = pick_device(args.device)
     model = build_from_config(config)
-    model.load_state_dict(load_checkpoint(folder.best)["model"])
+    try:
+        model.load_state_dict(load_checkpoint(folder.best)["model"])
+    except (RuntimeError, KeyError) as e:  # a best.pt of another model or fusion than config.json says
+        raise UsageError(f"{folder.best} does not fit the run's model: {str(e).splitlines()[0]}") from None
     model = model.to(device).eval()
     precision = saved_precision(config) or "fp32"
     batch = {}
@@ -115,7 +123,7 @@ def main():
             shape = (n, 1, 28, 28) if view == "image" else (n, 1, 8000)
             batch[view] = torch.from_numpy(np.stack(inputs[view])).reshape(shape)
         else:
-            filler, note = stand_in(folder, config, view)
+            filler, note = stand_in(folder, config, view, args.data_root)
             print(f"note: {note}", file=sys.stderr)
             batch[view] = filler.unsqueeze(0).expand(n, *filler.shape)
     with torch.inference_mode(), autocast(precision, device):

@@ -13,7 +13,7 @@ Adding a flag: one entry below plus its use; adding a recipe: one entry in RECIP
 import argparse
 from dataclasses import dataclass, field
 
-from .argtypes import (bounded_float, bounded_int, finite_float, fraction, non_negative_float, non_negative_int,
+from .argtypes import (bounded_float, bounded_int, fraction, non_negative_float, non_negative_int,
                        positive_float, positive_int, probability, run_name, share, speaker_name)
 from .facts import (AUDIO_FRONTENDS, AUGMENTATIONS, CLASSIFIER_SELECTIONS, CONTRASTIVE_SELECTIONS, FUSION_CHOICES,
                     MEL_CHANNELS, OPTIMIZERS, PRECISIONS, PROJECTION_HEADS, SCHEDULES, SIMILARITIES, SOURCES,
@@ -36,8 +36,9 @@ FUSION_WIDTHS = {"fused_dim": ("bilinear", "factorized", "attention-tokens"), "h
 
 
 def bias_init(text):
-    """--bias-init: a number, or 'prior' for -ln(B - 1), the log-odds of a positive pair in a batch of B."""
-    return text if text == "prior" else finite_float(text)
+    """--bias-init: a number from -100 to 100 (sigmoid saturates long before), or 'prior' for -ln(B - 1),
+    the log-odds of a positive pair in a batch of B."""
+    return text if text == "prior" else bounded_float(-100.0, 100.0)(text)
 
 
 @dataclass(frozen=True)

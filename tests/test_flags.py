@@ -200,3 +200,11 @@ def test_the_stable_recipe_sets_its_flags_unless_given(larger_course, tmp_path):
     assert out.returncode == 0, out.stderr  # the same recipe, given again on resume
     out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--recipe", "fast", name="bad")
     assert out.returncode == 2 and "unknown recipe 'fast'" in out.stderr
+
+
+def test_bias_init_is_bounded_where_sigmoid_still_moves(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse("contrastive", "--loss", "nt_log", "--bias-init=1e300")
+    assert e.value.code == 2 and "from -100 to 100" in capsys.readouterr().err
+    args, _ = parse("contrastive", "--loss", "nt_log", "--bias-init", "prior")
+    assert args.bias_init == "prior"

@@ -313,3 +313,30 @@ def test_hostile_files_are_one_line_before_any_large_allocation(tmp_path, monkey
     PILImage.fromarray(nan, mode="F").save(tmp_path / "nan.tiff")
     with pytest.raises(DataError, match="not finite"):
         load_image(str(tmp_path / "nan.tiff"))
+
+
+def test_a_train_mean_run_whose_data_moved_finds_it_through_data_root(labelled_course, tmp_path):
+    """The stand-in of a missing view is the training mean: with the data moved, --data-root (or
+    $AVDIGITS_DATA) says where it is now; without it, one line."""
+    course = tmp_path / "course"
+    shutil.copytree(labelled_course, course)
+    assert train_on_course("train_multimodal.py", course, tmp_path / "runs", "--modality-dropout", "0.5",
+                           "--modality-dropout-fill", "train_mean", name="mean").returncode == 0
+    moved = tmp_path / "moved"
+    shutil.move(course, moved)
+    Image.fromarray(np.pad(np.full((20, 8), 255, np.uint8), 4)).save(tmp_path / "7.png")
+    run = str(tmp_path / "runs" / "mean")
+    lost = run_script(["predict.py", run, "--image", str(tmp_path / "7.png"), "--json"])
+    assert lost.returncode == 2 and "Traceback" not in lost.stderr
+    found = run_script(["predict.py", run, "--image", str(tmp_path / "7.png"), "--json", "--data-root", str(moved)])
+    assert found.returncode == 0, found.stderr
+    assert "filled with train mean" in found.stderr
+
+
+def test_a_checkpoint_of_another_model_is_one_line(trained, tmp_path):
+    run = tmp_path / "img"
+    shutil.copytree(trained / "img", run)
+    shutil.copy(trained / "mm" / "checkpoints" / "best.pt", run / "checkpoints" / "best.pt")
+    Image.fromarray(np.pad(np.full((20, 8), 255, np.uint8), 4)).save(tmp_path / "7.png")
+    out = run_script(["predict.py", str(run), "--image", str(tmp_path / "7.png")])
+    assert "does not fit the run's model" in one_line_error(out)
