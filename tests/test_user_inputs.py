@@ -340,3 +340,11 @@ def test_a_checkpoint_of_another_model_is_one_line(trained, tmp_path):
     Image.fromarray(np.pad(np.full((20, 8), 255, np.uint8), 4)).save(tmp_path / "7.png")
     out = run_script(["predict.py", str(run), "--image", str(tmp_path / "7.png")])
     assert "does not fit the run's model" in one_line_error(out)
+
+
+def test_a_wav_too_short_to_hold_a_word_says_so_rather_than_silent(tmp_path):
+    """A header whose data chunk claims 10 bytes leaves 5 samples: named as too short, not silent."""
+    from scipy.io import wavfile
+    wavfile.write(tmp_path / "short.wav", 8000, (np.sin(np.arange(5)) * 3000).astype(np.int16))
+    with pytest.raises(DataError, match=r"holds 5 samples \(1 ms\), too short"):
+        load_audio(str(tmp_path / "short.wav"))

@@ -30,6 +30,7 @@ INK = 0.1  # a pixel darker than this (after inversion: lighter) is background
 # sound at any rate from 1 kHz to 384 kHz (a header claiming 2^31 Hz or 1 Hz is not a recording).
 MAX_PIXELS = 50_000_000
 MIN_RATE, MAX_RATE, MAX_SECONDS = 1_000, 384_000, 60
+MIN_SECONDS = 0.05  # the shortest FSDD recording is about 0.14 s
 # A 28x28 image is in MNIST's format when the ring of its outer BORDER pixels averages at most
 # DARK_BORDER: MNIST's background is 0, and a noisy test digit's ring of 208 pixels averages 0.5 x p
 # (p <= 0.85 in the recipe: 0.425, give or take 0.03), at most 0.48 over the 5,859 real test digits;
@@ -145,6 +146,9 @@ def speech_like(data, rate, name="audio"):
         x = x.mean(axis=1)  # channels mixed to mono
     if x.size == 0:
         raise DataError(f"{name} holds no samples")
+    if len(x) < MIN_SECONDS * rate:  # e.g. a header whose data chunk claims 10 bytes: not "silent"
+        raise DataError(f"{name} holds {len(x)} samples ({1000 * len(x) / rate:.0f} ms), too short to hold a "
+                        "spoken digit")
     if rate != SAMPLE_RATE:
         g = math.gcd(int(rate), SAMPLE_RATE)
         x = resample_poly(x, SAMPLE_RATE // g, int(rate) // g)
