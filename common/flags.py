@@ -193,8 +193,8 @@ FLAGS = (
          type=non_negative_float, metavar="NORM", old=0.0),
     Flag("--log-diagnostics", "log per-module gradient norms, the share of dead ReLU units and the attention entropy "
          "to TensorBoard every epoch (diag/...) and at each of the first 250 steps (diag_step/...; "
-         "common/training/diagnostics.py); changes no number of the run", "advanced", scripts=CLASSIFIERS,
-         action="store_true", neutral=True),
+         "common/training/diagnostics.py); changes no number of the run, so a resume may switch it",
+         "advanced", scripts=CLASSIFIERS, action="store_true", neutral=True, runtime=True),
     # the run folder
     Flag("--runs-dir", "folder that holds one folder per run", "run", default="runs", runtime=True),
     Flag("--name", "run folder name (None: <model>[-<fusion>]-s<seed>)", "run", type=run_name, runtime=True),

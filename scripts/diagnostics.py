@@ -35,6 +35,10 @@ def scalar_table(run_dir, steps=False):
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     events.Reload()
     found = events.Tags()["scalars"]
+    if steps and os.path.isdir(os.path.join(run_dir, "diag_steps")):  # the trace's own folder (old runs: here)
+        events = EventAccumulator(os.path.join(run_dir, "diag_steps"), size_guidance={"scalars": 0})
+        events.Reload()
+        found = events.Tags()["scalars"]
     if steps:
         tags = sorted(t for t in found if t.startswith("diag_step/"))
         if not tags:

@@ -37,11 +37,14 @@ def test_diagnostics_are_logged_and_change_no_number(script, fusion, larger_cour
         for tag in entropies:  # each attention layer's entropy lies between 0 and ln(keys)
             ceiling = tag.replace("attention_entropy/", "attention_entropy_max/")
             assert 0 <= events.Scalars(tag)[-1].value <= events.Scalars(ceiling)[-1].value + 1e-6
-    # the first steps one by one: every step of this short run (3 a epoch), from step 1
-    step_tags = [t for t in tags if t.startswith("diag_step/")]
+    # the first steps one by one, in diag_steps/: every step of this short run (3 a epoch), from step 1
+    assert not any(t.startswith("diag_step/") for t in tags)
+    trace = EventAccumulator(str(tmp_path / "diag" / "diag_steps"))
+    trace.Reload()
+    step_tags = trace.Tags()["scalars"]
     assert any(t.startswith("diag_step/grad_norm/") for t in step_tags)
     assert any(t.startswith("diag_step/dead_relu/") for t in step_tags)
-    assert all([e.step for e in events.Scalars(t)] == list(range(1, 7)) for t in step_tags)
+    assert all([e.step for e in trace.Scalars(t)] == list(range(1, 7)) for t in step_tags)
     out = run_script(["scripts/diagnostics.py", str(tmp_path / "diag"), "--steps", "--out", str(tmp_path / "s.csv")])
     assert out.returncode == 0, out.stderr
     trace = list(csv.DictReader(open(tmp_path / "s.csv")))
@@ -68,3 +71,25 @@ def test_diagnostics_are_logged_and_change_no_number(script, fusion, larger_cour
     assert [r["epoch"] for r in table] == ["1", "2"] and list(table[0])[:3] == ["epoch", "loss/train", "loss/val"]
     tag = next(t for t in tags if t.startswith("diag/grad_norm/"))
     assert [float(r[tag]) for r in table] == pytest.approx([e.value for e in events.Scalars(tag)], rel=1e-5)
+
+
+def test_a_resume_keeps_the_first_steps_trace_and_may_switch_diagnostics_on(larger_course, tmp_path):
+    """The trace lives in diag_steps/, which a resume's purge of later epochs does not touch; a run
+    trained without --log-diagnostics may be resumed with it (it changes no number)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--log-diagnostics",
+                 name="diag").returncode == 0
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", name="diag")
+    assert out.returncode == 0, out.stderr
+    assert "the first steps' trace is not logged again" in out.stdout
+    trace = EventAccumulator(str(tmp_path / "diag" / "diag_steps"))
+    trace.Reload()
+    tag = next(t for t in trace.Tags()["scalars"] if t.startswith("diag_step/grad_norm/"))
+    assert [e.step for e in trace.Scalars(tag)] == [1, 2, 3]  # the first epoch's three steps, all kept
+    assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", name="plain").returncode == 0
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--log-diagnostics",
+                name="plain")
+    assert out.returncode == 0, out.stderr
+    epochs = EventAccumulator(str(tmp_path / "plain"))
+    epochs.Reload()
+    assert any(t.startswith("diag/grad_norm/") for t in epochs.Tags()["scalars"])

@@ -16,7 +16,10 @@ Three measurements, written to TensorBoard and nowhere else:
 diag_step/grad_norm/<module>, diag_step/dead_relu/<layer> and diag_step/attention_entropy/<layer>
 are the same measurements at each of the first TRACE_STEPS steps (x axis: the step, from 1), taken
 on the weights that step's gradient was computed on (step 1: the initial weights): where a run
-that never trains goes wrong in its first epoch. A resumed run does not log them again.
+that never trains goes wrong in its first epoch. They go to the run folder's TRACE_FOLDER/, a
+TensorBoard run of their own, so that a resume (which purges the run's later epochs) keeps them; a
+resumed run does not log them again. The flag may be switched on or off at a resume (it changes no
+number): an epoch resumed in its middle averages its gradient norms over the steps after the resume.
 
 Off by default, and then free: no hook is registered and nothing is computed. On, it reads
 gradients after backward() and runs the model once per epoch (and at each traced step) in eval
@@ -24,18 +27,23 @@ mode under no_grad on the fixed batch, which changes no weight, no gradient and 
 (eval mode draws no dropout), so a seeded run gives the same metrics.json with and without it.
 """
 import math
+import os
 
 import torch
 from torch import nn
 
 DIAGNOSTIC_PAIRS = 256
 TRACE_STEPS = 250  # the first epoch of the study's runs (14,048 training pairs / 64 = 220 steps), and a few more
+TRACE_FOLDER = "diag_steps"  # inside the run folder: the first steps' trace, apart from the epochs' events
 
 
 def start_diagnostics(model, args, writer, split, val_index, views, device):
     """The run's Diagnostics: off (and free) without --log-diagnostics; a resumed run traces no first steps."""
     if not args.log_diagnostics:
         return Diagnostics(model, False)
+    if args.resume:
+        print("note: --log-diagnostics on a resumed run: the first steps' trace is not logged again, and an epoch "
+              "resumed in its middle averages its gradient norms over the steps after the resume")
     return Diagnostics(model, True, writer, diagnostic_batch(split, val_index, views, device),
                        trace_steps=0 if args.resume else TRACE_STEPS)
 
@@ -44,7 +52,7 @@ class Diagnostics:
     def __init__(self, model, enabled, writer=None, inputs=None, trace_steps=0):
         """inputs: the fixed validation batch (a tuple of model inputs) the activations are read on."""
         self.model, self.enabled, self.writer, self.inputs = model, enabled, writer, inputs
-        self.trace_steps, self._step = trace_steps, 0
+        self.trace_steps, self._step, self._trace = trace_steps, 0, None
         self._sums, self._max, self._steps = {}, {}, 0
 
     def after_backward(self):
@@ -65,8 +73,13 @@ class Diagnostics:
             traced = {f"diag_step/grad_norm/{k}": v for k, v in norms.items()}
             activations = self._activations(self.inputs)
             traced.update({tag.replace("diag/", "diag_step/", 1): v for tag, v in activations.items()})
+            if self._trace is None:
+                from torch.utils.tensorboard import SummaryWriter
+                self._trace = SummaryWriter(os.path.join(self.writer.log_dir, TRACE_FOLDER))
             for tag, value in traced.items():
-                self.writer.add_scalar(tag, value, self._step)
+                self._trace.add_scalar(tag, value, self._step)
+            if self._step == self.trace_steps:
+                self._trace.close()
 
     def end_epoch(self, epoch):
         """Log the epoch's gradient norms, and the dead units and attention entropy on the fixed batch."""
@@ -78,6 +91,8 @@ class Diagnostics:
         scalars.update(self._activations(self.inputs))
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, value, epoch)
+        if self._trace is not None:
+            self._trace.flush()
         return scalars
 
     @torch.no_grad()

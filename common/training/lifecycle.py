@@ -36,6 +36,7 @@ from ..facts import saved_precision
 from ..flags import RUNTIME_FLAGS, recipe_names
 from ..io import hold_lock, is_locked, output_dir_problem, save_json
 from ..runfolder import RecordError, RunFolder
+from .diagnostics import TRACE_FOLDER
 from .loop import (TrainingError, load_checkpoint, pick_device, request_determinism, resolve_precision,
                    restore_training, save_checkpoint, training_checkpoint)
 
@@ -101,7 +102,11 @@ def _failed_start(run_dir):
     process holds it: config.json, split_indices.json, TensorBoard event files, an empty checkpoints/."""
     for name in os.listdir(run_dir):
         path = os.path.join(run_dir, name)
-        if name == "checkpoints":  # empty, or only the temp file of a first save that never finished
+        if name == TRACE_FOLDER:  # --log-diagnostics' first steps: event files only
+            if not os.path.isdir(path) or os.path.islink(path) or \
+                    any(not f.startswith("events.out.tfevents.") for f in os.listdir(path)):
+                return False
+        elif name == "checkpoints":  # empty, or only the temp file of a first save that never finished
             if not os.path.isdir(path) or os.path.islink(path) or \
                     any(not f.startswith(".tmp-") for f in os.listdir(path)):
                 return False
@@ -170,9 +175,10 @@ def prepare_run_dir(args, kind, default_name, parser):
             if key == "recipe":  # runs made when --recipe took one name saved a string
                 value = recipe_names(value) or ["exam"]
             if key in given and getattr(args, key) != value:
+                changeable = ", ".join("--" + k.replace("_", "-") for k in RUNTIME_FLAGS
+                                       if k not in ("resume", "retest", "runs_dir", "name", "list_recipes"))
                 raise UsageError(f"--resume: --{key.replace('_', '-')} {_spelled(getattr(args, key))} differs from "
-                                 f"the run's saved {_spelled(value)}; only --max-epochs, --patience, --device, "
-                                 "--num-threads, --data-root may change")
+                                 f"the run's saved {_spelled(value)}; only {changeable} may change")
             setattr(args, key, value)
         for key in sorted(given - set(saved) - set(RUNTIME_FLAGS)):  # flags newer than the run: it trained
             if getattr(args, key) != parser.get_default(key):         # with their defaults
