@@ -13,11 +13,12 @@ the accuracy of linear probes (logistic regression on the frozen 128-d
 featurizer outputs, fitted on the training indices).
 
 The defaults are the first recipe's (kept so its runs stay reproducible). The second recipe,
-scripts/contrastive.sh's default, turns on: --head mlp-bn (BatchNorm in the head, L2-normalised
-projections), --feat-dropout 0.1, --optimizer adamw with --weight-decay, --warmup-epochs 1 and
---schedule cosine, --own-lr for the learned temperature and bias, --augment views (independent
-extra noise and shifts per view at every step: common/data/augment.py) and --select val_digit1 (the
-checkpoint with the best validation digit@1, not the lowest loss). Every epoch logs validation
+`--recipe contrastive-v2` (scripts/contrastive.sh's default; `--list-recipes` shows every recipe),
+turns on: --head mlp-bn (BatchNorm in the head, L2-normalised projections), --feat-dropout 0.1,
+--optimizer adamw with --weight-decay, --warmup-epochs 1 and --schedule cosine, --augment views
+(independent extra noise and shifts per view at every step: common/data/augment.py) and --select
+val_digit1 (the checkpoint with the best validation digit@1, not the lowest loss); `--recipe nt-log`
+adds the learned temperature and bias with their own learning rate (--own-lr). Every epoch logs validation
 digit@1 both ways, overall and per noise regime, to TensorBoard.
 
 Writes runs/NAME/ like the other train scripts; checkpoints/best.pt can seed a
