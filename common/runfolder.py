@@ -6,6 +6,7 @@ A run folder holds config.json (flags, data, versions), metrics.json (written la
 finished when it is there), split_indices.json, predictions_test.csv, robustness.json
 (evaluate.py), probes.json (evaluate_contrastive.py), checkpoints/{last,best}.pt and figures/.
 """
+import base64
 import csv
 import hashlib
 import json
@@ -75,6 +76,18 @@ class RunFolder:
             return {int(r["id"]): int(r["digit"]) == int(r["label"]) for r in rows}
         except (OSError, KeyError, ValueError, TypeError):
             return None
+
+
+def pack_bits(flags):
+    """Per-pair right/wrong as robustness.json's grid keeps it: base64 of numpy's packbits, pair order."""
+    import numpy as np
+    return base64.b64encode(np.packbits(np.asarray(flags, dtype=bool)).tobytes()).decode("ascii")
+
+
+def unpack_bits(text, n):
+    """pack_bits' inverse: a bool array of the first n pairs."""
+    import numpy as np
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
 
 
 RECORDINGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results", "recordings")
@@ -232,8 +245,7 @@ def expand_recipes(flags):
         for key, value in (RECIPES[name].flags if name in RECIPES else {}).items():
             word = "--" + key.replace("_", "-")
             if word not in given:
-                flags[word] = () if value is True else tuple(map(str, value)) if isinstance(value, list) \
-                    else (str(value),)
+                flags[word] = _value_words(value)
     return flags
 
 
@@ -284,9 +296,13 @@ def flags_differ(config, asked):
 def _saved_value_words(args, flag):
     """A flag's saved value (config.json args) as command_flags spells it; None when it has none."""
     key = flag[2:].replace("-", "_")
-    value = args.get(key, OLD_RUN_DEFAULTS.get(key))
+    return _as_numbers(_value_words(args.get(key, OLD_RUN_DEFAULTS.get(key))))
+
+
+def _value_words(value):
+    """A flag value as command_flags spells it: () for a switch that is on, None for one off or unset."""
     if value is True:
         return ()
     if value is None or value is False:
         return None
-    return _as_numbers(value if isinstance(value, list) else [value])
+    return tuple(map(str, value if isinstance(value, list) else [value]))

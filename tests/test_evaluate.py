@@ -13,7 +13,8 @@ import torch
 from common.data import load_dataset
 from common.data.recipe import drawn_test_pairs
 from common.data.sources import load_raw_sources
-from common.evaluation.robustness import CleanViews, noise_rng, unpack_correct
+from common.evaluation.robustness import CleanViews, noise_rng
+from common.runfolder import unpack_bits
 from common.facts import AUDIO_SNR_LEVELS, GRID_AUDIO_SNR, GRID_IMAGE_P, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB
 from common.nets.models import build_from_config
 from common.training.loop import evaluate
@@ -304,7 +305,7 @@ def test_grid_row_and_column_at_the_mild_levels_are_the_sweeps(runs, tmp_path):
     assert same(cells[("missing", MILD_SNR_DB)], result["missing"]["image_zeros"])
     assert same(cells[(MILD_P, "missing")], result["missing"]["audio_zeros"])
     for cell in cells.values():
-        bits = unpack_correct(cell["correct"], grid["n"])
+        bits = unpack_bits(cell["correct"], grid["n"])
         assert abs(bits.mean() - cell["acc"]) < 1e-6
     image = copy_run(runs / "image", tmp_path)  # a single-view run: its own axis only
     assert evaluate_runs(image, "--sweeps", "fresh", "--grid").returncode == 0

@@ -7,7 +7,6 @@ offsets) are rendered again with the noise of one view set to a controlled
 level for every pair, and the other view held mild. Each level draws its
 noise from its own seeded stream, so an evaluation repeats exactly.
 """
-import base64
 import copy
 import itertools
 from concurrent.futures import ThreadPoolExecutor
@@ -19,11 +18,11 @@ from torch import nn
 from ..data import Split
 from ..data.recipe import (CHUNK, RECIPE_VERSION, add_noise_at_snr, build_split, corrupt_images, drawn_test_pairs,
                            place_utterances, split_generators, standardise)
-from ..nets.models import STAND_INS, missing_view_stand_in
-from ..training.loop import autocast, classification_metrics, evaluate
-
 from ..facts import (AUDIO_SNR_LEVELS, CLEAN, GRID_AUDIO_SNR, GRID_IMAGE_P, IMAGE_P_LEVELS, MILD_P, MILD_SNR_DB,
                      MISSING, NOISE_SWEEPS)
+from ..nets.models import STAND_INS, missing_view_stand_in
+from ..runfolder import pack_bits
+from ..training.loop import autocast, classification_metrics, evaluate
 
 FRESH_SEED_OFFSET = 1000  # default fresh draw: the run's data seed + 1000
 SWEEPS = ("fresh",) + tuple(sweep.view for sweep in NOISE_SWEEPS) + ("missing",)  # what evaluate.py --sweeps names
@@ -92,11 +91,18 @@ class _Precomputed(nn.Module):
         return x
 
 
+def with_precomputed(model, views):
+    """A shallow copy of model (sharing every other module and parameter) whose featurizers of
+    `views` return their input: it is fed those featurizers' precomputed outputs."""
+    fixed = copy.copy(model)
+    fixed._modules = {**model._modules, **{f"{v}_featurizer": _Precomputed() for v in views}}
+    return fixed
+
+
 @torch.inference_mode()
-def with_fixed_view(model, view, inputs, device, precision):
-    """(model', features): model with `view`'s featurizer replaced by its precomputed outputs on
-    `inputs`, so sweeping the other view does not run the fixed one's featurizer again. The
-    outputs keep the dtype the featurizer gave (bf16 under bf16), so the logits are the same."""
+def featurizer_outputs(model, view, inputs, device, precision):
+    """`view`'s featurizer outputs on `inputs` (its conv map for a token fusion), in the dtype the
+    featurizer gave (bf16 under bf16), so that logits from them are the model's own."""
     featurizer = getattr(model, f"{view}_featurizer")
     featurizer.eval()
     outs = []
@@ -104,10 +110,13 @@ def with_fixed_view(model, view, inputs, device, precision):
         x = inputs[lo:lo + EVAL_BATCH].to(device)
         with autocast(precision, device):
             outs.append(featurizer.feature_map(x) if getattr(model, "uses_tokens", False) else featurizer(x))
-    fixed = copy.copy(model)  # shallow: shares every other module and parameter
-    fixed._modules = dict(model._modules)
-    fixed._modules[f"{view}_featurizer"] = _Precomputed()
-    return fixed, torch.cat(outs).cpu()
+    return torch.cat(outs).cpu()
+
+
+def with_fixed_view(model, view, inputs, device, precision):
+    """(model', features): model with `view`'s featurizer replaced by its precomputed outputs on
+    `inputs`, so sweeping the other view does not run the fixed one's featurizer again."""
+    return with_precomputed(model, [view]), featurizer_outputs(model, view, inputs, device, precision)
 
 
 class SurvivingHead(nn.Module):
@@ -249,15 +258,6 @@ def grid_input(clean, mild, view, level, data_seed, train_split, train_index):
         clean.audio_at(level, noise_rng(data_seed, "audio", AUDIO_SNR_LEVELS.index(level)))
 
 
-def pack_correct(correct):
-    """A bool vector as base64 of its packed bits (pair order; numpy's big-endian bit order)."""
-    return base64.b64encode(np.packbits(correct.numpy().astype(bool)).tobytes()).decode("ascii")
-
-
-def unpack_correct(text, n):
-    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
-
-
 @torch.inference_mode()
 def grid(model, views, clean, mild, data_seed, train_split, train_index, device, precision):
     """The fusion map: accuracy on the run's test pairs at every combination of its views' grid
@@ -273,10 +273,9 @@ def grid(model, views, clean, mild, data_seed, train_split, train_index, device,
             features[view] = []
             for level in levels[view]:
                 x = grid_input(clean, mild, view, level, data_seed, train_split, train_index)
-                _, f = with_fixed_view(model, view, x, device, precision)
+                f = featurizer_outputs(model, view, x, device, precision)
                 features[view].append(f.expand(len(clean), *f.shape[1:]) if level == MISSING else f)
-        net = copy.copy(model)  # both featurizers' outputs are given: the fusion and head alone
-        net._modules = {**model._modules, **{f"{v}_featurizer": _Precomputed() for v in views}}
+        net = with_precomputed(model, views)  # both featurizers' outputs are given: the fusion and head alone
         score_inputs = lambda ks: Split(**{v: features[v][k] for v, k in zip(views, ks)}, label=label)
         batch = HEAD_BATCH
     else:
@@ -292,7 +291,7 @@ def grid(model, views, clean, mild, data_seed, train_split, train_index, device,
         scored = evaluate(net, score_inputs(ks), torch.arange(len(label)), views, batch, device, precision)
         correct = scored["logits"].argmax(1) == label
         cells.append({**{GRID_AXES[v][0]: levels[v][k] for v, k in zip(views, ks)}, "acc": scored["acc"],
-                      "loss": scored["loss"], "correct": pack_correct(correct)})
+                      "loss": scored["loss"], "correct": pack_bits(correct.numpy())})
     return {"views": list(views), **{f"{v}_levels": list(levels[v]) for v in views}, "n": len(label),
             "correct_bits": "base64 of numpy.packbits over the test pairs in order", "cells": cells}
 

@@ -1,4 +1,5 @@
 """How the report writes a number, a row's name and a dataset: the formatting every table shares."""
+from .settings import FLOOR_VIEWS
 from .stats import ALPHA, BOOTSTRAP_RESAMPLES, cluster_bootstrap
 
 
@@ -72,7 +73,6 @@ def fmt_interval(mean, low, high, digits=2):
 
 
 FLOOR_NAMES = {"image": "noisy pixels", "audio": "a 128-d log-mel summary", "both": "pixels + log-mel summary"}
-MODEL_VIEWS = {"image": "image", "audio": "audio", "multimodal": "both"}
 
 
 def recording_intervals_markdown(groups, dataset_name, floors=None):
@@ -90,7 +90,7 @@ def recording_intervals_markdown(groups, dataset_name, floors=None):
             ids = sorted(preds)
             acc, low, high, deff = cluster_bootstrap([int(preds[i]) for i in ids], [recordings[i] for i in ids])
             half = 1.96 * (acc * (1 - acc) / len(ids)) ** 0.5
-            floor = floors.get(MODEL_VIEWS.get(g["model"]))
+            floor = floors.get(FLOOR_VIEWS.get(g["model"]))
             clears = "–" if floor is None else "yes" if 100 * low > floor else "no"
             rows.append(f"| {row_name(g)} | {seed} | {100 * acc:.2f} | [{100 * low:.2f}, {100 * high:.2f}] | "
                         f"[{100 * (acc - half):.2f}, {100 * (acc + half):.2f}] | {deff:.1f} | "

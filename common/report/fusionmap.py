@@ -12,18 +12,15 @@ single-view runs of the same fold (held-out speaker) and seed, on the same test 
 Regret maps are averaged over folds (each fold: one unheard speaker) and seeds; the table gives each
 model's mean over the cells, its worst cell (of the fold-mean map) and the folds behind it.
 """
-import base64
 import math
 import statistics
 
+import numpy as np
+
 from ..facts import CLEAN, MISSING
+from ..runfolder import unpack_bits
 
 VIEW_KEYS = {"image": "p", "audio": "snr_db"}
-
-
-def _bits(text, n):
-    raw = base64.b64decode(text)
-    return [(raw[i // 8] >> (7 - i % 8)) & 1 == 1 for i in range(n)]
 
 
 def grid_runs(runs):
@@ -40,7 +37,7 @@ def grid_runs(runs):
         for c in grid["cells"]:
             cell = (c.get("p"), c.get("snr_db"))
             acc[cell] = 100.0 * c["acc"]
-            correct[cell] = _bits(c["correct"], grid["n"])
+            correct[cell] = unpack_bits(c["correct"], grid["n"])
         out.append({"label": label, "kind": run["model"], "fold": run.get("holdout_speaker"), "seed": run["seed"],
                     "n": grid["n"], "acc": acc, "correct": correct, "test_acc": run["test_acc"],
                     "image_levels": grid.get("image_levels"), "audio_levels": grid.get("audio_levels")})
@@ -66,7 +63,7 @@ def regret_maps(grid):
         for (p, snr), acc in fused["acc"].items():
             views = _single_view(singles, "image", p) + _single_view(singles, "audio", snr)
             best = max(a for _, a, _ in views)
-            oracle = 100.0 * statistics.fmean(any(c[i] for _, _, c in views) for i in range(fused["n"]))
+            oracle = 100.0 * float(np.any([c for _, _, c in views], axis=0).mean())
             cells[(p, snr)] = (acc - best, acc - oracle)
         maps.setdefault(fused["label"], {})[(fused["fold"], fused["seed"])] = cells
     return maps

@@ -10,7 +10,7 @@ from ..runfolder import (RECORDINGS_DIR, RecordError, RunFolder, read_json_objec
                          robustness_problem, run_args)
 from .columns import COLUMNS
 from .contrastive import contrastive_row
-from .settings import MODELS, config_key, held_out_name
+from .settings import FLOOR_VIEWS, MODELS, config_key, held_out_name
 from .stats import is_number, sweep_curve
 
 
@@ -147,9 +147,6 @@ def read_probes(runs_dirs):
                    probes.get("fingerprint"), probes.get("limit"))
             by_key.setdefault(key, []).append((os.path.basename(os.path.dirname(path)), probes))
     return sorted(by_key.items(), key=lambda kv: (kv[0][1], str(kv[0][0]), kv[0][3] is not None, str(kv[0][2])))
-
-
-FLOOR_VIEWS = {"image": "image", "audio": "audio", "multimodal": "both"}  # a model's views, as a floor names them
 
 
 def read_floors(runs_dirs):

@@ -7,6 +7,7 @@ from ..flags import RECIPES
 from ..runfolder import OLD_RUN_DEFAULTS, init_source
 
 MODELS = ("image", "audio", "multimodal")
+FLOOR_VIEWS = {"image": "image", "audio": "audio", "multimodal": "both"}  # a model's views, as a floor names them
 # config.json args that change what a run trains; runs differing in any of them never share a row.
 CSV_CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
                    "image_dim", "audio_dim", "fused_dim", "hidden_dim", "heads", "init_from", "precision",
