@@ -195,11 +195,27 @@ def test_the_stable_recipe_sets_its_flags_unless_given(larger_course, tmp_path):
     assert (config["recipe"], config["optimizer"], config["weight_decay"], config["warmup_epochs"],
             config["schedule"], config["clip_grad"]) == (["stable"], "adamw", 1e-4, 1.0, "cosine", 5.0)
     out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "exam")
-    assert out.returncode == 2 and "--recipe exam differs from the run's saved stable" in out.stderr
+    assert out.returncode == 2 and "--optimizer adam (from --recipe) differs from the run's saved adamw" in out.stderr
     out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "stable")
     assert out.returncode == 0, out.stderr  # the same recipe, given again on resume
     out = train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", "--recipe", "fast", name="bad")
     assert out.returncode == 2 and "unknown recipe 'fast'" in out.stderr
+
+
+def test_a_run_made_with_spelled_out_flags_resumes_under_the_recipe_that_names_them(larger_course, tmp_path):
+    """A recipe is judged on resume by the flags it sets, not by its name."""
+    spelled = ["--optimizer", "adamw", "--weight-decay", "1e-4", "--warmup-epochs", "1", "--schedule", "cosine"]
+    for name, clip in [("same", "1"), ("other", "5")]:
+        assert train("train_image.py", larger_course, tmp_path, "--max-epochs", "1", *spelled, "--clip-grad", clip,
+                     name=name).returncode == 0
+        assert json.loads((tmp_path / name / "config.json").read_text())["args"]["recipe"] == ["exam"]
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "stable",
+                name="same")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "same/metrics.json").read_text())["epochs_run"] == 2
+    out = train("train_image.py", larger_course, tmp_path, "--resume", "--max-epochs", "2", "--recipe", "stable",
+                name="other")
+    assert out.returncode == 2 and "--clip-grad 1.0 (from --recipe) differs from the run's saved 5.0" in out.stderr
 
 
 def test_bias_init_is_bounded_where_sigmoid_still_moves(capsys):

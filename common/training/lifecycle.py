@@ -33,7 +33,7 @@ from ..data import Dataset, batch_indices, class_balanced_subset, epoch_order, t
 from ..data.recipe import VAL_SPEAKER_SHARE
 from ..data.sources import dataset_from_args
 from ..facts import saved_precision
-from ..flags import RUNTIME_FLAGS, recipe_names
+from ..flags import RECIPES, RUNTIME_FLAGS, recipe_names
 from ..io import hold_lock, is_locked, output_dir_problem, save_json
 from ..runfolder import RecordError, RunFolder
 from .diagnostics import TRACE_FOLDER
@@ -138,6 +138,19 @@ def _spelled(value):
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
 
+def _asked_flags(given, asked_recipes, saved_recipes):
+    """The flags a resume command asks for: those it gives, and the flags of each recipe named on one
+    side only (the command's or the run's), at the value the command's recipes give them. A recipe is
+    judged by its flags, not its name: a run saved with the flags spelled out resumes under the recipe
+    that names them, and `--recipe exam` on a stable run is refused for the flags stable set."""
+    if "recipe" not in given:
+        return set(given)
+    asked = set(given) - {"recipe"}
+    for name in set(recipe_names(asked_recipes)) ^ set(recipe_names(saved_recipes)):
+        asked |= set(RECIPES[name].flags) if name in RECIPES else set()
+    return asked
+
+
 def prepare_run_dir(args, kind, default_name, parser):
     """Pick runs-dir/name, or reuse it for --resume; never overwrite a run silently.
 
@@ -169,18 +182,20 @@ def prepare_run_dir(args, kind, default_name, parser):
             raise UsageError(f"--resume: {run_dir} is a {config.get('model')!r} run, not {kind!r}; "
                              f"resume it with {script}")
         given = explicit_flags(parser)
+        asked = _asked_flags(given, args.recipe, saved.get("recipe"))
         for key, value in saved.items():
-            if not hasattr(args, key) or (key in RUNTIME_FLAGS and key in given):
+            if not hasattr(args, key) or (key in RUNTIME_FLAGS and key in asked):
                 continue
             if key == "recipe":  # runs made when --recipe took one name saved a string
                 value = recipe_names(value) or ["exam"]
-            if key in given and getattr(args, key) != value:
+            elif key in asked and getattr(args, key) != value:
                 changeable = ", ".join("--" + k.replace("_", "-") for k in RUNTIME_FLAGS
                                        if k not in ("resume", "retest", "runs_dir", "name", "list_recipes"))
-                raise UsageError(f"--resume: --{key.replace('_', '-')} {_spelled(getattr(args, key))} differs from "
+                raise UsageError(f"--resume: --{key.replace('_', '-')} {_spelled(getattr(args, key))}"
+                                 f"{'' if key in given else ' (from --recipe)'} differs from "
                                  f"the run's saved {_spelled(value)}; only {changeable} may change")
             setattr(args, key, value)
-        for key in sorted(given - set(saved) - set(RUNTIME_FLAGS)):  # flags newer than the run: it trained
+        for key in sorted(asked - set(saved) - set(RUNTIME_FLAGS)):  # flags newer than the run: it trained
             if getattr(args, key) != parser.get_default(key):         # with their defaults
                 raise UsageError(f"--resume: {run_dir} was trained before --{key.replace('_', '-')} existed, "
                                  f"that is with its default {parser.get_default(key)!r}; it cannot change now")
