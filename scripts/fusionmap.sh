@@ -33,25 +33,21 @@ EOF_USAGE
 }
 
 SEEDS="0"
-SPEAKERS="george jackson lucas nicolas theo yweweler"  # FSDD v1.0.10's six, in the rotation's order
 RUNS_DIR="runs/fusionmap"
 RESULTS="results/fusionmap"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SPEAKERS="${FSDD_SPEAKERS[*]}"
 parse_flags "--seeds --speakers --runs-dir --results" "--list" "$@"
 GRID=--grid
-ALL=(george jackson lucas nicolas theo yweweler)
 [[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
-[[ -n "${SPEAKERS// /}" ]] || { echo "error: --speakers is empty" >&2; exit 2; }
+check_speakers fsdd  # the rotation is FSDD's
 
-next_speaker() {  # the validation speaker of a fold: the next in ALL, round the end
-    local i
-    for i in "${!ALL[@]}"; do
-        [[ ${ALL[$i]} == "$1" ]] && { echo "${ALL[$(( (i + 1) % ${#ALL[@]} ))]}"; return 0; }
+next_speaker() {  # the validation speaker of a fold: the next of FSDD's six, round the end
+    local i n=${#FSDD_SPEAKERS[@]}
+    for i in "${!FSDD_SPEAKERS[@]}"; do
+        [[ ${FSDD_SPEAKERS[$i]} == "$1" ]] && { echo "${FSDD_SPEAKERS[$(( (i + 1) % n ))]}"; return 0; }
     done
-    echo "error: --speakers: $1 is not one of FSDD's speakers (${ALL[*]})" >&2
-    exit 2
 }
-for speaker in $SPEAKERS; do next_speaker "$speaker" > /dev/null; done
 
 LEAN=(--recipe mel-lean --recipe db40)
 for speaker in $SPEAKERS; do

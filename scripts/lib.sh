@@ -64,3 +64,21 @@ variant() {
         --runs-dir "$RUNS_DIR" --results "$RESULTS" --no-report ${LIST:+"$LIST"} ${GRID:+"$GRID"} \
         -- "$@" ${EXTRA[@]+"${EXTRA[@]}"}
 }
+
+# FSDD v1.0.10's six speakers, in the order the fusion map rotates its validation speaker
+FSDD_SPEAKERS=(george jackson lucas nicolas theo yweweler)
+
+# check_speakers [fsdd]: SPEAKERS (the --speakers value) is not empty and names only the data's speakers:
+# FSDD's six, or with -- --data synthetic (unless "fsdd" is asked) also the synthetic set's spk0, spk1, ...;
+# else one line, exit 2
+check_speakers() {
+    local speaker synthetic=""
+    [[ -n "${SPEAKERS// /}" ]] || { echo "error: --speakers is empty" >&2; exit 2; }
+    [[ ${1:-} != fsdd && ( " ${EXTRA[*]-} " == *" --data synthetic "* || " ${EXTRA[*]-} " == *" --data=synthetic "* ) ]] \
+        && synthetic=1
+    for speaker in $SPEAKERS; do
+        [[ " ${FSDD_SPEAKERS[*]} " == *" $speaker "* || ( -n $synthetic && $speaker =~ ^spk[0-9]+$ ) ]] && continue
+        echo "error: --speakers: $speaker is not one of FSDD's speakers (${FSDD_SPEAKERS[*]})" >&2
+        exit 2
+    done
+}

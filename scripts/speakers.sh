@@ -32,16 +32,13 @@ EOF
 }
 
 SEEDS="0"
-SPEAKERS="george jackson lucas nicolas theo yweweler"  # FSDD v1.0.10's six
 RUNS_DIR="runs/speakers"
 RESULTS="results/speakers"
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SPEAKERS="${FSDD_SPEAKERS[*]}"
 parse_flags "--seeds --speakers --runs-dir --results" "--list" "$@"
 [[ -n "${SEEDS// /}" ]] || { echo "error: --seeds is empty" >&2; exit 2; }
-[[ -n "${SPEAKERS// /}" ]] || { echo "error: --speakers is empty" >&2; exit 2; }
-for speaker in $SPEAKERS; do
-    [[ "$speaker" =~ ^[A-Za-z0-9]+$ ]] || { echo "error: --speakers: $speaker is not a speaker name" >&2; exit 2; }
-done
+check_speakers
 
 for seed in $SEEDS; do
     variant "$seed" concat mel-lean-mdrop0.3 --recipe mel-lean --recipe mdrop

@@ -210,7 +210,7 @@ def test_beyond_runs_each_variant_seed_by_seed_with_its_tag_and_flags(tmp_path):
 
 def test_speakers_runs_fold_by_fold_with_the_held_out_voice_and_the_known_speaker_reference(tmp_path):
     stub, log, env = stub_interpreter(tmp_path, STUB)
-    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "speakers.sh"), "--speakers", "ann bob", "--runs-dir",
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "speakers.sh"), "--speakers", "spk0 spk1", "--runs-dir",
                         str(tmp_path / "runs"), "--results", str(tmp_path / "kept"), "--", "--data", "synthetic"],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -219,16 +219,19 @@ def test_speakers_runs_fold_by_fold_with_the_held_out_voice_and_the_known_speake
     names = [c[c.index("--name") + 1] for c in trained]
     fold = ["audio-spk-{}-s0", "multimodal-concat-spk-{}-s0", "audio-mel-lean-spk-{}-s0",
             "multimodal-concat-mel-lean-mdrop0.3-spk-{}-s0"]
-    assert names == ["multimodal-concat-mel-lean-mdrop0.3-s0"] + [n.format(s) for s in ("ann", "bob") for n in fold]
+    assert names == ["multimodal-concat-mel-lean-mdrop0.3-s0"] + [n.format(s) for s in ("spk0", "spk1") for n in fold]
     for c, name in zip(trained, names):
         held = c[c.index("--holdout-speaker") + 1] if "--holdout-speaker" in c else None
         assert held == (name.split("-spk-")[1][:-3] if "-spk-" in name else None), c
         flags = meaning(c)
         assert (flags.get("--mel-channels") == ("8", "16")) == ("mel-lean" in name)
         assert ("--modality-dropout" in flags) == ("mdrop" in name) and c[-2:] == ["--data", "synthetic"]
-    bad = subprocess.run(["bash", os.path.join(ROOT, "scripts", "speakers.sh"), "--speakers", "../x", "--list"],
-                         capture_output=True, text=True, timeout=30)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: --speakers: ../x is not a speaker name"
+    for speakers, extra in [("../x", []), ("bob", []), ("spk0", [])]:  # spk0 only with -- --data synthetic
+        bad = subprocess.run(["bash", os.path.join(ROOT, "scripts", "speakers.sh"), "--speakers", speakers, "--list",
+                              *extra], capture_output=True, text=True, timeout=30)
+        assert bad.returncode == 2 and not bad.stdout, speakers
+        assert bad.stderr.strip() == f"error: --speakers: {speakers} is not one of FSDD's speakers (george jackson " \
+            "lucas nicolas theo yweweler)"
 
 
 RUN_STUB = r"""#!/usr/bin/env bash
@@ -258,6 +261,34 @@ echo '{"model": "stub", "args": {"loss": "nt_log", "tau": 0.1, "learn_tau": true
     > "$runs/$name/config.json"
 echo "{\"model\": \"stub\", \"val\": {\"probe\": {\"both\": ${#name}}}}" > "$runs/$name/metrics.json"
 """
+
+
+def test_fusionmap_runs_each_fold_with_the_next_voice_for_validation_and_the_grid(tmp_path):
+    stub, log, env = stub_interpreter(tmp_path, RUN_STUB)  # leaves a best.pt: evaluate.py is called
+    script = os.path.join(ROOT, "scripts", "fusionmap.sh")
+    r = subprocess.run(["bash", script, "--speakers", "yweweler george", "--runs-dir", str(tmp_path / "runs"),
+                        "--results", str(tmp_path / "kept"), "--", "--data", "synthetic"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    calls = [c.split() for c in log.read_text().splitlines()]
+    trained = [c for c in calls if "--name" in c]
+    names = [c[c.index("--name") + 1] for c in trained]
+    fold = ["image-fm-{}-s0", "multimodal-concat-fm-{}-s0", "audio-fm-mel-lean-db40-{}-s0",
+            "multimodal-concat-fm-mel-lean-db40-{}-s0", "multimodal-late-fm-mel-lean-db40-{}-s0",
+            "multimodal-concat-fm-mel-lean-db40-mdrop0.3-{}-s0", "audio-fm-mel-lean-db40-speed0.15-{}-s0",
+            "multimodal-late-fm-mel-lean-db40-cal-{}-s0"]
+    assert names == [n.format(s) for s in ("yweweler", "george") for n in fold]
+    for c, name in zip(trained, names):
+        flags = meaning(c)
+        test, val = ("yweweler", "george") if "yweweler" in name else ("george", "jackson")  # round the end
+        assert flags["--holdout-speaker"] == (test,) and flags["--val-speaker"] == (val,), c
+        assert (flags.get("--mel-top-db") == ("40.0",)) == ("db40" in name)
+        assert ("--calibrate" in flags) == ("-cal-" in name) and c[-2:] == ["--data", "synthetic"]
+    evaluated = [c for c in calls if os.path.basename(c[0]) == "evaluate.py"]
+    assert len(evaluated) == len(names) and all("--grid" in c for c in evaluated)
+    bad = subprocess.run(["bash", script, "--speakers", "spk0", "--list", "--", "--data", "synthetic"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "spk0 is not one of FSDD's speakers" in bad.stderr  # the rotation is FSDD's
 
 
 def test_contrastive_study_sweeps_then_pre_trains_from_the_best_validation_probe(tmp_path):
