@@ -9,12 +9,14 @@ import random
 import statistics
 
 import pytest
+from scipy import stats as scipy_stats
 
 import report
 from common.facts import GRID_AUDIO_SNR, GRID_IMAGE_P
 from common.flags import RECIPES
 from common.report.columns import COLUMNS
 from common.report.format import fmt_p
+from common.report.fusionmap import TEST_MIX, fold_mean
 from common.report.stats import cluster_bootstrap
 
 from conftest import SMALL_SYNTHETIC, run_cli
@@ -752,10 +754,34 @@ def test_the_fusion_map_reads_regret_against_the_better_single_view(tmp_path, ca
             json.dump({"grid": {"views": views, "n": 8, "cells": grid}}, f)
     code, out, _ = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0
-    rows = table_rows(out.split("## The fusion map on unheard voices")[1].split("\n\n")[2])
+    section = out.split("## The fusion map on unheard voices")[1].split("\n\n")
+    rows = table_rows(section[4])
     # regret: 50 - max(75, 50) = -25 everywhere; oracle: image or audio right on all 8 pairs -> 50 - 100
-    assert rows["concat [exam]"][0][5:9] == ["-25.00", "p 0, clean", "-25.00", "-50.00"]
-    assert rows["image [exam]"][0][1] == "1" and rows["image [exam]"][0][5] == "–"
+    assert rows["concat [exam]"][0][2:6] == ["-25.00", "p 0, clean", "-25.00", "-50.00"]
+    accuracy = table_rows(section[2])
+    assert accuracy["image [exam]"][0][1:4] == ["1", "1", "75.00"] and "image [exam]" not in rows
+    assert accuracy["concat [exam]"][0][3] == "50.00" and accuracy["concat [exam]"][0][5] == "–"  # one fold
+
+
+def test_fold_means_carry_intervals_over_recordings_and_over_speakers():
+    """Two folds of one seed, 40 pairs from 10 recordings each (4 pairs a recording, right or wrong
+    together): the fold mean, a t interval over the two fold means, and a resampled interval that
+    lies around the mean and narrows as the recordings get more."""
+    def run(fold, right_recordings, n_recordings=10):
+        recordings = [f"{fold}-{i // 4}" for i in range(4 * n_recordings)]
+        correct = [int(i // 4) < right_recordings for i in range(4 * n_recordings)]
+        return {"fold": fold, "correct": {(0.1, None): correct}, "test_correct": correct, "recordings": recordings}
+    runs = [run("ann", 8), run("bob", 6)]                    # 80% and 60%
+    mean, over_recordings, over_speakers, folds = fold_mean(runs, (0.1, None))
+    assert (mean, folds) == (70.0, 2)
+    half = scipy_stats.t.ppf(0.975, 1) * statistics.stdev([80.0, 60.0]) / 2 ** 0.5
+    assert over_speakers == pytest.approx((70 - half, 70 + half))
+    assert over_recordings[0] < 70 < over_recordings[1] and over_recordings[1] - over_recordings[0] < 2 * half
+    wide = over_recordings[1] - over_recordings[0]
+    _, more, _, _ = fold_mean([run("ann", 80, 100), run("bob", 60, 100)], TEST_MIX)
+    assert more[1] - more[0] < wide / 2  # ten times the recordings: about a third of the width
+    _, none, one_fold, folds = fold_mean([{**runs[0], "recordings": None}], (0.1, None))
+    assert none is None and one_fold is None and folds == 1
 
 
 def test_a_run_whose_config_cannot_be_read_is_left_out_not_read_as_the_exams(tmp_path, capsys):

@@ -10,7 +10,10 @@ single-view runs of the same fold (held-out speaker) and seed, on the same test 
   right (the union of their correct pairs): the most any combination of those views could get.
 
 Regret maps are averaged over folds (each fold: one unheard speaker) and seeds; the table gives each
-model's mean over the cells, its worst cell (of the fold-mean map) and the folds behind it.
+model's mean over the cells, its worst cell (of the fold-mean map) and the folds behind it. Accuracies
+are fold means (each fold's mean over its seeds, then the mean over folds) with two 95% intervals: over
+recordings (each fold's test recordings resampled, fold by fold) and over speakers (a t interval over
+the fold means).
 """
 import math
 import statistics
@@ -19,8 +22,10 @@ import numpy as np
 
 from ..facts import CLEAN, MISSING
 from ..runfolder import unpack_bits
+from .stats import BOOTSTRAP_RESAMPLES, mean_ci, stratified_cluster_bootstrap
 
 VIEW_KEYS = {"image": "p", "audio": "snr_db"}
+TEST_MIX = "test"  # not a grid cell: the test split's own noise mix (predictions_test.csv)
 
 
 def grid_runs(runs):
@@ -40,8 +45,42 @@ def grid_runs(runs):
             correct[cell] = unpack_bits(c["correct"], grid["n"])
         out.append({"label": label, "kind": run["model"], "fold": run.get("holdout_speaker"), "seed": run["seed"],
                     "n": grid["n"], "acc": acc, "correct": correct, "test_acc": run["test_acc"],
+                    "test_correct": _by_id(run.get("predictions"), grid["n"]),
+                    "recordings": _by_id(run.get("recordings"), grid["n"]),
                     "image_levels": grid.get("image_levels"), "audio_levels": grid.get("audio_levels")})
     return out
+
+
+def _by_id(mapping, n):
+    """A {test row id: value} map as a list over the ids 0..n-1, the grid's pairs; None unless it has
+    exactly those ids."""
+    if not mapping or sorted(mapping) != list(range(n)):
+        return None
+    return [mapping[i] for i in range(n)]
+
+
+def fold_mean(runs, cell):
+    """One model's accuracy (%) at a grid cell (or TEST_MIX) as (fold mean, interval over recordings,
+    interval over speakers, folds): the mean over each fold's seeds, then over folds; the first
+    interval resamples each fold's test recordings (seeded, one draw per fold shared by its seeds;
+    None when a run lacks its recordings or a fold's runs differ in them), the second is a t interval
+    over the fold means (None for one fold)."""
+    folds = {}
+    for r in runs:
+        correct = r["test_correct"] if cell == TEST_MIX else r["correct"].get(cell)
+        if correct is not None:
+            folds.setdefault(r["fold"], []).append((correct, r["recordings"]))
+    if not folds:
+        return math.nan, None, None, 0
+    means = [statistics.fmean(100.0 * statistics.fmean(c) for c, _ in members) for members in folds.values()]
+    mean, half = mean_ci(means)
+    strata = [([c for c, _ in members], members[0][1]) for _, members in sorted(folds.items(), key=str)]
+    if all(rec is not None and rec == members[0][1] for members in folds.values() for _, rec in members):
+        low, high = np.quantile(100.0 * stratified_cluster_bootstrap(strata), [0.025, 0.975])
+        over_recordings = (float(low), float(high))
+    else:
+        over_recordings = None
+    return mean, over_recordings, (mean - half, mean + half) if half is not None else None, len(folds)
 
 
 def _single_view(singles, view, level):
@@ -83,10 +122,23 @@ def _level(value):
     return value if isinstance(value, str) else f"{value:g}"
 
 
+def _view_cells(kind):
+    """A model's cells at clean audio and at 20 dB with the image at p = 0.1 (a single view's own axis)."""
+    if kind == "audio":
+        return (None, CLEAN), (None, 20.0)
+    if kind == "image":
+        return (0.1, None), (0.1, None)
+    return (0.1, CLEAN), (0.1, 20.0)
+
+
+def _interval(bounds):
+    return f"[{bounds[0]:.1f}, {bounds[1]:.1f}]" if bounds else "–"
+
+
 def fusion_map_markdown(grid):
-    """The fusion map's section: one table of every model at clean / 20 dB / the test mix, with the
-    fused models' regret (mean and worst cell of the fold-mean map), and the fold-mean regret map of
-    each fused model."""
+    """The fusion map's section: every model's fold-mean accuracy at clean / 20 dB / the test mix with
+    its intervals over recordings and over speakers; the fused models' regret (mean and worst cell of
+    the fold-mean map); and the fold-mean regret map of each fused model."""
     if not grid:
         return []
     maps = regret_maps(grid)
@@ -96,28 +148,34 @@ def fusion_map_markdown(grid):
     lines = ["", "## The fusion map on unheard voices (evaluate.py --grid)", "",
              f"Runs of {len(folds)} fold(s) ({', '.join(map(str, folds))}), each a speaker never heard in training "
              "(--holdout-speaker) with early stopping on another unheard speaker (--val-speaker). Accuracy (%) "
-             "at image p = 0.1 with clean audio and with audio at 20 dB, and on the test split's own noise mix; "
-             "mean over the runs (folds x seeds). Regret: the fused model's accuracy minus the better single "
-             "view at each cell of the grid (image-only, or the best audio-only run of the same fold and seed, "
-             "on the same test pairs); oracle: minus a per-pair oracle that takes whichever single view is "
-             "right. Mean over the 49 cells; worst: the lowest cell of the fold-mean regret map.", "",
-             "| model | runs | clean audio | 20 dB | test mix | mean regret | worst cell | worst regret | "
-             "mean oracle regret |", "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "at image p = 0.1 with clean audio and with audio at 20 dB, and on the test split's own noise mix: "
+             "the fold mean (each fold's mean over its seeds, then the mean over folds), with two 95% intervals. "
+             f"Over recordings: each fold's test recordings resampled ({BOOTSTRAP_RESAMPLES:,} seeded resamples), "
+             "the luck of the takes a speaker happened to record. Over speakers: a t interval over the fold means, "
+             "the luck of which speakers FSDD has; for a new voice it is the one to read (– with one fold).", "",
+             "| model | folds | runs | clean audio | over recordings | over speakers | 20 dB | over recordings | "
+             "over speakers | test mix | over recordings | over speakers |",
+             "|---|---:|---:|" + "---:|---|---|" * 3]
     for label in labels:
         runs = [r for r in grid if r["label"] == label]
-        single = runs[0]["kind"] != "multimodal"
-        clean = (None, CLEAN) if runs[0]["kind"] == "audio" else (0.1, None) if single else (0.1, CLEAN)
-        mild = (None, 20.0) if runs[0]["kind"] == "audio" else (0.1, None) if single else (0.1, 20.0)
-        cells = [f"{_mean_acc(runs, clean):.2f}", f"{_mean_acc(runs, mild):.2f}",
-                 f"{statistics.fmean(r['test_acc'] for r in runs):.2f}"]
-        if label in maps:
-            regret, oracle = _mean_map(maps[label], 0), _mean_map(maps[label], 1)
-            worst = min(sorted(regret, key=_cell_order), key=regret.get)  # the first in grid order on a tie
-            cells += [f"{statistics.fmean(regret.values()):+.2f}", f"p {_level(worst[0])}, {_level(worst[1])}",
-                      f"{regret[worst]:+.2f}", f"{statistics.fmean(oracle.values()):+.2f}"]
-        else:
-            cells += ["–"] * 4
-        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+        cells = []
+        for cell in (*_view_cells(runs[0]["kind"]), TEST_MIX):
+            mean, over_recordings, over_speakers, _ = fold_mean(runs, cell)
+            cells += [f"{mean:.2f}", _interval(over_recordings), _interval(over_speakers)]
+        n_folds = len({r["fold"] for r in runs})
+        lines.append(f"| {label} | {n_folds} | {len(runs)} | " + " | ".join(cells) + " |")
+    lines += ["", "Regret (points): the fused model's accuracy minus the better single view at each cell of the "
+              "grid (image-only, or the best audio-only run of the same fold and seed, on the same test pairs); "
+              "oracle: minus a per-pair oracle that takes whichever single view is right. Mean over the 49 "
+              "cells of the fold-mean regret map; worst: its lowest cell.", "",
+              "| model | runs | mean regret | worst cell | worst regret | mean oracle regret |",
+              "|---|---:|---:|---|---:|---:|"]
+    for label, by_run in maps.items():
+        regret, oracle = _mean_map(by_run, 0), _mean_map(by_run, 1)
+        worst = min(sorted(regret, key=_cell_order), key=regret.get)  # the first in grid order on a tie
+        lines.append(f"| {label} | {len(by_run)} | {statistics.fmean(regret.values()):+.2f} | "
+                     f"p {_level(worst[0])}, {_level(worst[1])} | {regret[worst]:+.2f} | "
+                     f"{statistics.fmean(oracle.values()):+.2f} |")
     for label, by_run in maps.items():
         regret = _mean_map(by_run, 0)
         image_levels = list(dict.fromkeys(c[0] for c in sorted(regret, key=_cell_order)))

@@ -36,15 +36,31 @@ def cluster_bootstrap(values, clusters, resamples=BOOTSTRAP_RESAMPLES, seed=BOOT
     independently would give (1: no clustering; the effective number of pairs is n / design effect)."""
     import numpy as np
     values = np.asarray(values, dtype=np.float64)
-    ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
-    sums = np.bincount(inverse, weights=values, minlength=len(ids))
-    counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
-    draws = np.random.default_rng(seed).integers(0, len(ids), size=(resamples, len(ids)))
-    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    means = stratified_cluster_bootstrap([([values], clusters)], resamples, seed)
     low, high = np.quantile(means, [0.025, 0.975])
     iid_var = values.var(ddof=1) / len(values) if len(values) > 1 else 0.0
     deff = float(means.var(ddof=1) / iid_var) if iid_var > 0 else math.nan
     return float(values.mean()), float(low), float(high), deff
+
+
+def stratified_cluster_bootstrap(strata, resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED):
+    """The resampled means (an array of `resamples`) of a mean of means: `strata` is a list of
+    (runs, clusters), each stratum's runs a list of per-pair value arrays on the same pairs, whose
+    clusters (recordings) `clusters` names. Each resample draws every stratum's clusters with
+    replacement (one draw shared by its runs), takes each run's mean over the drawn pairs, the mean
+    over a stratum's runs, then the mean over the strata: the fold mean of a model over unheard
+    speakers, each fold's recordings resampled on their own."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    total = np.zeros(resamples)
+    for runs, clusters in strata:
+        ids, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+        counts = np.bincount(inverse, minlength=len(ids)).astype(np.float64)
+        draws = rng.integers(0, len(ids), size=(resamples, len(ids)))
+        drawn = counts[draws].sum(axis=1)
+        total += np.mean([np.bincount(inverse, weights=np.asarray(v, dtype=np.float64), minlength=len(ids))[draws]
+                          .sum(axis=1) / drawn for v in runs], axis=0)
+    return total / len(strata)
 
 
 def mcnemar_exact(b, c):
