@@ -235,6 +235,13 @@ class Recipe:
     help: str
     flags: dict                  # dest -> value, as config.json records it
     scripts: tuple = ALL
+    parts: tuple = ()            # a recipe made of others: their names (it is read back as them)
+
+
+def _made_of(help, *parts):
+    """A recipe that is other recipes together: their flags, for the scripts all of them are for."""
+    return Recipe(help, {k: v for p in parts for k, v in RECIPES[p].flags.items()},
+                  tuple(s for s in ALL if all(s in RECIPES[p].scripts for p in parts)), parts)
 
 
 RECIPES = {
@@ -264,6 +271,9 @@ RECIPES = {
                      {"loss": "nt_log", "tau": 0.1, "learn_tau": True, "learn_bias": True, "bias_init": "prior",
                       "own_lr": 1e-2}, (CONTRASTIVE,)),
 }
+RECIPES["recommended"] = _made_of("for your own photos and voice (predict.py): mel-lean, db40 and mdrop together, "
+                                  "the fusion map's pick on unheard voices (docs/RESULTS.md)",
+                                  "mel-lean", "db40", "mdrop")
 
 
 def spell(dest, value):
@@ -303,11 +313,11 @@ def resolve_recipes(args, script):
     def value(dest):
         return args.get(dest, OLD_RUN_DEFAULTS.get(dest, _default(dest, script)))
 
-    names = [n for n in recipe_names(args.get("recipe")) if n in RECIPES]
+    names = [part for n in recipe_names(args.get("recipe")) if n in RECIPES for part in RECIPES[n].parts or (n,)]
     explained = {k: v for n in names for k, v in RECIPES[n].flags.items()}
     larger_first = sorted(RECIPES.items(), key=lambda item: -len(item[1].flags))  # mel-lean before mel
     for name, recipe in larger_first:
-        if name in names or script not in recipe.scripts or not recipe.flags:
+        if name in names or script not in recipe.scripts or not recipe.flags or recipe.parts:
             continue
         if all(_same(value(k), v) for k, v in recipe.flags.items()) \
                 and any(not _same(v, _default(k, script)) for k, v in recipe.flags.items()) \

@@ -22,6 +22,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REAL_DATA = os.environ.get("AVDIGITS_DATA")
+needs_real = pytest.mark.skipif(not (REAL_DATA and os.path.isdir(os.path.join(REAL_DATA, "mnist"))),
+                                reason="set AVDIGITS_DATA to the raw data root to run")
 SMALL_SYNTHETIC = ["--data", "synthetic", "--synthetic-size", "200"]
 # what starts a script or a training: a test that reaches one of these is slow
 SLOW_HELPERS = ("run_script", "run_cli", "train_on_course", "subprocess.run", "subprocess.Popen", "check_output")

@@ -20,7 +20,7 @@ from common.data.raw import RawSources, RawSplit, speaker_of
 from common.data.recipe import (AUDIO_LENGTH, add_noise_at_snr, build_dataset, corrupt_images, exact_row_sums,
                                 place_utterances, standardise)
 
-from conftest import (REAL_DATA, ROOT, SMALL_SYNTHETIC, make_avdigits_root, run_cli, run_script, write_course,
+from conftest import (REAL_DATA, ROOT, needs_real, SMALL_SYNTHETIC, make_avdigits_root, run_cli, run_script, write_course,
                       write_idx, write_wav)
 
 
@@ -405,10 +405,6 @@ def test_unknown_source_is_refused():
 
 
 # ---------------------------------------------------------------- the real data (skipped without it)
-
-needs_real = pytest.mark.skipif(not (REAL_DATA and os.path.isdir(os.path.join(REAL_DATA, "mnist"))),
-                                reason="set AVDIGITS_DATA to the raw data root to run")
-
 
 # docs/DATASET.md pins it; numerics v2 makes it the same on every machine (see recipe.exact_row_sums)
 DEFAULT_BUILD_FINGERPRINT = "55371e8b2578ee6440897a9bf30aa1c8347807394cf974058eaae3b5039d071c"

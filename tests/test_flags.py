@@ -154,6 +154,19 @@ def test_recorded_recipe_names_come_first_and_old_string_form_reads():
     assert names == ["stable"] and others == {"lr": 3e-3}
 
 
+def test_the_recommended_recipe_is_its_parts_together_and_reads_back_as_them():
+    parser = training_parser("multimodal", "test")
+    args = apply_recipes(parser.parse_args(["--recipe", "recommended"]), parser, "multimodal",
+                         ["--recipe", "recommended"])
+    assert (args.recipe, args.audio_frontend, args.mel_channels, args.mel_top_db, args.modality_dropout) == \
+        (["recommended"], "mel", [8, 16], 40.0, 0.3)
+    names, others = resolve_recipes(vars(args), "multimodal")
+    assert names == ["mel-lean", "db40", "mdrop"] and others == {}  # labelled as the runs made of its parts
+    spelled = {k: v for k, v in vars(args).items() if k != "recipe"}
+    assert resolve_recipes(spelled, "multimodal") == (names, {})  # and those runs are not called "recommended"
+    assert RECIPES["recommended"].scripts == ("multimodal",)
+
+
 def test_apply_recipes_records_names_for_config_json():
     parser = training_parser("audio", "test")
     args = apply_recipes(parser.parse_args(["--recipe", "mel-lean", "--recipe", "speed"]), parser, "audio",

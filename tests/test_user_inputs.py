@@ -1,6 +1,7 @@
 """common/data/user_inputs.py and predict.py: a person's own image and recording, made into the models' inputs."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from PIL import Image, ImageDraw
 from common.data.errors import DataError
 from common.data.user_inputs import load_audio, load_image, mnist_like, speech_like
 
-from conftest import ROOT, one_line_error, run_script, train_on_course
+from conftest import REAL_DATA, ROOT, needs_real, one_line_error, run_cli, run_script, train_on_course
 
 
 def draw_seven(path, size=(200, 260), ink="black", paper="white", mode="RGB"):
@@ -30,9 +31,47 @@ def test_a_dark_on_light_photo_becomes_an_mnist_digit(tmp_path):
     assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 21  # the longer side fits MNIST's 20-pixel box
     mass = x.sum()
     cy, cx = (x.sum(1) * np.arange(28)).sum() / mass, (x.sum(0) * np.arange(28)).sum() / mass
-    assert abs(cy - 13.5) <= 0.6 and abs(cx - 13.5) <= 0.6  # centred by mass
+    assert abs(cy - 14) <= 0.6 and abs(cx - 14) <= 0.6  # centred by mass at (14, 14), as MNIST is
     light = load_image(str(draw_seven(tmp_path / "light.jpg", ink="white", paper="black", mode="L")))
     assert np.abs(light - x).mean() < 0.05  # light on dark: the same digit, not inverted
+
+
+def photo_of(digit, paper=1.0, light=(1.0, 1.0), ruled=False, margin=False, size=(240, 200), quality=None):
+    """A large, dark-on-paper copy of a 28x28 light-on-black digit: paper grey `paper`, lit from
+    light[0] at the left to light[1] at the right, with a ruled line under the digit and a dark margin
+    at the left when asked, saved as JPEG at `quality` when given (returned as an RGB image)."""
+    import io
+    from PIL import Image
+    ink = np.asarray(Image.fromarray(np.round(digit * 255).astype(np.uint8)).resize((150, 150), Image.BICUBIC),
+                     dtype=np.float32) / 255.0
+    sheet = np.full((size[0], size[1]), paper, np.float32)
+    sheet[40:190, 30:180] = paper * (1 - ink) + 0.1 * ink
+    if ruled:
+        sheet[215:217] = 0.5 * paper
+    if margin:
+        sheet[:, :12] = 0.2
+    sheet *= np.linspace(light[0], light[1], size[1], dtype=np.float32)[None, :]
+    img = Image.fromarray(np.round(np.clip(sheet, 0, 1) * 255).astype(np.uint8)).convert("RGB")
+    if quality:
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality)
+        img = Image.open(buf)
+    return img
+
+
+def test_the_paper_is_taken_away_whatever_its_grey_light_and_edges():
+    """One digit photographed on white paper and on grey paper lit from one side (55% to 100%), with a
+    ruled line, a dark page margin and JPEG: the same 28x28 within a small tolerance, and nothing of
+    the line or the margin in it."""
+    from common.data.user_inputs import greyscale
+    from common.data.synthetic import render_digits
+    digit = render_digits(np.array([5]), np.random.default_rng(0))[0].astype(np.float32) / 255.0
+    white = mnist_like(greyscale(photo_of(digit)))
+    for kwargs in ({"paper": 0.7, "light": (0.55, 1.0)}, {"paper": 0.8, "light": (1.0, 0.6), "ruled": True},
+                   {"paper": 0.9, "margin": True, "ruled": True, "quality": 80}):
+        other = mnist_like(greyscale(photo_of(digit, **kwargs)))
+        assert np.abs(other - white).mean() < 0.02 and np.abs(other - white).max() < 0.35, kwargs
+        assert other[:3].max() < 0.05 and other[-3:].max() < 0.05 and other[:, :3].max() < 0.05, kwargs
 
 
 def test_sixteen_bit_and_transparent_images_read_as_their_eight_bit_opaque_twins(tmp_path):
@@ -348,3 +387,44 @@ def test_a_wav_too_short_to_hold_a_word_says_so_rather_than_silent(tmp_path):
     wavfile.write(tmp_path / "short.wav", 8000, (np.sin(np.arange(5)) * 3000).astype(np.int16))
     with pytest.raises(DataError, match=r"holds 5 samples \(1 ms\), too short"):
         load_audio(str(tmp_path / "short.wav"))
+
+
+# ---------------------------------------------------------------- as people take them, on the real data
+
+@pytest.fixture(scope="module")
+def real_runs(tmp_path_factory):
+    """An image-only run and a lean mel audio-only run (--mel-top-db 40) on the real data, three epochs each."""
+    runs = tmp_path_factory.mktemp("real")
+    for script, name, flags in (("train_image.py", "img", []),
+                                ("train_audio.py", "aud", ["--recipe", "mel-lean", "--recipe", "db40"])):
+        out = run_cli([script, "--data", "avdigits", "--data-root", REAL_DATA, "--max-epochs", "3", "--runs-dir",
+                       str(runs), "--name", name, *flags], timeout=1200)
+        assert out.returncode == 0, out.stderr
+    return runs
+
+
+def own_inputs(run_dir):
+    """scripts/own_inputs.py on 200 test digits or recordings: (% right as people give it, % right as
+    the data is, % the same answer, n)."""
+    out = run_script(["scripts/own_inputs.py", str(run_dir), "--n", "200", "--data-root", REAL_DATA])
+    assert out.returncode == 0, out.stderr
+    numbers = re.search(r"([\d.]+)% as people give it, ([\d.]+)% as the data is .* the same answer for ([\d.]+)% "
+                        r"of (\d+)", out.stdout)
+    return (*(float(x) for x in numbers.groups()[:3]), int(numbers.group(4)))
+
+
+@needs_real
+def test_a_phone_photo_of_a_test_digit_gets_the_digits_own_prediction(real_runs):
+    """200 MNIST test digits as phone photos (common/data/simulated_inputs.py, seed 0): predict.py gives the
+    digit's own answer for at least 95% of them and loses at most 5 points of accuracy."""
+    photo, digit, same, n = own_inputs(real_runs / "img")
+    assert n == 200 and same >= 95 and photo >= digit - 5
+
+
+@needs_real
+def test_a_laptop_recording_gets_the_recordings_own_prediction(real_runs):
+    """200 FSDD test recordings as a laptop takes them (room noise before, after and under the word, a
+    DC offset, 20-30 dB below full scale, 44.1/48 kHz stereo): the same answer as the 8 kHz file for at
+    least 95% of them, the accuracy at most 2 points apart."""
+    laptop, original, same, n = own_inputs(real_runs / "aud")
+    assert n == 200 and same >= 95 and abs(laptop - original) <= 2

@@ -102,7 +102,8 @@ def mnist_like(grey, name="image"):
     mass = out.sum()
     cy = (out.sum(1) * np.arange(IMAGE_SIZE)).sum() / mass
     cx = (out.sum(0) * np.arange(IMAGE_SIZE)).sum() / mass
-    dy, dx = round((IMAGE_SIZE - 1) / 2 - cy), round((IMAGE_SIZE - 1) / 2 - cx)
+    # MNIST put the centre of mass at pixel (14, 14) (its training digits average 14.00, 14.01)
+    dy, dx = round(IMAGE_SIZE / 2 - cy), round(IMAGE_SIZE / 2 - cx)
     shifted = np.zeros_like(out)
     src = out[max(0, -dy):IMAGE_SIZE - max(0, dy), max(0, -dx):IMAGE_SIZE - max(0, dx)]
     shifted[max(0, dy):max(0, dy) + src.shape[0], max(0, dx):max(0, dx) + src.shape[1]] = src
