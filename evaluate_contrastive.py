@@ -12,8 +12,8 @@ SOURCE is one of
   split (digit@1 and digit@5 both ways, overall and per regime). Writes RUN_DIR/probes.json;
 - `raw`: the trivial floors, a probe on the raw noisy pixels, on a fixed log-mel summary of the
   audio, and on both; `random`: the exam's two featurizers at random initialisation (built at
-  the label seed), never trained. Both use the training / validation split of seed 0 and need
-  --out FILE.
+  the label seed), never trained. Both use the training / validation split of seed 0 (with
+  --val-speaker, that speaker's validation pairs, as the classifiers do) and need --out FILE.
 
 Examples:
   python evaluate_contrastive.py runs/contrastive2/contrastive-nt_xent-s0
@@ -31,7 +31,7 @@ import os
 import torch
 
 from common.data import REGIMES
-from common.data.batching import train_val_split
+from common.data.batching import validation_split
 from common.data.sources import add_data_flags, dataset_from_args
 from common.training.retrieval import encode, retrieval_by_group
 from common.evaluation.label_efficiency import (FINETUNE_FRACTIONS, FINETUNE_LRS, FINETUNE_STEPS, FRACTIONS,
@@ -124,7 +124,7 @@ def measure_floor(kind, args, device):
     dataset = dataset_from_args(args)
     train, test = dataset.train, dataset.test
     try:
-        train_idx, val_idx = train_val_split(len(train), FLOOR_VAL_FRACTION, FLOOR_SPLIT_SEED)
+        train_idx, val_idx = validation_split(train, len(train), FLOOR_VAL_FRACTION, FLOOR_SPLIT_SEED)
     except ValueError as e:
         raise UsageError(str(e)) from None
     test_idx = torch.arange(len(test))

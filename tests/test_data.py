@@ -10,7 +10,7 @@ import torch
 
 from common.data import DataError, batch_indices
 from common.data import cache as cache_mod
-from common.data import load_dataset, train_val_split
+from common.data import load_dataset, train_val_split, validation_split
 from common.data.course import load_course
 from common.data.dataset import REGIMES
 # ---------------------------------------------------------------- readers
@@ -535,6 +535,18 @@ def test_a_validation_speaker_validates_alone_and_is_never_heard_in_training():
         load_dataset("synthetic", val_speaker="spk2", **quiet)
     with pytest.raises(DataError, match="is the held-out test speaker"):
         load_dataset("synthetic", holdout_speaker="spk1", val_speaker="spk1", **quiet)
+
+
+def test_the_validation_split_of_a_build_is_its_validation_speaker_else_seeded():
+    """validation_split, which the classifiers and the raw floors both use: a nested build's own
+    validation pairs, every other build the seeded split of train_val_split."""
+    quiet = {"synthetic_size": 200, "log": lambda m: None}
+    nested = load_dataset("synthetic", holdout_speaker="spk1", val_speaker="spk2", **quiet).train
+    train_idx, val_idx = validation_split(nested, len(nested), 0.1, 0)
+    assert val_idx.tolist() == torch.nonzero(nested.meta["val"]).flatten().tolist()
+    assert sorted(train_idx.tolist() + val_idx.tolist()) == list(range(len(nested)))
+    plain = load_dataset("synthetic", holdout_speaker="spk1", **quiet).train
+    assert all(torch.equal(a, b) for a, b in zip(validation_split(plain, 50, 0.2, 3), train_val_split(50, 0.2, 3)))
 
 
 def test_a_validation_speaker_run_validates_on_the_fixed_pairs(tmp_path):

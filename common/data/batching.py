@@ -16,6 +16,15 @@ def train_val_split(n, val_fraction, seed):
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
+def validation_split(train, n, val_fraction, seed):
+    """(train_indices, val_indices) of the first n rows of a training split: a validation-speaker
+    build's own validation pairs (meta["val"], fixed when it was built), else train_val_split."""
+    if "val" in train.meta:
+        is_val = train.meta["val"][:n]
+        return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+    return train_val_split(n, val_fraction, seed)
+
+
 def class_balanced_subset(indices, labels, fraction, seed):
     """A seeded subset of `indices` that keeps the same share of every class: for each class c with
     n_c of the indices, round(fraction * n_c) of them (at least one), in the original order."""

@@ -29,7 +29,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from .cli import UsageError, check_flags, explicit_flags
-from ..data import Dataset, batch_indices, class_balanced_subset, epoch_order, train_val_split
+from ..data import Dataset, batch_indices, class_balanced_subset, epoch_order, validation_split
 from ..data.recipe import VAL_SPEAKER_SHARE
 from ..data.sources import dataset_from_args
 from ..facts import saved_precision
@@ -263,14 +263,10 @@ def prepare_splits(setup):
         raise TrainingError(f"the {dataset.name} training split has no labels")
     n_train = len(dataset.train) if args.limit is None else min(args.limit, len(dataset.train))
     n_test = len(dataset.test) if args.limit is None else min(args.limit, len(dataset.test))
-    if "val" in dataset.train.meta:  # a validation-speaker build: its validation pairs were fixed when built
-        is_val = dataset.train.meta["val"][:n_train]
-        train_idx, val_idx = torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
-    else:
-        try:
-            train_idx, val_idx = train_val_split(n_train, args.val_fraction, args.seed)
-        except ValueError as e:
-            raise TrainingError(str(e)) from None
+    try:
+        train_idx, val_idx = validation_split(dataset.train, n_train, args.val_fraction, args.seed)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
     if args.label_fraction < 1.0:  # fewer labelled pairs to train on; validation stays whole
         train_idx = class_balanced_subset(train_idx, dataset.train.label, args.label_fraction, args.seed)
     test_idx = torch.arange(n_test)
