@@ -63,31 +63,8 @@ if [[ $STUDY == v2 ]]; then
     V2=(--recipe contrastive-v2 ${V2_EPOCHS:+--max-epochs "$V2_EPOCHS" --patience "$V2_EPOCHS"})  # common/flags.py
     XENT=(--recipe nt-xent)
     LOG=(--recipe nt-log)
-    # the floors train nothing: they get the data flags of EXTRA only
-    floor_data=()
-    set -- ${EXTRA[@]+"${EXTRA[@]}"}
-    while [[ $# -gt 0 ]]; do
-        case "$1" in
-            --data|--data-root|--data-seed|--synthetic-size) floor_data+=("$1" "${2-}"); shift; [[ $# -gt 0 ]] && shift ;;
-            *) shift ;;
-        esac
-    done
-    for floor in raw random; do
-        out="$RESULTS/floor-$floor/probes.json"
-        cmd=("$PY" "$ROOT/evaluate_contrastive.py" "$floor" --out "$out" ${floor_data[@]+"${floor_data[@]}"})
-        [[ $floor == random ]] && cmd+=(--finetune)  # the tuned from-scratch baseline of fine-tuning
-        if [[ -n $LIST ]]; then
-            if [[ ! -f "$out" ]]; then  # one line: the floor's folder, then the floor
-                echo "$(sh_words mkdir -p "$(dirname "$out")") && $(list_line "${cmd[@]}")"
-            fi
-        elif [[ -f "$out" ]]; then
-            echo "== skip floor-$floor: $out exists"
-        else
-            echo "== floor-$floor"
-            mkdir -p "$(dirname "$out")"
-            "${cmd[@]}"
-        fi
-    done
+    floor raw "$RESULTS/floor-raw/probes.json"
+    floor random "$RESULTS/floor-random/probes.json" --finetune  # the tuned from-scratch baseline of fine-tuning
     v2_run() {  # v2_run TAG "SEEDS" FLAGS...
         local tag="$1" seeds="$2"
         shift 2

@@ -23,7 +23,9 @@ its rules for skipping, resuming and keeping apply):
   multimodal-late-fm-mel-lean-db40-NAME-sS        late fusion, --recipe mel-lean --recipe db40
   multimodal-late-fm-mel-lean-db40-cal-NAME-sS    ... and --calibrate (per-head temperatures fitted on NEXT)
 
-Fold by fold, so that a stopped session leaves whole folds. --list prints one self-contained command
+Then the fold's floors: evaluate_contrastive.py raw (logistic regressions on the raw pixels, a log-mel
+summary and both, all labels) on the same build, into RESULTS/floor-raw-NAME/probes.json. Fold by
+fold, so that a stopped session leaves whole folds. --list prints one self-contained command
 per run instead and exits. EXTRA goes to every training script (e.g. -- --data avdigits
 --data-root ../shared/data).
 
@@ -61,4 +63,5 @@ for speaker in $SPEAKERS; do
         # the fusion meant never to hurt: late fusion's heads with temperatures fitted on the validation voice
         variant "$seed" late "fm-mel-lean-db40-cal-$speaker" "${LEAN[@]}" --calibrate "${fold[@]}"
     done
+    floor raw "$RESULTS/floor-raw-$speaker/probes.json" "${fold[@]}" --fractions 1 --label-seeds 0  # the fold's floors
 done

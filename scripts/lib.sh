@@ -82,3 +82,29 @@ check_speakers() {
         exit 2
     done
 }
+
+# floor KIND OUT [FLAGS...]: evaluate_contrastive.py KIND (raw or random) into OUT, unless OUT exists, with the
+# data flags of EXTRA (a floor trains nothing: the training flags are not for it), then FLAGS; with --list
+# (LIST set) one line instead: OUT's folder made, then the floor
+floor() {
+    local kind="$1" out="$2" i=0 extra=(${EXTRA[@]+"${EXTRA[@]}"})
+    shift 2
+    local cmd=("${PYTHON:-python}" "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/evaluate_contrastive.py" "$kind"
+               --out "$out")
+    while (( i < ${#extra[@]} )); do
+        case "${extra[$i]}" in
+            --data|--data-root|--data-seed|--synthetic-size) cmd+=("${extra[$i]}" "${extra[$((i + 1))]-}"); i=$((i + 2)) ;;
+            *) i=$((i + 1)) ;;
+        esac
+    done
+    cmd+=("$@")
+    if [[ -n ${LIST:-} ]]; then
+        [[ -f "$out" ]] || echo "$(sh_words mkdir -p "$(dirname "$out")") && $(list_line "${cmd[@]}")"
+    elif [[ -f "$out" ]]; then
+        echo "== skip $(basename "$(dirname "$out")"): $out exists"
+    else
+        echo "== $(basename "$(dirname "$out")")"
+        mkdir -p "$(dirname "$out")"
+        "${cmd[@]}"
+    fi
+}

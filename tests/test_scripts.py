@@ -286,6 +286,13 @@ def test_fusionmap_runs_each_fold_with_the_next_voice_for_validation_and_the_gri
         assert ("--calibrate" in flags) == ("-cal-" in name) and c[-2:] == ["--data", "synthetic"]
     evaluated = [c for c in calls if os.path.basename(c[0]) == "evaluate.py"]
     assert len(evaluated) == len(names) and all("--grid" in c for c in evaluated)
+    floors = [c for c in calls if os.path.basename(c[0]) == "evaluate_contrastive.py"]
+    assert [c[1] for c in floors] == ["raw", "raw"]
+    floors = [meaning(c) for c in floors]
+    assert [(f["--holdout-speaker"], f["--val-speaker"]) for f in floors] == [(("yweweler",), ("george",)),
+                                                                              (("george",), ("jackson",))]
+    assert all(f["--data"] == ("synthetic",) and f["--fractions"] == ("1",) for f in floors)
+    assert (tmp_path / "kept" / "floor-raw-george" / "probes.json").exists()
     bad = subprocess.run(["bash", script, "--speakers", "spk0", "--list", "--", "--data", "synthetic"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "spk0 is not one of FSDD's speakers" in bad.stderr  # the rotation is FSDD's
