@@ -21,6 +21,7 @@ import statistics
 import numpy as np
 
 from ..facts import CLEAN, MISSING
+from ..flags import spell
 from ..runfolder import unpack_bits
 from .stats import BOOTSTRAP_RESAMPLES, mean_ci, stratified_cluster_bootstrap
 
@@ -37,7 +38,8 @@ def grid_runs(runs):
         if not grid or not grid.get("cells"):
             continue
         kind = run["fusion"] if run["model"] == "multimodal" else run["model"]
-        label = f"{kind} [{'+'.join(run.get('recipes') or ['exam'])}]"
+        beyond = " ".join(spell(k, v) for k, v in sorted((run.get("beyond_recipes") or {}).items()) if k != "fusion")
+        label = f"{kind} [{'+'.join(run.get('recipes') or ['exam'])}]" + (f" {beyond}" if beyond else "")
         acc, correct = {}, {}
         for c in grid["cells"]:
             cell = (c.get("p"), c.get("snr_db"))

@@ -123,7 +123,8 @@ def read_runs(runs_dir):
             "robustness": read_robustness(run_dir, m),
             "predictions": RunFolder(run_dir).read_predictions(),
             "recordings": read_test_recordings(RunFolder(run_dir), m.get("fingerprint")),
-            "recipes": resolve_recipes(args, m["model"])[0],  # the named recipes its flags make up
+            # the named recipes its flags make up, and the flags it set beyond them
+            **dict(zip(("recipes", "beyond_recipes"), resolve_recipes(args, m["model"]))),
         })
     return runs, contrastive, skipped
 
