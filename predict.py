@@ -61,6 +61,10 @@ def read_run(run_dir):
 def stand_in(folder, config, view, data_root=None):
     """What a missing view becomes for this run, and a note on how it was trained for it."""
     args = config["args"]
+    if args.get("experts"):  # combine.py's fusion of two single-view runs: a blank view leaves the average
+        other = args["experts"][1 if view == "image" else 0]
+        return torch.zeros((1, 28, 28) if view == "image" else (1, 8000)), \
+            f"no {view} given: this fusion of two runs leaves it out and answers as {other} does"
     fill = args.get("modality_dropout_fill", "zeros")
     trained = args.get("modality_dropout", 0.0) > 0
     note = (f"no {view} given: filled with {fill.replace('_', ' ')}, as this run was trained for "

@@ -93,7 +93,10 @@ class _Precomputed(nn.Module):
 
 def with_precomputed(model, views):
     """A shallow copy of model (sharing every other module and parameter) whose featurizers of
-    `views` return their input: it is fed those featurizers' precomputed outputs."""
+    `views` return their input: it is fed those featurizers' precomputed outputs. A model that reads
+    its views themselves (reads_raw_views) is fed them: it is returned as it is."""
+    if getattr(model, "reads_raw_views", False):
+        return model
     fixed = copy.copy(model)
     fixed._modules = {**model._modules, **{f"{v}_featurizer": _Precomputed() for v in views}}
     return fixed
@@ -102,7 +105,10 @@ def with_precomputed(model, views):
 @torch.inference_mode()
 def featurizer_outputs(model, view, inputs, device, precision):
     """`view`'s featurizer outputs on `inputs` (its conv map for a token fusion), in the dtype the
-    featurizer gave (bf16 under bf16), so that logits from them are the model's own."""
+    featurizer gave (bf16 under bf16), so that logits from them are the model's own; for a model that
+    reads its views themselves, the inputs."""
+    if getattr(model, "reads_raw_views", False):
+        return inputs
     featurizer = getattr(model, f"{view}_featurizer")
     featurizer.eval()
     outs = []

@@ -110,8 +110,11 @@ class LateFusionNet(nn.Module):
     uses_tokens = False
 
     def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend(),
-                 calibrated=False):
+                 calibrated=False, drops_blank_views=False):
         super().__init__()
+        # combine.py's fusion of two single-view runs: a view that is all zeros (missing) leaves the average,
+        # so the fused run answers as the other view's run; it must see the views themselves, not features
+        self.drops_blank_views = self.reads_raw_views = drops_blank_views
         self.image_featurizer = ImageFeaturizer(dropout, out_dim=image_dim)
         self.audio_featurizer = build_audio_featurizer(audio_frontend, dropout, audio_dim)
         self.image_classifier = nn.Linear(self.image_featurizer.out_dim, NUM_CLASSES)
@@ -127,6 +130,9 @@ class LateFusionNet(nn.Module):
     def forward(self, image, audio, present=None):
         """present: None, or a bool [B, 2] of which views (image, audio) each pair still has
         (modality dropout): a missing view's head is left out of that pair's average."""
+        if present is None and self.drops_blank_views:
+            present = torch.stack([image.flatten(1).abs().amax(1) > 0, audio.flatten(1).abs().amax(1) > 0], 1)
+            present[~present.any(1)] = True  # neither view: the plain average, as good as any
         img_logits, aud_logits = self.branch_logits(image, audio)
         if hasattr(self, "view_temperature"):
             img_logits = img_logits / self.view_temperature[0].to(img_logits.dtype)
@@ -200,18 +206,20 @@ class ContrastiveModel(nn.Module):
 
 
 def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5,
-                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend(), calibrated=False):
+                     image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend(), calibrated=False,
+                     drops_blank_views=False):
     """MultimodalNet with the named fusion, or LateFusionNet for ``"late"``.
 
     Width options left at None take the defaults of ``common.nets.fusions``
     (fused_dim 128, hidden_dim 256, heads 4); ``late`` ignores them.
     image_dim / audio_dim are the featurizers' output widths (the exam: 128 each);
     audio_frontend (an AudioFrontend) picks the audio featurizer (raw, the exam's, or mel);
-    calibrated: late fusion with a temperature per head (--calibrate).
+    calibrated: late fusion with a temperature per head (--calibrate); drops_blank_views: late fusion
+    leaving out a view that is all zeros (combine.py's runs).
     """
     if fusion == "late":
         return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
-                             calibrated=calibrated)
+                             calibrated=calibrated, drops_blank_views=drops_blank_views)
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSION_CHOICES)}")
     return MultimodalNet(fusion, dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
@@ -267,5 +275,5 @@ def build_from_config(config):
         return build_multimodal(args["fusion"], args.get("fused_dim"), args.get("hidden_dim"), args.get("heads"),
                                 image_dim=args.get("image_dim", FEATURE_DIM),
                                 audio_dim=args.get("audio_dim", FEATURE_DIM), audio_frontend=frontend,
-                                calibrated=bool(args.get("calibrate")))
+                                calibrated=bool(args.get("calibrate")), drops_blank_views=bool(args.get("experts")))
     raise ValueError(f"a {kind!r} run has no classifier to evaluate (image, audio or multimodal runs only)")

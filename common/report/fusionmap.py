@@ -37,7 +37,7 @@ def grid_runs(runs):
         grid = (run.get("robustness") or {}).get("grid")
         if not grid or not grid.get("cells"):
             continue
-        kind = run["fusion"] if run["model"] == "multimodal" else run["model"]
+        kind = run["model"] if run["model"] != "multimodal" else "experts" if run.get("experts") else run["fusion"]
         beyond = " ".join(spell(k, v) for k, v in sorted((run.get("beyond_recipes") or {}).items()) if k != "fusion")
         label = f"{kind} [{'+'.join(run.get('recipes') or ['exam'])}]" + (f" {beyond}" if beyond else "")
         acc, correct = {}, {}

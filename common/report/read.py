@@ -113,6 +113,7 @@ def read_runs(runs_dir):
             "model": m["model"], "fusion": m.get("fusion") if m["model"] == "multimodal" else None,
             "dataset": held_out_name(m["dataset"], args.get("holdout_speaker")),
             "holdout_speaker": args.get("holdout_speaker"), "synthetic": bool(m.get("synthetic")),
+            "experts": args.get("experts"),  # combine.py's late fusion of two single-view runs: their names
             "fingerprint": m.get("fingerprint"), "limit": m.get("limit"),
             "seed": m.get("seed", args.get("seed")),
             "config": config_key(args),

@@ -15,7 +15,7 @@ CSV_CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
                    "mel_channels")
 # the optimizer recipe's flags (common/training/cli.py): part of a row's identity, not CSV columns of their own
 RECIPE_KEYS = ("optimizer", "weight_decay", "warmup_epochs", "schedule", "clip_grad")
-CONFIG_KEYS = CSV_CONFIG_KEYS + RECIPE_KEYS + ("mel_top_db", "speed_perturb", "select")
+CONFIG_KEYS = CSV_CONFIG_KEYS + RECIPE_KEYS + ("mel_top_db", "speed_perturb", "select", "calibrate", "experts")
 # what a row may differ in from the exam's row of the same model to be paired with it as a recipe: the
 # optimizer recipe's flags and the rule that picks best.pt (--select)
 PAIRED_RECIPE_KEYS = RECIPE_KEYS + ("select",)
@@ -24,11 +24,13 @@ KEY_DEFAULTS = OLD_RUN_DEFAULTS  # what runs from before a flag existed did
 # the baselines of the paired comparisons (the beyond-the-exam variants differ in one of these)
 EXAM_SETTINGS = {"label_fraction": 1.0, "epoch_pairs": 0, "init_from": None, "modality_dropout": 0.0,
                  "audio_frontend": "raw", "optimizer": "adam", "weight_decay": 0.0, "warmup_epochs": 0.0,
-                 "schedule": "constant", "clip_grad": 0.0, "speed_perturb": 0.0, "select": "val_loss"}
+                 "schedule": "constant", "clip_grad": 0.0, "speed_perturb": 0.0, "select": "val_loss",
+                 "calibrate": False, "experts": False}
 EXAM_DEFAULT_ARGS = {"lr": 0.001, "batch_size": 64, "max_epochs": 100, "patience": 5, "val_fraction": 0.2,
                      "image_dim": 128, "audio_dim": 128, "fused_dim": 128, "hidden_dim": 256, "heads": 4}
 BEYOND_KEYS = ("label_fraction", "epoch_pairs", "init_from", "modality_dropout", "modality_dropout_fill",
-               "audio_frontend", "mel_channels", "mel_top_db", "speed_perturb", "select") + RECIPE_KEYS
+               "audio_frontend", "mel_channels", "mel_top_db", "speed_perturb", "select", "calibrate",
+               "experts") + RECIPE_KEYS
 
 
 # The exam's single-run test numbers (its Table 1 and Problems 1a/1b), on its own data: (loss, accuracy %).
@@ -51,6 +53,8 @@ def config_key(args):
         value = args.get(name, KEY_DEFAULTS.get(name))
         if name == "init_from":
             value = init_source(value, args.get("init_from_source"))
+        elif name == "experts":  # the two runs combine.py fused: which ones is the fold's, not the row's
+            value = bool(value)
         elif isinstance(value, list):
             value = tuple(value)
         key.append((name, value))
