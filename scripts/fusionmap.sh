@@ -11,7 +11,7 @@ One fold per test speaker NAME: --holdout-speaker NAME (every take of NAME out o
 pairs NAME's alone) and --val-speaker NEXT, the next of FSDD's six speakers in alphabetical order
 (george -> jackson -> ... -> yweweler -> george): NEXT's recordings make the validation pairs and no
 training pair, so early stopping and best.pt are chosen on an unheard voice too. In each fold, once
-per seed, eight runs, each evaluated with evaluate.py --grid (scripts/reproduce.sh does the work;
+per seed, eight runs and their fusion, each evaluated with evaluate.py --grid (scripts/reproduce.sh does the work;
 its rules for skipping, resuming and keeping apply):
 
   image-fm-NAME-sS                                image only (its pairs change with the fold's draws)
@@ -22,6 +22,9 @@ its rules for skipping, resuming and keeping apply):
   multimodal-concat-fm-mel-lean-db40-mdrop0.3-NAME-sS  ... and --recipe mdrop
   multimodal-late-fm-mel-lean-db40-NAME-sS        late fusion, --recipe mel-lean --recipe db40
   multimodal-late-fm-mel-lean-db40-cal-NAME-sS    ... and --calibrate (per-head temperatures fitted on NEXT)
+  experts-fm-NAME-sS                              combine.py: the image-only run and the speed-perturbed
+                                                  audio-only run as late fusion's heads, temperatures fitted
+                                                  on NEXT, a missing view left out
 
 Then the fold's floors: evaluate_contrastive.py raw (logistic regressions on the raw pixels, a log-mel
 summary and both, all labels) on the same build, into RESULTS/floor-raw-NAME/probes.json. Fold by
@@ -51,6 +54,36 @@ next_speaker() {  # the validation speaker of a fold: the next of FSDD's six, ro
     done
 }
 
+PY="${PYTHON:-python}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA_ROOT=()  # combine.py rebuilds the runs' data: where it lives, if EXTRA says
+for ((i = 0; i < ${#EXTRA[@]}; i++)); do [[ ${EXTRA[$i]} == --data-root ]] && DATA_ROOT=(--data-root "${EXTRA[$((i + 1))]-}"); done
+
+# experts SEED NAME: combine.py on the fold's image-only run and its audio-only run with speed perturbation
+# (the better audio-only run on validation at every fold so far), evaluate.py --grid, kept like the others
+experts() {
+    local name="experts-fm-$2-s$1" image="$RUNS_DIR/image-fm-$2-s$1" audio="$RUNS_DIR/audio-fm-mel-lean-db40-speed0.15-$2-s$1"
+    local combine=("$PY" "$ROOT/combine.py" "$image" "$audio" --name "$name" --runs-dir "$RUNS_DIR" ${DATA_ROOT[@]+"${DATA_ROOT[@]}"})
+    local evaluate=("$PY" "$ROOT/evaluate.py" "$RUNS_DIR/$name" --grid ${DATA_ROOT[@]+"${DATA_ROOT[@]}"})
+    if [[ -f "$RESULTS/$name/metrics.json" ]]; then
+        [[ -n $LIST ]] || echo "== skip $name: kept in $RESULTS/$name"
+        return 0
+    elif [[ -n $LIST ]]; then
+        echo "$(list_line "${combine[@]}") && $(list_line "${evaluate[@]}")"
+        return 0
+    elif [[ ! -f "$image/checkpoints/best.pt" || ! -f "$audio/checkpoints/best.pt" ]]; then
+        echo "warning: $name needs $image and $audio with their checkpoints; not combined" >&2
+        return 0
+    fi
+    echo "== combine $name"
+    [[ -f "$RUNS_DIR/$name/metrics.json" ]] || "${combine[@]}"
+    [[ -f "$RUNS_DIR/$name/robustness.json" ]] || "${evaluate[@]}"
+    mkdir -p "$RESULTS/$name"
+    cp "$RUNS_DIR/$name/"{config.json,predictions_test.csv,robustness.json} "$RESULTS/$name/"
+    cp "$RUNS_DIR/$name/metrics.json" "$RESULTS/$name/metrics.json"  # last: it marks the kept run done
+    echo "== kept $name in $RESULTS/$name"
+}
+
 LEAN=(--recipe mel-lean --recipe db40)
 for speaker in $SPEAKERS; do
     fold=(--holdout-speaker "$speaker" --val-speaker "$(next_speaker "$speaker")")
@@ -62,6 +95,7 @@ for speaker in $SPEAKERS; do
         variant "$seed" audio "fm-mel-lean-db40-speed0.15-$speaker" "${LEAN[@]}" --recipe speed "${fold[@]}"
         # the fusion meant never to hurt: late fusion's heads with temperatures fitted on the validation voice
         variant "$seed" late "fm-mel-lean-db40-cal-$speaker" "${LEAN[@]}" --calibrate "${fold[@]}"
+        experts "$seed" "$speaker"  # ... and the dedicated single-view runs fused (combine.py)
     done
     floor raw "$RESULTS/floor-raw-$speaker/probes.json" "${fold[@]}" --fractions 1 --label-seeds 0  # the fold's floors
 done

@@ -239,7 +239,7 @@ RUN_STUB = r"""#!/usr/bin/env bash
 # run with a best.pt (a contrastive one scores its validation probe by the length of its name), evaluate.py
 # a robustness.json; any other Python (the script's own helpers) runs for real.
 case "$(basename "${1:-}")" in
-    train_*.py|evaluate.py|evaluate_contrastive.py) ;;
+    train_*.py|evaluate.py|evaluate_contrastive.py|combine.py) ;;
     *) exec python3 "$@" ;;
 esac
 printf '%s\n' "$*" >> "$STUB_LOG"
@@ -255,6 +255,10 @@ for a in "$@"; do
     case "$prev" in --runs-dir) runs=$a ;; --name) name=$a ;; esac
     prev=$a
 done
+if [[ $script == combine.py ]]; then  # a fused run's files, no checkpoint needed here
+    mkdir -p "$runs/$name"; echo '{}' > "$runs/$name/config.json"; echo 'id,digit' > "$runs/$name/predictions_test.csv"
+    echo '{"model": "multimodal"}' > "$runs/$name/metrics.json"; exit 0
+fi
 mkdir -p "$runs/$name/checkpoints"
 : > "$runs/$name/checkpoints/best.pt"
 echo '{"model": "stub", "args": {"loss": "nt_log", "tau": 0.1, "learn_tau": true, "learn_bias": true}}' \
@@ -271,7 +275,7 @@ def test_fusionmap_runs_each_fold_with_the_next_voice_for_validation_and_the_gri
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     calls = [c.split() for c in log.read_text().splitlines()]
-    trained = [c for c in calls if "--name" in c]
+    trained = [c for c in calls if os.path.basename(c[0]).startswith("train_")]
     names = [c[c.index("--name") + 1] for c in trained]
     fold = ["image-fm-{}-s0", "multimodal-concat-fm-{}-s0", "audio-fm-mel-lean-db40-{}-s0",
             "multimodal-concat-fm-mel-lean-db40-{}-s0", "multimodal-late-fm-mel-lean-db40-{}-s0",
@@ -285,7 +289,12 @@ def test_fusionmap_runs_each_fold_with_the_next_voice_for_validation_and_the_gri
         assert (flags.get("--mel-top-db") == ("40.0",)) == ("db40" in name)
         assert ("--calibrate" in flags) == ("-cal-" in name) and c[-2:] == ["--data", "synthetic"]
     evaluated = [c for c in calls if os.path.basename(c[0]) == "evaluate.py"]
-    assert len(evaluated) == len(names) and all("--grid" in c for c in evaluated)
+    assert len(evaluated) == len(names) + 2 and all("--grid" in c for c in evaluated)
+    combined = [c for c in calls if os.path.basename(c[0]) == "combine.py"]
+    assert [[os.path.basename(w) for w in c[1:3]] + [c[c.index("--name") + 1]] for c in combined] == \
+        [[f"image-fm-{s}-s0", f"audio-fm-mel-lean-db40-speed0.15-{s}-s0", f"experts-fm-{s}-s0"]
+         for s in ("yweweler", "george")]
+    assert (tmp_path / "kept" / "experts-fm-george-s0" / "robustness.json").exists()
     floors = [c for c in calls if os.path.basename(c[0]) == "evaluate_contrastive.py"]
     assert [c[1] for c in floors] == ["raw", "raw"]
     floors = [meaning(c) for c in floors]
