@@ -38,7 +38,8 @@ def grid_runs(runs):
         if not grid or not grid.get("cells"):
             continue
         kind = run["model"] if run["model"] != "multimodal" else "experts" if run.get("experts") else run["fusion"]
-        beyond = " ".join(spell(k, v) for k, v in sorted((run.get("beyond_recipes") or {}).items()) if k != "fusion")
+        said = ("fusion", "calibrate") if kind == "experts" else ("fusion",)  # the kind says these already
+        beyond = " ".join(spell(k, v) for k, v in sorted((run.get("beyond_recipes") or {}).items()) if k not in said)
         label = f"{kind} [{'+'.join(run.get('recipes') or ['exam'])}]" + (f" {beyond}" if beyond else "")
         acc, correct = {}, {}
         for c in grid["cells"]:
