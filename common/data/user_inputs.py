@@ -126,12 +126,15 @@ def find_ink(grey, name="image"):
     # which way the strokes stand out of the sheet: the paper is most of the picture, so against the local
     # mean it sits on the side away from the ink (above it, for dark ink: the median detail is positive)
     detail = grey - ndimage.uniform_filter(grey, size=k)
-    if (np.median(detail) or np.median(grey) - grey.mean()) > 0:  # dark ink on paper (MNIST's: light on dark)
+    dark_ink = (np.median(detail) or np.median(grey) - grey.mean()) > 0  # dark on paper (MNIST's: light on dark)
+    if dark_ink:
         paper = ndimage.grey_closing(grey, size=(k, k))
         ink = 1.0 - grey / np.maximum(paper, 1e-3)  # light falls on paper and ink alike: their ratio is the ink
     else:
         ink = grey - ndimage.grey_opening(grey, size=(k, k))
     ink = np.clip(ink, 0.0, None)
+    if ink.max() < MIN_CONTRAST:  # strokes wider than the window (a small, bold drawing): one paper tone, the median
+        ink = np.clip(np.median(grey) - grey if dark_ink else grey - np.median(grey), 0.0, None)
     if ink.max() < MIN_CONTRAST:
         raise DataError(f"{name} has no ink: a blank image")
     mask = ink > otsu_threshold(ink)
