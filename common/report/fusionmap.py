@@ -234,5 +234,5 @@ def fusion_map_figure(grid, title):
             ax.set_title(f"{label}: {name}", fontsize=8)
             fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))  # room for the title above the top row
     return fig
