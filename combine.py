@@ -5,11 +5,19 @@ each view instead of on a fused model's weaker branch.
   python evaluate.py runs/experts-s0 --grid
 
 The image-only run's network and the audio-only run's network, trained on their own, become the two
-heads of a late fusion (common/nets/models.py, LateFusionNet): nothing is trained again. Each head's
-logits are divided by a temperature fitted on the validation pairs (common/training/calibration.py;
-with --val-speaker an unheard voice), and a view that is all zeros (evaluate.py's missing view,
-predict.py's stand-in for a view not given) leaves the average, so that without it the fused run
-answers exactly as the other view's run does. The two runs must share their data build and split.
+heads of a late fusion (common/nets/models.py, LateFusionNet): nothing is trained again. How the two
+heads are weighed is fitted on the validation pairs (common/training/calibration.py; with --val-speaker
+an unheard voice), by --gate:
+
+  temperature   one temperature per head, fitted on the validation pairs as built (their noise mix)
+  confidence    per pair: each head's logits times exp(a + b * entropy of its own softmax), (a, b) per
+                head fitted on the validation pairs rendered four times over, each view at a level drawn
+                over its sweep's whole range, so a ruined view is seen and learnt to be turned down
+                (needs the raw data the runs were built from: avdigits or synthetic)
+
+A view that is all zeros (evaluate.py's missing view, predict.py's stand-in for a view not given)
+leaves the average, so that without it the fused run answers exactly as the other view's run does.
+The two runs must share their data build and split.
 
 Writes RUNS_DIR/NAME as a multimodal run (late fusion, --calibrate, config.json's "experts" naming
 the two runs): config.json, checkpoints/best.pt, split_indices.json, predictions_test.csv and
@@ -23,16 +31,20 @@ import shutil
 import sys
 import tempfile
 
+import numpy as np
 import torch
 
-from common.data.sources import dataset_from_args
+from common.data.errors import DataError
+from common.data.recipe import drawn_train_pairs
+from common.data.sources import dataset_from_args, load_raw_sources
+from common.evaluation.robustness import CleanViews
 from common.facts import saved_precision
 from common.flags import flags_of
 from common.io import save_json
 from common.nets.featurizers import count_parameters
 from common.nets.models import build_from_config
 from common.runfolder import RecordError, RunFolder, saved_data_args
-from common.training.calibration import fit_view_temperatures
+from common.training.calibration import branch_logits, fit_confidence_gate, fit_view_temperatures
 from common.training.cli import UsageError, run_main
 from common.training.finish import METRICS_ORDER, write_predictions
 from common.training.lifecycle import git_commit
@@ -41,6 +53,9 @@ from common.training.loop import (classification_metrics, evaluate, load_checkpo
 
 VIEWS = ("image", "audio")
 EVAL_BATCH = 512
+GATES = ("temperature", "confidence")
+CALIBRATION_COPIES = 4  # --gate confidence: renderings of the validation pairs at random levels
+CALIBRATION_STREAM = 0xCA1  # their noise's seeded stream, apart from the recipe's and evaluate.py's
 
 
 def read_single_view_run(run_dir, kind):
@@ -57,14 +72,32 @@ def read_single_view_run(run_dir, kind):
     return folder, config, indices
 
 
-def combined_config(image, audio, names, device, precision):
+def calibration_pairs(dataset, data_args, val_index, seed):
+    """--gate confidence's calibration set: the validation pairs (rows val_index of the training split),
+    rendered CALIBRATION_COPIES times with each view at a random level of its sweep's range."""
+    try:
+        raw = load_raw_sources(dataset.name, data_args.data_root, data_args.data_seed, data_args.synthetic_size,
+                               dataset.info.get("raw_fingerprint"), data_args.holdout_speaker)
+    except DataError as e:  # a source the recipe does not build (the course's .pt files)
+        raise UsageError(f"--gate confidence re-noises the validation pairs: {e}") from None
+    pairs = drawn_train_pairs(raw.train, len(dataset.train), data_args.data_seed, data_args.val_speaker)
+    pairs = {k: v[val_index.numpy()] for k, v in pairs.items()}
+    if not np.array_equal(pairs["label"], dataset.train.label[val_index].numpy()):
+        raise UsageError("the validation pairs do not draw again as they were built: the runs' data differs")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), CALIBRATION_STREAM]))
+    return CleanViews(raw.train, pairs).at_random_levels(CALIBRATION_COPIES, rng)
+
+
+def combined_config(image, audio, names, device, precision, gate):
     """The fused run's config.json: train_multimodal.py's defaults, the image run's flags (its data among
-    them), the audio run's audio flags and recipes, late fusion with --calibrate, and the two runs it
-    is made of."""
+    them), the audio run's audio flags and recipes, late fusion with --calibrate, the two runs it is
+    made of and, for --gate confidence, the gate."""
     args = {f.dest: f.default_for("multimodal") for f in flags_of("multimodal")}
     args.update({k: v for k, v in image["args"].items() if k in args})
     args.update({k: v for k, v in audio["args"].items() if k in args and k.startswith(("audio_", "mel_", "speed_"))})
     args.update(fusion="late", calibrate=True, experts=names, recipe=audio["args"].get("recipe", ["exam"]))
+    if gate != "temperature":  # the kept runs before --gate have none: temperatures
+        args["gate"] = gate
     import numpy
     return {"model": "multimodal", "args": args, "dataset": image["dataset"],
             "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
@@ -80,6 +113,8 @@ def main():
     p.add_argument("--name", required=True, help="the fused run's folder name under --runs-dir")
     p.add_argument("--runs-dir", default="runs", help="where the fused run goes (default: runs)")
     p.add_argument("--data-root", default=None, help="where the raw data lives now (default: as the runs saved it)")
+    p.add_argument("--gate", default="temperature", choices=GATES,
+                   help="how the heads are weighed (see above; default: temperature)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run the two networks")
     args = p.parse_args()
     image_folder, image, image_split = read_single_view_run(args.image_run, "image")
@@ -99,7 +134,7 @@ def main():
     names = [image_folder.name, audio_folder.name]
     device = pick_device(args.device)
     precision = saved_precision(image) or resolve_precision("auto", device)
-    config = combined_config(image, audio, names, device, precision)
+    config = combined_config(image, audio, names, device, precision, args.gate)
     model = build_from_config(config)
     image_weights = load_checkpoint(image_folder.best)["model"]
     audio_weights = load_checkpoint(audio_folder.best)["model"]
@@ -118,7 +153,14 @@ def main():
         raise UsageError(f"the runs' data now builds to {dataset.fingerprint[:12]}, not the "
                          f"{image['dataset']['fingerprint'][:12]} they trained on")
     val_index, test_index = torch.tensor(image_split["val"]), torch.tensor(image_split["test"])
-    calibration = fit_view_temperatures(model, dataset.train, val_index, device, precision)
+    if args.gate == "confidence":
+        calibration_set = calibration_pairs(dataset, saved_data_args(image, args.data_root), val_index,
+                                            image["args"].get("seed", 0))
+        logits = branch_logits(model, calibration_set, torch.arange(len(calibration_set.label)), device, precision)
+        calibration = {**fit_confidence_gate(*logits, calibration_set.label), "pairs": len(calibration_set.label)}
+        model.view_gate.copy_(torch.tensor(calibration["view_gate"]))
+    else:
+        calibration = fit_view_temperatures(model, dataset.train, val_index, device, precision)
     val = evaluate(model, dataset.train, val_index, VIEWS, EVAL_BATCH, device, precision)
     test = evaluate(model, dataset.test, test_index, VIEWS, EVAL_BATCH, device, precision)
 
@@ -143,8 +185,11 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     t = metrics["test"]
-    print(f"{out}: late fusion of {names[0]} and {names[1]}, temperatures "
-          f"{', '.join(f'{x:.3g}' for x in calibration['view_temperature'])}; val acc {100 * val['acc']:.2f}%"
+    weighing = (f"temperatures {', '.join(f'{x:.3g}' for x in calibration['view_temperature'])}"
+                if args.gate == "temperature" else
+                "confidence gate " + ", ".join(f"{v} exp({a:.2f} {b:+.2f} H)" for v, (a, b) in
+                                               zip(VIEWS, calibration["view_gate"])))
+    print(f"{out}: late fusion of {names[0]} and {names[1]}, {weighing}; val acc {100 * val['acc']:.2f}%"
           + (f", test acc {100 * t['acc']:.2f}%" if t.get("labeled") else ""))
     return 0
 

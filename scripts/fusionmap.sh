@@ -25,6 +25,8 @@ its rules for skipping, resuming and keeping apply):
   experts-fm-NAME-sS                              combine.py: the image-only run and the speed-perturbed
                                                   audio-only run as late fusion's heads, temperatures fitted
                                                   on NEXT, a missing view left out
+  experts-confidence-fm-NAME-sS                   ... with --gate confidence: each head weighed pair by pair
+                                                  by its own entropy, fitted on NEXT's pairs re-noised
 
 Then the fold's floors: evaluate_contrastive.py raw (logistic regressions on the raw pixels, a log-mel
 summary and both, all labels) on the same build, into RESULTS/floor-raw-NAME/probes.json. Fold by
@@ -59,11 +61,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_ROOT=()  # combine.py rebuilds the runs' data: where it lives, if EXTRA says
 for ((i = 0; i < ${#EXTRA[@]}; i++)); do [[ ${EXTRA[$i]} == --data-root ]] && DATA_ROOT=(--data-root "${EXTRA[$((i + 1))]-}"); done
 
-# experts SEED NAME: combine.py on the fold's image-only run and its audio-only run with speed perturbation
-# (the better audio-only run on validation at every fold so far), evaluate.py --grid, kept like the others
+# experts SEED NAME [GATE]: combine.py on the fold's image-only run and its audio-only run with speed perturbation
+# (the better audio-only run on validation at every fold so far), with --gate GATE (default: temperature),
+# evaluate.py --grid, kept like the others
 experts() {
-    local name="experts-fm-$2-s$1" image="$RUNS_DIR/image-fm-$2-s$1" audio="$RUNS_DIR/audio-fm-mel-lean-db40-speed0.15-$2-s$1"
+    local gate="${3:-temperature}" name="experts-fm-$2-s$1"
+    [[ $gate == temperature ]] || name="experts-$gate-fm-$2-s$1"
+    local image="$RUNS_DIR/image-fm-$2-s$1" audio="$RUNS_DIR/audio-fm-mel-lean-db40-speed0.15-$2-s$1"
     local combine=("$PY" "$ROOT/combine.py" "$image" "$audio" --name "$name" --runs-dir "$RUNS_DIR" ${DATA_ROOT[@]+"${DATA_ROOT[@]}"})
+    [[ $gate == temperature ]] || combine+=(--gate "$gate")
     local evaluate=("$PY" "$ROOT/evaluate.py" "$RUNS_DIR/$name" --grid ${DATA_ROOT[@]+"${DATA_ROOT[@]}"})
     if [[ -f "$RESULTS/$name/metrics.json" ]]; then
         [[ -n $LIST ]] || echo "== skip $name: kept in $RESULTS/$name"
@@ -96,6 +102,7 @@ for speaker in $SPEAKERS; do
         # the fusion meant never to hurt: late fusion's heads with temperatures fitted on the validation voice
         variant "$seed" late "fm-mel-lean-db40-cal-$speaker" "${LEAN[@]}" --calibrate "${fold[@]}"
         experts "$seed" "$speaker"  # ... and the dedicated single-view runs fused (combine.py)
+        experts "$seed" "$speaker" confidence  # ... weighed pair by pair by each one's confidence
     done
     floor raw "$RESULTS/floor-raw-$speaker/probes.json" "${fold[@]}" --fractions 1 --label-seeds 0  # the fold's floors
 done

@@ -1,12 +1,14 @@
 """common/training/calibration.py (--calibrate): late fusion's per-head temperatures."""
 import json
 
+import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from common.data import Split
 from common.nets.models import LateFusionNet, build_from_config
-from common.training.calibration import fit_view_temperatures
+from common.training.calibration import fit_confidence_gate, fit_view_temperatures
 
 from conftest import SMALL_SYNTHETIC, run_script
 
@@ -68,3 +70,27 @@ def test_a_calibrated_run_records_its_temperatures_and_evaluates(tmp_path):
                        "--num-threads", "1"]).returncode == 0
     out = run_script(["train_multimodal.py", *SMALL_SYNTHETIC, "--calibrate", "--runs-dir", str(runs), "--name", "c"])
     assert out.returncode == 2 and "--calibrate needs --fusion late" in out.stderr
+
+
+def test_the_confidence_gate_turns_a_head_down_on_the_pairs_it_is_unsure_of():
+    """The image head is sure and right on half the pairs and guesses (flat, high entropy) on the rest;
+    the audio head is moderately right everywhere. The fitted gate weighs the image by its entropy
+    (b < 0 for the image), beats both the plain average and the best pair of temperatures, and a zero
+    gate is exactly the plain average."""
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    label = torch.randint(0, 10, (n,), generator=g)
+    image = torch.randn(n, 10, generator=g) * 0.3
+    sure = torch.rand(n, generator=g) < 0.5
+    image[sure, label[sure]] += 6.0
+    audio = torch.randn(n, 10, generator=g)
+    audio[torch.arange(n), label] += 1.5
+    fitted = fit_confidence_gate(image, audio, label)
+    (a_image, b_image), _ = fitted["view_gate"]
+    assert b_image < -0.5 and fitted["loss_after"] < fitted["loss_before"]
+    assert fitted["loss_before"] == pytest.approx(F.cross_entropy((image + audio) / 2, label).item(), rel=1e-5)
+    temperatures = LateFusionNet(calibrated=True)
+    temperatures.branch_logits = lambda i, a: (i, a)
+    split = Split(image=image, audio=audio, label=label)
+    best_temperature = fit_view_temperatures(temperatures, split, torch.arange(n), torch.device("cpu"), "fp32")
+    assert fitted["loss_after"] < best_temperature["val_loss_after"] - 0.01

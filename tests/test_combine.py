@@ -10,7 +10,7 @@ from PIL import Image
 from common.nets.models import LateFusionNet, build_from_config
 from common.training.loop import load_checkpoint
 
-from conftest import run_script, train_on_course
+from conftest import SMALL_SYNTHETIC, one_line_error, run_script, train_on_course
 
 
 def test_a_blank_view_leaves_the_average_and_the_other_head_answers_alone():
@@ -99,3 +99,36 @@ def test_runs_that_do_not_fit_together_are_refused_in_one_line(single_view_runs,
     out = run_script(["combine.py", str(runs / "img"), str(runs / "aud"), "--name", "taken", "--runs-dir",
                       str(tmp_path)])
     assert out.returncode == 2 and "exists; give another --name" in out.stderr
+
+
+def test_the_confidence_gate_is_fitted_on_the_validation_voice_renoised_and_evaluates(tmp_path):
+    """combine.py --gate confidence on a nested synthetic fold: the gate is in config.json, metrics.json
+    and best.pt alike, fitted on four renderings of the validation pairs, and evaluate.py --grid reads
+    the run; the course's files, which the recipe did not build, are refused in one line."""
+    runs = tmp_path / "runs"
+    fold = [*SMALL_SYNTHETIC, "--holdout-speaker", "spk1", "--val-speaker", "spk2", "--max-epochs", "1",
+            "--batch-size", "16", "--num-threads", "1", "--runs-dir", str(runs)]
+    for script, name in (("train_image.py", "img"), ("train_audio.py", "aud")):
+        out = run_script([script, *fold, "--name", name])
+        assert out.returncode == 0, out.stderr
+    out = run_script(["combine.py", str(runs / "img"), str(runs / "aud"), "--name", "gated", "--runs-dir", str(runs),
+                      "--gate", "confidence"])
+    assert out.returncode == 0, out.stderr
+    assert "confidence gate image exp(" in out.stdout
+    config = json.loads((runs / "gated" / "config.json").read_text())
+    calibration = json.loads((runs / "gated" / "metrics.json").read_text())["calibration"]
+    n_val = len(json.loads((runs / "img" / "split_indices.json").read_text())["val"])
+    assert config["args"]["gate"] == "confidence" and calibration["pairs"] == 4 * n_val
+    assert calibration["loss_after"] <= calibration["loss_before"]
+    best = torch.load(runs / "gated" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["model"]["view_gate"].tolist() == calibration["view_gate"] and "view_temperature" not in best["model"]
+    assert run_script(["evaluate.py", str(runs / "gated"), "--sweeps", "missing", "--grid",
+                       "--num-threads", "1"]).returncode == 0
+    plain = run_script(["combine.py", str(runs / "img"), str(runs / "aud"), "--name", "plain", "--runs-dir", str(runs)])
+    assert plain.returncode == 0 and "gate" not in json.loads((runs / "plain" / "config.json").read_text())["args"]
+
+
+def test_the_confidence_gate_needs_data_the_recipe_built(single_view_runs, tmp_path):
+    out = run_script(["combine.py", str(single_view_runs / "img"), str(single_view_runs / "aud"), "--name", "g",
+                      "--runs-dir", str(tmp_path), "--gate", "confidence"])
+    assert "--gate confidence re-noises the validation pairs" in one_line_error(out) and not (tmp_path / "g").exists()

@@ -537,6 +537,21 @@ def test_a_validation_speaker_validates_alone_and_is_never_heard_in_training():
         load_dataset("synthetic", holdout_speaker="spk1", val_speaker="spk1", **quiet)
 
 
+def test_the_training_pairs_draw_again_as_the_build_drew_them():
+    """drawn_train_pairs (combine.py --gate confidence re-noises the validation pairs from it): the same
+    images, recordings and labels, row by row, as the training split a build made, nested or not."""
+    from common.data.recipe import drawn_train_pairs
+    from common.data.sources import load_raw_sources
+    for fold in ({}, {"holdout_speaker": "spk1", "val_speaker": "spk2"}):
+        built = load_dataset("synthetic", synthetic_size=200, data_seed=3, log=lambda m: None, **fold).train
+        raw = load_raw_sources("synthetic", synthetic_size=200, data_seed=3, holdout_speaker=fold.get("holdout_speaker"))
+        pairs = drawn_train_pairs(raw.train, len(built), 3, fold.get("val_speaker"))
+        for key, meta in (("image_index", "image_index"), ("recording_index", "recording_index"), ("label", None)):
+            expected = built.label if meta is None else built.meta[meta]
+            assert np.array_equal(pairs[key], expected.numpy()), (fold, key)
+        assert ("val" in pairs) == bool(fold) and (not fold or np.array_equal(pairs["val"], built.meta["val"].numpy()))
+
+
 def test_the_validation_split_of_a_build_is_its_validation_speaker_else_seeded():
     """validation_split, which the classifiers and the raw floors both use: a nested build's own
     validation pairs, every other build the seeded split of train_val_split."""

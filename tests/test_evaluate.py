@@ -51,6 +51,25 @@ def model_of(run):
     return model
 
 
+
+def test_random_levels_render_every_pair_copy_by_copy_over_the_sweeps_range():
+    """CleanViews.at_random_levels (combine.py --gate confidence's calibration set): copies x pairs rows,
+    labels repeated, seeded; images from untouched to nearly all pixels replaced; about a seventh of the
+    recordings with no noise at all (SNR drawn in [-30, 40] dB, above 30 dB clean)."""
+    raw = load_raw_sources("synthetic", synthetic_size=200)
+    clean = CleanViews(raw.test, drawn_test_pairs(raw, 40, 0))
+    rendered = clean.at_random_levels(3, np.random.default_rng(0))
+    again = clean.at_random_levels(3, np.random.default_rng(0))
+    assert rendered.image.shape == (120, 1, 28, 28) and rendered.audio.shape == (120, 1, 8000)
+    assert torch.equal(rendered.label, clean.label.repeat(3))
+    assert torch.equal(rendered.image, again.image) and torch.equal(rendered.audio, again.audio)
+    originals = torch.from_numpy(clean.images).repeat(3, 1, 1)
+    changed = (rendered.image[:, 0] != originals).float().mean((1, 2))
+    assert changed.min() < 0.1 and 0.5 < changed.max() < 0.96
+    no_noise = clean.audio_at(np.inf, noise_rng(0, "clean")).repeat(3, 1, 1)
+    untouched = (rendered.audio == no_noise).flatten(1).all(1).sum().item()
+    assert 3 <= untouched <= 40
+
 def test_levels_outputs_and_one_line_per_run(runs):
     out = evaluate_runs(runs / "image", runs / "late")
     assert out.returncode == 0, out.stderr

@@ -757,10 +757,36 @@ def test_the_fusion_map_reads_regret_against_the_better_single_view(tmp_path, ca
     section = out.split("## The fusion map on unheard voices")[1].split("\n\n")
     rows = table_rows(section[4])
     # regret: 50 - max(75, 50) = -25 everywhere; oracle: image or audio right on all 8 pairs -> 50 - 100
-    assert rows["concat [exam]"][0][2:6] == ["-25.00", "p 0, clean", "-25.00", "-50.00"]
+    assert rows["concat [exam]"][0][2:7] == ["-25.00", "p 0, clean", "-25.00", "-25.00", "-50.00"]
     accuracy = table_rows(section[2])
     assert accuracy["image [exam]"][0][1:4] == ["1", "1", "75.00"] and "image [exam]" not in rows
     assert accuracy["concat [exam]"][0][3] == "50.00" and accuracy["concat [exam]"][0][5] == "–"  # one fold
+
+
+def test_the_regret_reads_the_audio_run_picked_on_validation_and_the_strict_one_every_run(tmp_path, capsys):
+    """Two audio-only runs of a fold: the one with the lower validation loss (50% on test) is the single
+    view the regret is read against; the other (87.5% on test, picked on the test pairs) is the strict
+    reference. A fused run as good as the image (75%) has regret 0, strict regret -12.5."""
+    def cells(view_levels, right):
+        packed = base64.b64encode(bytes([int("".join("1" if b else "0" for b in right), 2)])).decode()
+        return [{**{k: v for k, v in zip(("p", "snr_db"), levels) if v is not None}, "acc": sum(right) / 8,
+                 "correct": packed} for levels in view_levels]
+    image_levels, audio_levels = [(p, None) for p in GRID_IMAGE_P], [(None, s) for s in GRID_AUDIO_SNR]
+    runs = {"image": ("image", image_levels, [True] * 6 + [False] * 2, 0.5, {}),
+            "audio-picked": ("audio", audio_levels, [False] * 4 + [True] * 4, 1.0, {}),
+            "audio-other": ("audio", audio_levels, [True] * 7 + [False], 2.0, {"speed_perturb": 0.15}),
+            "fused": ("multimodal", [(p, s) for p in GRID_IMAGE_P for s in GRID_AUDIO_SNR], [True] * 6 + [False] * 2,
+                      0.4, {})}
+    for name, (model, levels, right, val_loss, args) in runs.items():
+        folder = write_run(tmp_path, f"{name}-s0", model=model, fusion="concat" if model == "multimodal" else None,
+                           seed=0, acc=sum(right) / 8, loss=val_loss, holdout_speaker="spk1", **args)
+        with open(os.path.join(folder, "robustness.json"), "w") as f:
+            json.dump({"grid": {"views": ["image", "audio"] if model == "multimodal" else [model], "n": 8,
+                                "cells": cells(levels, right)}}, f)
+    code, out, _ = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0
+    rows = table_rows(out.split("## The fusion map on unheard voices")[1].split("\n\n")[4])
+    assert rows["concat [exam]"][0][2:7] == ["+0.00", "p 0, clean", "+0.00", "-12.50", "-25.00"]
 
 
 def test_fold_means_carry_intervals_over_recordings_and_over_speakers():

@@ -289,12 +289,14 @@ def test_fusionmap_runs_each_fold_with_the_next_voice_for_validation_and_the_gri
         assert (flags.get("--mel-top-db") == ("40.0",)) == ("db40" in name)
         assert ("--calibrate" in flags) == ("-cal-" in name) and c[-2:] == ["--data", "synthetic"]
     evaluated = [c for c in calls if os.path.basename(c[0]) == "evaluate.py"]
-    assert len(evaluated) == len(names) + 2 and all("--grid" in c for c in evaluated)
+    assert len(evaluated) == len(names) + 4 and all("--grid" in c for c in evaluated)
     combined = [c for c in calls if os.path.basename(c[0]) == "combine.py"]
     assert [[os.path.basename(w) for w in c[1:3]] + [c[c.index("--name") + 1]] for c in combined] == \
-        [[f"image-fm-{s}-s0", f"audio-fm-mel-lean-db40-speed0.15-{s}-s0", f"experts-fm-{s}-s0"]
-         for s in ("yweweler", "george")]
-    assert (tmp_path / "kept" / "experts-fm-george-s0" / "robustness.json").exists()
+        [[f"image-fm-{s}-s0", f"audio-fm-mel-lean-db40-speed0.15-{s}-s0", f"experts{gate}-fm-{s}-s0"]
+         for s in ("yweweler", "george") for gate in ("", "-confidence")]
+    assert [meaning(c).get("--gate") for c in combined] == [None, ("confidence",)] * 2
+    for name in ("experts-fm-george-s0", "experts-confidence-fm-george-s0"):
+        assert (tmp_path / "kept" / name / "robustness.json").exists()
     floors = [c for c in calls if os.path.basename(c[0]) == "evaluate_contrastive.py"]
     assert [c[1] for c in floors] == ["raw", "raw"]
     floors = [meaning(c) for c in floors]

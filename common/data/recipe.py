@@ -260,6 +260,14 @@ def drawn_test_pairs(raw, n, seed):
     return draw_pairs(raw.test, n, split_generators(seed)[1])
 
 
+def drawn_train_pairs(raw, n, seed, val_speaker=None):
+    """The first-stage draws of the training split that build_dataset(raw, sizes, seed, val_speaker=...)
+    makes (with val_speaker, pairs["val"] marks the validation pairs)."""
+    rng = split_generators(seed)[0]
+    return draw_pairs(raw, n, rng) if val_speaker is None else \
+        draw_val_speaker_pairs(raw, n, rng, val_speaker, val_speaker_generator(seed))
+
+
 def val_speaker_generator(seed):
     """The stream that picks a validation-speaker build's validation pairs and their recordings."""
     return np.random.default_rng(np.random.SeedSequence([RECIPE_VERSION, int(seed), 0x5A1]))

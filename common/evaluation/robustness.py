@@ -43,15 +43,16 @@ def noise_rng(data_seed, stream, level_index=0):
 
 
 class CleanViews:
-    """The drawn test pairs before any noise: images in [0, 1] and utterances placed in their second.
+    """Drawn pairs before any noise (a run's test pairs, or its validation pairs for combine.py): images
+    in [0, 1] and utterances placed in their second.
 
     Computed once per run; each noise level then re-noises one view with the recipe's own
     corrupt_images / add_noise_at_snr / standardise, chunk by chunk."""
 
-    def __init__(self, raw_test, pairs):
-        self.images = raw_test.images[pairs["image_index"]].astype(np.float32) / 255.0
+    def __init__(self, raw_split, pairs):
+        self.images = raw_split.images[pairs["image_index"]].astype(np.float32) / 255.0
         self.placed, self.starts, self.lengths = place_utterances(
-            [raw_test.recordings[j] for j in pairs["recording_index"]], pairs["offsets_u"])
+            [raw_split.recordings[j] for j in pairs["recording_index"]], pairs["offsets_u"])
         self.label = torch.from_numpy(pairs["label"].astype(np.int64))
 
     def __len__(self):
@@ -74,6 +75,30 @@ class CleanViews:
                                      np.full(hi - lo, snr_db, np.float32), rng)
             out[lo:hi] = standardise(noisy)[0]
         return torch.from_numpy(out).unsqueeze(1)
+
+
+    def at_random_levels(self, copies, rng):
+        """`copies` renderings of every pair, each view at its own level drawn uniformly over its sweep's range
+        (image p in [0, 0.95]; audio SNR in [-30, 40] dB, where above the sweep's 30 dB means no noise at
+        all): a Split of copies x N pairs, rows copy by copy. The views are drawn independently, so every
+        combination of a clean, a noisy and a ruined view is in it (combine.py --gate confidence)."""
+        images, audio = [], []
+        high_snr = max(AUDIO_SNR_LEVELS)
+        for _ in range(copies):
+            p = rng.uniform(min(IMAGE_P_LEVELS), max(IMAGE_P_LEVELS), len(self)).astype(np.float32)
+            snr = rng.uniform(min(AUDIO_SNR_LEVELS), high_snr + 10.0, len(self))
+            snr[snr > high_snr] = np.inf
+            image_out = np.empty_like(self.images)
+            audio_out = np.empty((len(self), self.placed.shape[1]), np.float32)
+            for lo in range(0, len(self), AUDIO_CHUNK):
+                hi = min(lo + AUDIO_CHUNK, len(self))
+                image_out[lo:hi] = corrupt_images(self.images[lo:hi], p[lo:hi], rng)
+                noisy = add_noise_at_snr(self.placed[lo:hi], self.starts[lo:hi], self.lengths[lo:hi],
+                                         snr[lo:hi].astype(np.float32), rng)
+                audio_out[lo:hi] = standardise(noisy)[0]
+            images.append(torch.from_numpy(image_out).unsqueeze(1))
+            audio.append(torch.from_numpy(audio_out).unsqueeze(1))
+        return Split(image=torch.cat(images), audio=torch.cat(audio), label=self.label.repeat(copies))
 
 
 class _Precomputed(nn.Module):

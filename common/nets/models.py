@@ -98,6 +98,18 @@ class MultimodalNet(nn.Module):
         return self.head(self.fused(image, audio))
 
 
+def entropy(logits):
+    """The entropy (nats) of each row's softmax, in fp32: [B, C] -> [B, 1]."""
+    logp = torch.log_softmax(logits.float(), dim=1)
+    return -(logp.exp() * logp).sum(1, keepdim=True)
+
+
+def confidence_scaled(logits, gate):
+    """One head's logits times exp(a + b * H), H the entropy of the head's own softmax: gate = (a, b).
+    With b < 0 a head that is unsure of a pair counts for less in that pair's sum (fp32 out)."""
+    return logits.float() * torch.exp(gate[0] + gate[1] * entropy(logits))
+
+
 class LateFusionNet(nn.Module):
     """Late fusion: (image_classifier(f_img) + audio_classifier(f_aud)) / 2.
 
@@ -110,7 +122,7 @@ class LateFusionNet(nn.Module):
     uses_tokens = False
 
     def __init__(self, dropout=0.5, image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend(),
-                 calibrated=False, drops_blank_views=False):
+                 calibrated=False, drops_blank_views=False, confidence_gate=False):
         super().__init__()
         # combine.py's fusion of two single-view runs: a view that is all zeros (missing) leaves the average,
         # so the fused run answers as the other view's run; it must see the views themselves, not features
@@ -121,6 +133,8 @@ class LateFusionNet(nn.Module):
         self.audio_classifier = nn.Linear(self.audio_featurizer.out_dim, NUM_CLASSES)
         if calibrated:  # --calibrate: each head's logits divided by its temperature (1, 1 until fitted)
             self.register_buffer("view_temperature", torch.ones(2))
+        if confidence_gate:  # combine.py --gate confidence: rows (a, b) of the image and audio heads, 0 until fitted
+            self.register_buffer("view_gate", torch.zeros(2, 2))
 
     def branch_logits(self, image, audio):
         """The two heads' logits, before any temperature."""
@@ -137,6 +151,9 @@ class LateFusionNet(nn.Module):
         if hasattr(self, "view_temperature"):
             img_logits = img_logits / self.view_temperature[0].to(img_logits.dtype)
             aud_logits = aud_logits / self.view_temperature[1].to(aud_logits.dtype)
+        if hasattr(self, "view_gate"):
+            img_logits, aud_logits = (confidence_scaled(z, gate) for z, gate in zip((img_logits, aud_logits),
+                                                                                     self.view_gate))
         if present is None:
             return (img_logits + aud_logits) / 2
         weight = present.to(img_logits.dtype)
@@ -207,7 +224,7 @@ class ContrastiveModel(nn.Module):
 
 def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropout=0.5,
                      image_dim=FEATURE_DIM, audio_dim=FEATURE_DIM, audio_frontend=AudioFrontend(), calibrated=False,
-                     drops_blank_views=False):
+                     drops_blank_views=False, confidence_gate=False):
     """MultimodalNet with the named fusion, or LateFusionNet for ``"late"``.
 
     Width options left at None take the defaults of ``common.nets.fusions``
@@ -215,11 +232,13 @@ def build_multimodal(fusion, fused_dim=None, hidden_dim=None, heads=None, dropou
     image_dim / audio_dim are the featurizers' output widths (the exam: 128 each);
     audio_frontend (an AudioFrontend) picks the audio featurizer (raw, the exam's, or mel);
     calibrated: late fusion with a temperature per head (--calibrate); drops_blank_views: late fusion
-    leaving out a view that is all zeros (combine.py's runs).
+    leaving out a view that is all zeros (combine.py's runs); confidence_gate: late fusion weighing
+    each head pair by pair by its own entropy (combine.py --gate confidence).
     """
     if fusion == "late":
         return LateFusionNet(dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
-                             calibrated=calibrated, drops_blank_views=drops_blank_views)
+                             calibrated=calibrated, drops_blank_views=drops_blank_views,
+                             confidence_gate=confidence_gate)
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSION_CHOICES)}")
     return MultimodalNet(fusion, dropout, image_dim=image_dim, audio_dim=audio_dim, audio_frontend=audio_frontend,
@@ -275,5 +294,7 @@ def build_from_config(config):
         return build_multimodal(args["fusion"], args.get("fused_dim"), args.get("hidden_dim"), args.get("heads"),
                                 image_dim=args.get("image_dim", FEATURE_DIM),
                                 audio_dim=args.get("audio_dim", FEATURE_DIM), audio_frontend=frontend,
-                                calibrated=bool(args.get("calibrate")), drops_blank_views=bool(args.get("experts")))
+                                calibrated=bool(args.get("calibrate")) and args.get("gate") != "confidence",
+                                drops_blank_views=bool(args.get("experts")),
+                                confidence_gate=args.get("gate") == "confidence")
     raise ValueError(f"a {kind!r} run has no classifier to evaluate (image, audio or multimodal runs only)")

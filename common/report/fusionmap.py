@@ -4,8 +4,11 @@ Each run with a grid in its robustness.json gives its accuracy at every cell (im
 view missing included) and each test pair's correctness there. A fused run is read against the
 single-view runs of the same fold (held-out speaker) and seed, on the same test pairs:
 
-- regret: its accuracy minus the better single view at that cell (the best of the image-only run and
-  every audio-only run), so a negative regret is a cell where fusing did worse than not fusing;
+- regret: its accuracy minus the better single view at that cell: the image-only run, or the audio-only
+  run a user would have picked (of the fold's audio-only runs, the one with the lowest validation loss,
+  on the unheard validation voice), so a negative regret is a cell where fusing did worse than not fusing;
+- strict regret: against the best of every single-view run at that cell (the audio run picked cell by
+  cell on the test pairs themselves, which favours the single views);
 - oracle regret: its accuracy minus an oracle that, pair by pair, takes whichever single view got it
   right (the union of their correct pairs): the most any combination of those views could get.
 
@@ -40,6 +43,8 @@ def grid_runs(runs):
         kind = run["model"] if run["model"] != "multimodal" else "experts" if run.get("experts") else run["fusion"]
         said = ("fusion", "calibrate") if kind == "experts" else ("fusion",)  # the kind says these already
         beyond = " ".join(spell(k, v) for k, v in sorted((run.get("beyond_recipes") or {}).items()) if k not in said)
+        if run.get("gate"):  # combine.py's own flag, not the training scripts'
+            beyond = " ".join(filter(None, (beyond, spell("gate", run["gate"]))))
         label = f"{kind} [{'+'.join(run.get('recipes') or ['exam'])}]" + (f" {beyond}" if beyond else "")
         acc, correct = {}, {}
         for c in grid["cells"]:
@@ -48,6 +53,7 @@ def grid_runs(runs):
             correct[cell] = unpack_bits(c["correct"], grid["n"])
         out.append({"label": label, "kind": run["model"], "fold": run.get("holdout_speaker"), "seed": run["seed"],
                     "n": grid["n"], "acc": acc, "correct": correct, "test_acc": run["test_acc"],
+                    "val_loss": run.get("val_loss"),
                     "test_correct": _by_id(run.get("predictions"), grid["n"]),
                     "recordings": _by_id(run.get("recordings"), grid["n"]),
                     "image_levels": grid.get("image_levels"), "audio_levels": grid.get("audio_levels")})
@@ -92,21 +98,31 @@ def _single_view(singles, view, level):
     return [(r["label"], r["acc"][key], r["correct"][key]) for r in singles if key in r["acc"]]
 
 
+def picked_on_validation(runs):
+    """Of single-view runs of one view, the one with the lowest validation loss (the first on a tie; all
+    of them when a run lacks it)."""
+    if any(r.get("val_loss") is None for r in runs):
+        return runs
+    return [min(runs, key=lambda r: r["val_loss"])]
+
+
 def regret_maps(grid):
-    """{fused label: {(fold, seed): {cell: (regret, oracle regret)}}} for every fused run whose fold
-    and seed have an image-only run and at least one audio-only run on the same test pairs."""
+    """{fused label: {(fold, seed): {cell: (regret, oracle regret, strict regret)}}} for every fused run
+    whose fold and seed have an image-only run and at least one audio-only run on the same test pairs."""
     maps = {}
     for fused in (r for r in grid if r["kind"] == "multimodal"):
         singles = [r for r in grid if r["kind"] != "multimodal" and r["fold"] == fused["fold"]
                    and r["seed"] == fused["seed"] and r["n"] == fused["n"]]
         if not {r["kind"] for r in singles} >= {"image", "audio"}:
             continue
+        picked = [r for kind in ("image", "audio") for r in picked_on_validation([s for s in singles
+                                                                                  if s["kind"] == kind])]
         cells = {}
         for (p, snr), acc in fused["acc"].items():
             views = _single_view(singles, "image", p) + _single_view(singles, "audio", snr)
-            best = max(a for _, a, _ in views)
+            best = max(a for _, a, _ in _single_view(picked, "image", p) + _single_view(picked, "audio", snr))
             oracle = 100.0 * float(np.any([c for _, _, c in views], axis=0).mean())
-            cells[(p, snr)] = (acc - best, acc - oracle)
+            cells[(p, snr)] = (acc - best, acc - oracle, acc - max(a for _, a, _ in views))
         maps.setdefault(fused["label"], {})[(fused["fold"], fused["seed"])] = cells
     return maps
 
@@ -168,16 +184,19 @@ def fusion_map_markdown(grid):
         n_folds = len({r["fold"] for r in runs})
         lines.append(f"| {label} | {n_folds} | {len(runs)} | " + " | ".join(cells) + " |")
     lines += ["", "Regret (points): the fused model's accuracy minus the better single view at each cell of the "
-              "grid (image-only, or the best audio-only run of the same fold and seed, on the same test pairs); "
-              "oracle: minus a per-pair oracle that takes whichever single view is right. Mean over the 49 "
-              "cells of the fold-mean regret map; worst: its lowest cell.", "",
-              "| model | runs | mean regret | worst cell | worst regret | mean oracle regret |",
-              "|---|---:|---:|---|---:|---:|"]
+              "grid, on the same test pairs: the image-only run, or the audio-only run a user would pick (of the "
+              "fold and seed's audio-only runs, the one with the lowest validation loss on the unheard validation "
+              "voice). Mean over the 49 cells of the fold-mean regret map; worst: its lowest cell. Strict: the "
+              "worst cell against the best of every single-view run at each cell (the audio run picked cell by "
+              "cell on the test pairs). Oracle: minus a per-pair oracle that takes whichever single view is "
+              "right.", "",
+              "| model | runs | mean regret | worst cell | worst regret | strict worst | mean oracle regret |",
+              "|---|---:|---:|---|---:|---:|---:|"]
     for label, by_run in maps.items():
-        regret, oracle = _mean_map(by_run, 0), _mean_map(by_run, 1)
+        regret, oracle, strict = (_mean_map(by_run, i) for i in range(3))
         worst = min(sorted(regret, key=_cell_order), key=regret.get)  # the first in grid order on a tie
         lines.append(f"| {label} | {len(by_run)} | {statistics.fmean(regret.values()):+.2f} | "
-                     f"p {_level(worst[0])}, {_level(worst[1])} | {regret[worst]:+.2f} | "
+                     f"p {_level(worst[0])}, {_level(worst[1])} | {regret[worst]:+.2f} | {min(strict.values()):+.2f} | "
                      f"{statistics.fmean(oracle.values()):+.2f} |")
     for label, by_run in maps.items():
         regret = _mean_map(by_run, 0)

@@ -114,6 +114,8 @@ def read_runs(runs_dir):
             "dataset": held_out_name(m["dataset"], args.get("holdout_speaker")),
             "holdout_speaker": args.get("holdout_speaker"), "synthetic": bool(m.get("synthetic")),
             "experts": args.get("experts"),  # combine.py's late fusion of two single-view runs: their names
+            "gate": args.get("gate"),  # ... and how it weighs them (None: temperatures)
+            "val_loss": (m.get("val") or {}).get("loss"),
             "fingerprint": m.get("fingerprint"), "limit": m.get("limit"),
             "seed": m.get("seed", args.get("seed")),
             "config": config_key(args),

@@ -15,7 +15,8 @@ CSV_CONFIG_KEYS = ("lr", "batch_size", "max_epochs", "patience", "val_fraction",
                    "mel_channels")
 # the optimizer recipe's flags (common/training/cli.py): part of a row's identity, not CSV columns of their own
 RECIPE_KEYS = ("optimizer", "weight_decay", "warmup_epochs", "schedule", "clip_grad")
-CONFIG_KEYS = CSV_CONFIG_KEYS + RECIPE_KEYS + ("mel_top_db", "speed_perturb", "select", "calibrate", "experts")
+CONFIG_KEYS = CSV_CONFIG_KEYS + RECIPE_KEYS + ("mel_top_db", "speed_perturb", "select", "calibrate", "experts",
+                                                "gate")
 # what a row may differ in from the exam's row of the same model to be paired with it as a recipe: the
 # optimizer recipe's flags and the rule that picks best.pt (--select)
 PAIRED_RECIPE_KEYS = RECIPE_KEYS + ("select",)
@@ -25,12 +26,12 @@ KEY_DEFAULTS = OLD_RUN_DEFAULTS  # what runs from before a flag existed did
 EXAM_SETTINGS = {"label_fraction": 1.0, "epoch_pairs": 0, "init_from": None, "modality_dropout": 0.0,
                  "audio_frontend": "raw", "optimizer": "adam", "weight_decay": 0.0, "warmup_epochs": 0.0,
                  "schedule": "constant", "clip_grad": 0.0, "speed_perturb": 0.0, "select": "val_loss",
-                 "calibrate": False, "experts": False}
+                 "calibrate": False, "experts": False, "gate": None}
 EXAM_DEFAULT_ARGS = {"lr": 0.001, "batch_size": 64, "max_epochs": 100, "patience": 5, "val_fraction": 0.2,
                      "image_dim": 128, "audio_dim": 128, "fused_dim": 128, "hidden_dim": 256, "heads": 4}
 BEYOND_KEYS = ("label_fraction", "epoch_pairs", "init_from", "modality_dropout", "modality_dropout_fill",
                "audio_frontend", "mel_channels", "mel_top_db", "speed_perturb", "select", "calibrate",
-               "experts") + RECIPE_KEYS
+               "experts", "gate") + RECIPE_KEYS
 
 
 # The exam's single-run test numbers (its Table 1 and Problems 1a/1b), on its own data: (loss, accuracy %).

@@ -6,10 +6,15 @@ best weights back, one temperature per view is fitted by minimising the validati
 (z_image / T_image + z_audio / T_audio) / 2; with --val-speaker the validation pairs are an unheard
 voice, so a head that does not carry over to new voices is turned down. The weights are untouched:
 only LateFusionNet's `view_temperature` buffer (1, 1 while training) changes.
+
+combine.py --gate confidence fits a per-pair weight instead (fit_confidence_gate): each head's logits
+times exp(a + b * H), H the entropy of that head's own softmax on the pair, so that a head unsure of a
+pair (a ruined image, a drowned word) counts for less in that pair alone.
 """
 import torch
 import torch.nn.functional as F
 
+from ..nets.models import confidence_scaled
 from .loop import autocast, batch_inputs
 
 TEMPERATURE_RANGE = (0.05, 100.0)
@@ -53,3 +58,29 @@ def fit_view_temperatures(model, split, index, device, precision):
     temps = log_t.detach().clamp(low, high).exp()
     model.view_temperature.copy_(temps.to(model.view_temperature.device))
     return {"view_temperature": temps.tolist(), "val_loss_before": before, "val_loss_after": loss_at(temps.log()).item()}
+
+
+def fit_confidence_gate(image, audio, label):
+    """Fit and return the gate [[a_image, b_image], [a_audio, b_audio]] minimising the cross-entropy of
+    (confidence_scaled(image, gate[0]) + confidence_scaled(audio, gate[1])) / 2 (LateFusionNet's forward)
+    on the heads' logits image, audio [N, 10] (fp32) and labels [N], by L-BFGS from 0 (the plain average);
+    with the loss before and after: {"view_gate", "loss_before", "loss_after"}."""
+    gate = torch.zeros(2, 2, requires_grad=True)
+
+    def loss_at(g):
+        return F.cross_entropy((confidence_scaled(image, g[0]) + confidence_scaled(audio, g[1])) / 2, label)
+
+    optimizer = torch.optim.LBFGS([gate], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_at(gate)
+        loss.backward()
+        return loss
+
+    before = loss_at(torch.zeros(2, 2)).item()
+    optimizer.step(closure)
+    fitted = gate.detach()
+    if not torch.isfinite(fitted).all() or loss_at(fitted).item() > before:  # never worse than the plain average
+        fitted = torch.zeros(2, 2)
+    return {"view_gate": fitted.tolist(), "loss_before": before, "loss_after": loss_at(fitted).item()}
