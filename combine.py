@@ -88,14 +88,15 @@ def calibration_pairs(dataset, data_args, val_index, seed):
     return CleanViews(raw.train, pairs).at_random_levels(CALIBRATION_COPIES, rng)
 
 
-def combined_config(image, audio, names, device, precision, gate):
+def combined_config(image, audio, names, device, precision, gate, name, runs_dir):
     """The fused run's config.json: train_multimodal.py's defaults, the image run's flags (its data among
     them), the audio run's audio flags and recipes, late fusion with --calibrate, the two runs it is
-    made of and, for --gate confidence, the gate."""
+    made of, its own name and runs dir and, for --gate confidence, the gate."""
     args = {f.dest: f.default_for("multimodal") for f in flags_of("multimodal")}
     args.update({k: v for k, v in image["args"].items() if k in args})
     args.update({k: v for k, v in audio["args"].items() if k in args and k.startswith(("audio_", "mel_", "speed_"))})
-    args.update(fusion="late", calibrate=True, experts=names, recipe=audio["args"].get("recipe", ["exam"]))
+    args.update(fusion="late", calibrate=True, experts=names, recipe=audio["args"].get("recipe", ["exam"]),
+                name=name, runs_dir=runs_dir)
     if gate != "temperature":  # the kept runs before --gate have none: temperatures
         args["gate"] = gate
     import numpy
@@ -134,7 +135,7 @@ def main():
     names = [image_folder.name, audio_folder.name]
     device = pick_device(args.device)
     precision = saved_precision(image) or resolve_precision("auto", device)
-    config = combined_config(image, audio, names, device, precision, args.gate)
+    config = combined_config(image, audio, names, device, precision, args.gate, args.name, args.runs_dir)
     model = build_from_config(config)
     image_weights = load_checkpoint(image_folder.best)["model"]
     audio_weights = load_checkpoint(audio_folder.best)["model"]

@@ -52,6 +52,7 @@ def test_the_fused_run_answers_as_each_single_run_when_the_other_view_is_missing
     config = json.loads((fused / "config.json").read_text())
     metrics = json.loads((fused / "metrics.json").read_text())
     assert config["args"]["fusion"] == "late" and config["args"]["experts"] == ["img", "aud"]
+    assert config["args"]["name"] == "both" and config["args"]["runs_dir"] == str(tmp_path)
     assert metrics["fusion"] == "late" and 0 <= metrics["test"]["acc"] <= 1
     assert len(metrics["calibration"]["view_temperature"]) == 2
     assert json.loads((fused / "split_indices.json").read_text()) == \
