@@ -145,7 +145,8 @@ def measure_floor(kind, args, device):
                                {"image": feats[1]["feat_image"], "audio": feats[1]["feat_audio"]}, labels, regimes,
                                fractions=args.fractions, seeds=(seed,))
     out = {"source": f"floor-{kind}", "kind": kind, **dataset_fields(dataset), "limit": None,
-           **protocol(args, f"train/val split of seed {FLOOR_SPLIT_SEED} (val fraction {FLOOR_VAL_FRACTION})"),
+           **protocol(args, "the validation speaker's pairs (--val-speaker)" if "val" in train.meta else
+                      f"train/val split of seed {FLOOR_SPLIT_SEED} (val fraction {FLOOR_VAL_FRACTION})"),
            "probes": rows}
     if kind == "random" and args.finetune:  # the tuned from-scratch baseline: the same budget and selection
         def featurizers(seed):

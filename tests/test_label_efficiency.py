@@ -136,6 +136,12 @@ def test_evaluate_contrastive_floors_and_refusals(v2_run, tmp_path):
     assert out.returncode == 0, out.stderr
     raw = json.loads((tmp_path / "raw.json").read_text())
     assert raw["kind"] == "raw" and len(raw["probes"]) == 3
+    assert raw["protocol"]["split"].startswith("train/val split of seed 0")
+    out = run_script(["evaluate_contrastive.py", "raw", *SMALL_SYNTHETIC, "--holdout-speaker", "spk1", "--val-speaker",
+                      "spk2", "--fractions", "1", "--label-seeds", "0", "--out", str(tmp_path / "nested.json")])
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "nested.json").read_text())["protocol"]["split"] == \
+        "the validation speaker's pairs (--val-speaker)"
     for args, message in [(["raw"], "need --out"), ([str(tmp_path / "nowhere")], "is not a run folder"),
                           ([str(run), "--fractions", "0"], "must lie in (0, 1]"), (["raw", "--finetune", "--out", "y.json"], "no featurizer to fine-tune"),
                           ([str(run), "raw", "--out", str(tmp_path / "x.json")], "--out names one file")]:
