@@ -76,7 +76,6 @@ class CleanViews:
             out[lo:hi] = standardise(noisy)[0]
         return torch.from_numpy(out).unsqueeze(1)
 
-
     def at_random_levels(self, copies, rng):
         """`copies` renderings of every pair, each view at its own level drawn uniformly over its sweep's range
         (image p in [0, 0.95]; audio SNR in [-30, 40] dB, where above the sweep's 30 dB means no noise at
