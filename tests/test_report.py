@@ -776,9 +776,13 @@ def test_the_regret_reads_the_audio_run_picked_on_validation_and_the_strict_one_
             "audio-picked": ("audio", audio_levels, [False] * 4 + [True] * 4, 1.0, {}),
             "audio-other": ("audio", audio_levels, [True] * 7 + [False], 2.0, {"speed_perturb": 0.15}),
             "fused": ("multimodal", [(p, s) for p in GRID_IMAGE_P for s in GRID_AUDIO_SNR], [True] * 6 + [False] * 2,
-                      0.4, {})}
+                      0.4, {}),
+            "gated": ("multimodal", [(p, s) for p in GRID_IMAGE_P for s in GRID_AUDIO_SNR], [True] * 7 + [False],
+                      0.3, {"fusion": "late", "calibrate": True, "experts": ["image-s0", "audio-other-s0"],
+                            "gate": "confidence"})}
     for name, (model, levels, right, val_loss, args) in runs.items():
-        folder = write_run(tmp_path, f"{name}-s0", model=model, fusion="concat" if model == "multimodal" else None,
+        fusion = args.pop("fusion", "concat") if model == "multimodal" else None
+        folder = write_run(tmp_path, f"{name}-s0", model=model, fusion=fusion,
                            seed=0, acc=sum(right) / 8, loss=val_loss, holdout_speaker="spk1", **args)
         with open(os.path.join(folder, "robustness.json"), "w") as f:
             json.dump({"grid": {"views": ["image", "audio"] if model == "multimodal" else [model], "n": 8,
@@ -787,6 +791,7 @@ def test_the_regret_reads_the_audio_run_picked_on_validation_and_the_strict_one_
     assert code == 0
     rows = table_rows(out.split("## The fusion map on unheard voices")[1].split("\n\n")[4])
     assert rows["concat [exam]"][0][2:7] == ["+0.00", "p 0, clean", "+0.00", "-12.50", "-25.00"]
+    assert rows["experts [exam] --gate confidence"][0][2:6] == ["+12.50", "p 0, clean", "+12.50", "+0.00"]
 
 
 def test_fold_means_carry_intervals_over_recordings_and_over_speakers():
