@@ -51,10 +51,19 @@ from common.report.tables_csv import csv_text
 from common.runfolder import init_source  # noqa: F401
 
 
-def build_report(runs_dirs, fmt, figures_dir=None):
+def build_report(runs_dirs, fmt, figures_dir=None, seeds=None):
+    """The report of every run below runs_dirs (seeds: only the runs of these seeds; None: all)."""
     runs_dirs = [runs_dirs] if isinstance(runs_dirs, str) else list(runs_dirs)
     where = ", ".join(runs_dirs)
     runs, contrastive, skipped = read_all(runs_dirs)
+    if seeds is not None:
+        left_out = len(runs) + len(contrastive)
+        runs = [r for r in runs if r["seed"] in seeds]
+        contrastive = [r for r in contrastive if r.seed in seeds]
+        left_out -= len(runs) + len(contrastive)
+        if left_out:
+            print(f"note: --seeds {' '.join(map(str, seeds))}: left out {left_out} run(s) of other seeds",
+                  file=sys.stderr)
     if skipped:
         print(f"note: skipped {sum(skipped.values())} run(s): {describe_skipped(skipped)}", file=sys.stderr)
     probes = read_probes(runs_dirs)
@@ -96,6 +105,9 @@ def main(argv=None):
     parser.add_argument("--figures", metavar="DIR", default=None,
                         help="folder for the figures (default: the last RUNS_DIR)")
     parser.add_argument("--no-figures", action="store_true", help="write no figures")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="only the runs of these seeds (default: every seed), e.g. to read seed 0 of a study "
+                             "while later seeds land")
     args = parser.parse_args(argv)
     if args.out:
         problem = output_file_problem(args.out)
@@ -104,7 +116,7 @@ def main(argv=None):
             return 2
     try:
         text = build_report(args.runs_dirs, args.format,
-                            None if args.no_figures else (args.figures or args.runs_dirs[-1]))
+                            None if args.no_figures else (args.figures or args.runs_dirs[-1]), args.seeds)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -824,3 +824,15 @@ def test_a_run_whose_config_cannot_be_read_is_left_out_not_read_as_the_exams(tmp
     code, out, err = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0 and "97.00" not in out and "94.00" in out
     assert "unreadable config.json" in out and "leaving out the run of unreadable" in err
+
+
+def test_seeds_keeps_the_runs_of_the_seeds_named(tmp_path, capsys):
+    """--seeds 0: a seed-1 run of the same row is left out of every table, with a note saying how many."""
+    write_run(tmp_path, "image-s0", seed=0, acc=0.80)
+    write_run(tmp_path, "image-s1", seed=1, acc=0.90)
+    code, out, err = run_report(capsys, tmp_path, "--no-figures", "--seeds", "0")
+    assert code == 0 and "left out 1 run(s) of other seeds" in err
+    row = table_rows(out)["image-only"][0]
+    assert row[2] == "1" and row[4].strip("*").startswith("80.00")
+    code, out, _ = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0 and table_rows(out)["image-only"][0][2] == "2"
