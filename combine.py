@@ -99,11 +99,10 @@ def combined_config(image, audio, names, device, precision, gate, name, runs_dir
                 name=name, runs_dir=runs_dir)
     if gate != "temperature":  # the kept runs before --gate have none: temperatures
         args["gate"] = gate
-    import numpy
     return {"model": "multimodal", "args": args, "dataset": image["dataset"],
             "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
             "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
-                         "numpy": numpy.__version__},
+                         "numpy": np.__version__},
             "git_commit": git_commit(), "device": str(device), "precision": precision}
 
 

@@ -33,29 +33,34 @@ def branch_logits(model, split, index, device, precision, batch_size=512):
     return torch.cat(image), torch.cat(audio)
 
 
+def minimised_from_zero(shape, loss_at):
+    """The parameters (a tensor of `shape`, detached) that one L-BFGS run from zeros finds for loss_at."""
+    params = torch.zeros(shape, requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_at(params)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return params.detach()
+
+
 def fit_view_temperatures(model, split, index, device, precision):
     """Fit, set and return {"view_temperature": [T_image, T_audio], "val_loss_before": ...,
     "val_loss_after": ...} on the validation pairs split[index] (L-BFGS over the log-temperatures)."""
     image, audio = branch_logits(model, split, index, device, precision)
     label = split.label[index]
-    log_t = torch.zeros(2, requires_grad=True)
     low, high = (torch.tensor(v).log() for v in TEMPERATURE_RANGE)
 
     def loss_at(log_temps):
         temps = log_temps.clamp(low, high).exp()
         return F.cross_entropy((image / temps[0] + audio / temps[1]) / 2, label)
 
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = loss_at(log_t)
-        loss.backward()
-        return loss
-
     before = loss_at(torch.zeros(2)).item()
-    optimizer.step(closure)
-    temps = log_t.detach().clamp(low, high).exp()
+    temps = minimised_from_zero((2,), loss_at).clamp(low, high).exp()
     model.view_temperature.copy_(temps.to(model.view_temperature.device))
     return {"view_temperature": temps.tolist(), "val_loss_before": before, "val_loss_after": loss_at(temps.log()).item()}
 
@@ -65,22 +70,11 @@ def fit_confidence_gate(image, audio, label):
     (confidence_scaled(image, gate[0]) + confidence_scaled(audio, gate[1])) / 2 (LateFusionNet's forward)
     on the heads' logits image, audio [N, 10] (fp32) and labels [N], by L-BFGS from 0 (the plain average);
     with the loss before and after: {"view_gate", "loss_before", "loss_after"}."""
-    gate = torch.zeros(2, 2, requires_grad=True)
-
     def loss_at(g):
         return F.cross_entropy((confidence_scaled(image, g[0]) + confidence_scaled(audio, g[1])) / 2, label)
 
-    optimizer = torch.optim.LBFGS([gate], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = loss_at(gate)
-        loss.backward()
-        return loss
-
     before = loss_at(torch.zeros(2, 2)).item()
-    optimizer.step(closure)
-    fitted = gate.detach()
+    fitted = minimised_from_zero((2, 2), loss_at)
     if not torch.isfinite(fitted).all() or loss_at(fitted).item() > before:  # never worse than the plain average
         fitted = torch.zeros(2, 2)
     return {"view_gate": fitted.tolist(), "loss_before": before, "loss_after": loss_at(fitted).item()}
