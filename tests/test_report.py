@@ -836,3 +836,31 @@ def test_seeds_keeps_the_runs_of_the_seeds_named(tmp_path, capsys):
     assert row[2] == "1" and row[4].strip("*").startswith("80.00")
     code, out, _ = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0 and table_rows(out)["image-only"][0][2] == "2"
+
+
+def test_a_fold_with_more_seeds_counts_once_in_the_regret_map(tmp_path, capsys):
+    """Fold spk1 kept at seeds 0 and 1 (fused regret -25 and 0), fold spk2 at seed 0 only (regret 0): the
+    map is the mean over folds of each fold's seed mean (-6.25, not the run mean -8.33), and the seed-by-seed
+    column reads only seed 0, the one kept at both folds (its own map: -12.50)."""
+    def cells(view_levels, right):
+        packed = base64.b64encode(bytes([int("".join("1" if b else "0" for b in right), 2)])).decode()
+        return [{**{k: v for k, v in zip(("p", "snr_db"), levels) if v is not None}, "acc": sum(right) / 8,
+                 "correct": packed} for levels in view_levels]
+    image_levels, audio_levels = [(p, None) for p in GRID_IMAGE_P], [(None, s) for s in GRID_AUDIO_SNR]
+    fused_levels = [(p, s) for p in GRID_IMAGE_P for s in GRID_AUDIO_SNR]
+    good, bad = [True] * 6 + [False] * 2, [True] * 4 + [False] * 4   # 75% and 50%
+    for fold, seed, fused in (("spk1", 0, bad), ("spk1", 1, good), ("spk2", 0, good)):
+        for model, levels, right in (("image", image_levels, good), ("audio", audio_levels, bad),
+                                     ("multimodal", fused_levels, fused)):
+            folder = write_run(tmp_path, f"{model}-{fold}-s{seed}", model=model, seed=seed, acc=sum(right) / 8,
+                               fusion="concat" if model == "multimodal" else None, holdout_speaker=fold)
+            with open(os.path.join(folder, "robustness.json"), "w") as f:
+                json.dump({"grid": {"views": ["image", "audio"] if model == "multimodal" else [model], "n": 8,
+                                    "cells": cells(levels, right)}}, f)
+    code, out, _ = run_report(capsys, tmp_path, "--no-figures")
+    assert code == 0
+    section = out.split("## The fusion map on unheard voices")[1].split("\n\n")
+    row = table_rows(section[4])["concat [exam]"][0]
+    assert row[1:5] == ["3", "-6.25", "p 0, clean", "-6.25"] and row[-1] == "s0 -12.50"
+    assert "the mean over 2 fold(s) of each fold's mean over its seeds, 3 run(s)" in out
+    assert "| 0 | -6.2 |" in out

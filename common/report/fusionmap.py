@@ -12,8 +12,9 @@ single-view runs of the same fold (held-out speaker) and seed, on the same test 
 - oracle regret: its accuracy minus an oracle that, pair by pair, takes whichever single view got it
   right (the union of their correct pairs): the most any combination of those views could get.
 
-Regret maps are averaged over folds (each fold: one unheard speaker) and seeds; the table gives each
-model's mean over the cells, its worst cell (of the fold-mean map) and the folds behind it. Accuracies
+Regret maps are fold means (each fold, one unheard speaker: the mean over its seeds; then the mean over
+folds, so a fold with more seeds kept counts once); the table gives each model's mean over the cells, its
+worst cell (of the fold-mean map) and, seed by seed, the worst cell of each complete seed's own map. Accuracies
 are fold means (each fold's mean over its seeds, then the mean over folds) with two 95% intervals: over
 recordings (each fold's test recordings resampled, fold by fold) and over speakers (a t interval over
 the fold means).
@@ -127,14 +128,34 @@ def regret_maps(grid):
     return maps
 
 
+def _fold_mean(values):
+    """The mean over folds of each fold's mean over its seeds, from {(fold, seed): value}: a fold with
+    more seeds kept than another counts once, like the others."""
+    folds = {}
+    for (fold, _), value in values.items():
+        folds.setdefault(fold, []).append(value)
+    return statistics.fmean(statistics.fmean(v) for v in folds.values())
+
+
 def _mean_map(maps_by_run, index):
+    """The fold-mean map of one of a model's regrets (index: 0 regret, 1 oracle, 2 strict), over the cells
+    every run has."""
     cells = set.intersection(*(set(m) for m in maps_by_run.values()))
-    return {c: statistics.fmean(m[c][index] for m in maps_by_run.values()) for c in cells}
+    return {c: _fold_mean({key: m[c][index] for key, m in maps_by_run.items()}) for c in cells}
+
+
+def _worst_by_seed(maps_by_run):
+    """'S: worst' for each seed whose runs cover every fold of the model: the lowest cell of that seed's
+    own fold-mean regret map, so that a worst cell can be read for luck across seeds."""
+    folds = {fold for fold, _ in maps_by_run}
+    seeds = sorted({seed for _, seed in maps_by_run if {f for f, s in maps_by_run if s == seed} == folds})
+    return ", ".join(f"s{seed} {min(_mean_map({k: m for k, m in maps_by_run.items() if k[1] == seed}, 0).values()):+.2f}"
+                     for seed in seeds) or "–"
 
 
 def _mean_acc(runs, cell):
-    values = [r["acc"][cell] for r in runs if cell in r["acc"]]
-    return statistics.fmean(values) if values else math.nan
+    values = {(r["fold"], r["seed"]): r["acc"][cell] for r in runs if cell in r["acc"]}
+    return _fold_mean(values) if values else math.nan
 
 
 def _level(value):
@@ -189,21 +210,24 @@ def fusion_map_markdown(grid):
               "voice). Mean over the 49 cells of the fold-mean regret map; worst: its lowest cell. Strict: the "
               "worst cell against the best of every single-view run at each cell (the audio run picked cell by "
               "cell on the test pairs). Oracle: minus a per-pair oracle that takes whichever single view is "
-              "right.", "",
-              "| model | runs | mean regret | worst cell | worst regret | strict worst | mean oracle regret |",
-              "|---|---:|---:|---|---:|---:|---:|"]
+              "right. Seed by seed: the worst cell of each seed's own fold-mean map, for the seeds kept at every "
+              "fold of the model.", "",
+              "| model | runs | mean regret | worst cell | worst regret | strict worst | mean oracle regret | "
+              "worst, seed by seed |",
+              "|---|---:|---:|---|---:|---:|---:|---|"]
     for label, by_run in maps.items():
         regret, oracle, strict = (_mean_map(by_run, i) for i in range(3))
         worst = min(sorted(regret, key=_cell_order), key=regret.get)  # the first in grid order on a tie
         lines.append(f"| {label} | {len(by_run)} | {statistics.fmean(regret.values()):+.2f} | "
                      f"p {_level(worst[0])}, {_level(worst[1])} | {regret[worst]:+.2f} | {min(strict.values()):+.2f} | "
-                     f"{statistics.fmean(oracle.values()):+.2f} |")
+                     f"{statistics.fmean(oracle.values()):+.2f} | {_worst_by_seed(by_run)} |")
     for label, by_run in maps.items():
         regret = _mean_map(by_run, 0)
         image_levels = list(dict.fromkeys(c[0] for c in sorted(regret, key=_cell_order)))
         audio_levels = list(dict.fromkeys(c[1] for c in sorted(regret, key=lambda c: _cell_order(c)[::-1])))
-        lines += ["", f"Regret map of {label} (points; rows: image p, columns: audio SNR dB; mean over "
-                  f"{len(by_run)} run(s)):", "",
+        n_folds = len({fold for fold, _ in by_run})
+        lines += ["", f"Regret map of {label} (points; rows: image p, columns: audio SNR dB; the mean over "
+                  f"{n_folds} fold(s) of each fold's mean over its seeds, {len(by_run)} run(s)):", "",
                   "| p \\ audio | " + " | ".join(_level(a) for a in audio_levels) + " |",
                   "|---|" + "---:|" * len(audio_levels)]
         for p in image_levels:
