@@ -13,9 +13,9 @@ single-view runs of the same fold (held-out speaker) and seed, on the same test 
   right (the union of their correct pairs): the most any combination of those views could get.
 
 Regret maps are fold means (each fold, one unheard speaker: the mean over its seeds; then the mean over
-folds, so a fold with more seeds kept counts once); the table gives each model's mean over the cells, its
-worst cell (of the fold-mean map) and, seed by seed, the worst cell of each complete seed's own map. Accuracies
-are fold means (each fold's mean over its seeds, then the mean over folds) with two 95% intervals: over
+folds, so a fold with more seeds kept counts once); the table gives each model's mean over the cells,
+its worst cell (of the fold-mean map) and, seed by seed, the worst cell of each complete seed's own map.
+Accuracies are fold means (each fold's mean over its seeds, then the mean over folds) with two 95% intervals: over
 recordings (each fold's test recordings resampled, fold by fold) and over speakers (a t interval over
 the fold means).
 """
@@ -145,8 +145,8 @@ def _mean_map(maps_by_run, index):
 
 
 def _worst_by_seed(maps_by_run):
-    """'S: worst' for each seed whose runs cover every fold of the model: the lowest cell of that seed's
-    own fold-mean regret map, so that a worst cell can be read for luck across seeds."""
+    """'sS WORST, ...' for each seed S whose runs cover every fold of the model: the lowest cell of that
+    seed's own fold-mean regret map, so that a worst cell can be read for luck across seeds."""
     folds = {fold for fold, _ in maps_by_run}
     seeds = sorted({seed for _, seed in maps_by_run if {f for f, s in maps_by_run if s == seed} == folds})
     return ", ".join(f"s{seed} {min(_mean_map({k: m for k, m in maps_by_run.items() if k[1] == seed}, 0).values()):+.2f}"
