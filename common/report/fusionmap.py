@@ -15,9 +15,9 @@ single-view runs of the same fold (held-out speaker) and seed, on the same test 
 Regret maps are fold means (each fold, one unheard speaker: the mean over its seeds; then the mean over
 folds, so a fold with more seeds kept counts once); the table gives each model's mean over the cells,
 its worst cell (of the fold-mean map) and, seed by seed, the worst cell of each complete seed's own map.
-Accuracies are fold means (each fold's mean over its seeds, then the mean over folds) with two 95% intervals: over
-recordings (each fold's test recordings resampled, fold by fold) and over speakers (a t interval over
-the fold means).
+Accuracies are fold means (each fold's mean over its seeds, then the mean over folds) with two 95%
+intervals: over recordings (each fold's test recordings resampled, fold by fold) and over speakers (a t
+interval over the fold means).
 """
 import math
 import statistics
