@@ -763,14 +763,20 @@ def test_the_fusion_map_reads_regret_against_the_better_single_view(tmp_path, ca
     assert accuracy["concat [exam]"][0][3] == "50.00" and accuracy["concat [exam]"][0][5] == "–"  # one fold
 
 
+def write_grid(folder, model, view_levels, right):
+    """A robustness.json whose --grid has the same 8 test pairs' correctness `right` at every level."""
+    packed = base64.b64encode(bytes([int("".join("1" if b else "0" for b in right), 2)])).decode()
+    cells = [{**{k: v for k, v in zip(("p", "snr_db"), levels) if v is not None}, "acc": sum(right) / 8,
+              "correct": packed} for levels in view_levels]
+    with open(os.path.join(folder, "robustness.json"), "w") as f:
+        json.dump({"grid": {"views": ["image", "audio"] if model == "multimodal" else [model], "n": 8,
+                            "cells": cells}}, f)
+
+
 def test_the_regret_reads_the_audio_run_picked_on_validation_and_the_strict_one_every_run(tmp_path, capsys):
     """Two audio-only runs of a fold: the one with the lower validation loss (50% on test) is the single
     view the regret is read against; the other (87.5% on test, picked on the test pairs) is the strict
     reference. A fused run as good as the image (75%) has regret 0, strict regret -12.5."""
-    def cells(view_levels, right):
-        packed = base64.b64encode(bytes([int("".join("1" if b else "0" for b in right), 2)])).decode()
-        return [{**{k: v for k, v in zip(("p", "snr_db"), levels) if v is not None}, "acc": sum(right) / 8,
-                 "correct": packed} for levels in view_levels]
     image_levels, audio_levels = [(p, None) for p in GRID_IMAGE_P], [(None, s) for s in GRID_AUDIO_SNR]
     runs = {"image": ("image", image_levels, [True] * 6 + [False] * 2, 0.5, {}),
             "audio-picked": ("audio", audio_levels, [False] * 4 + [True] * 4, 1.0, {}),
@@ -784,9 +790,7 @@ def test_the_regret_reads_the_audio_run_picked_on_validation_and_the_strict_one_
         fusion = args.pop("fusion", "concat") if model == "multimodal" else None
         folder = write_run(tmp_path, f"{name}-s0", model=model, fusion=fusion,
                            seed=0, acc=sum(right) / 8, loss=val_loss, holdout_speaker="spk1", **args)
-        with open(os.path.join(folder, "robustness.json"), "w") as f:
-            json.dump({"grid": {"views": ["image", "audio"] if model == "multimodal" else [model], "n": 8,
-                                "cells": cells(levels, right)}}, f)
+        write_grid(folder, model, levels, right)
     code, out, _ = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0
     rows = table_rows(out.split("## The fusion map on unheard voices")[1].split("\n\n")[4])
@@ -842,10 +846,6 @@ def test_a_fold_with_more_seeds_counts_once_in_the_regret_map(tmp_path, capsys):
     """Fold spk1 kept at seeds 0 and 1 (fused regret -25 and 0), fold spk2 at seed 0 only (regret 0): the
     map is the mean over folds of each fold's seed mean (-6.25, not the run mean -8.33), and the seed-by-seed
     column reads only seed 0, the one kept at both folds (its own map: -12.50)."""
-    def cells(view_levels, right):
-        packed = base64.b64encode(bytes([int("".join("1" if b else "0" for b in right), 2)])).decode()
-        return [{**{k: v for k, v in zip(("p", "snr_db"), levels) if v is not None}, "acc": sum(right) / 8,
-                 "correct": packed} for levels in view_levels]
     image_levels, audio_levels = [(p, None) for p in GRID_IMAGE_P], [(None, s) for s in GRID_AUDIO_SNR]
     fused_levels = [(p, s) for p in GRID_IMAGE_P for s in GRID_AUDIO_SNR]
     good, bad = [True] * 6 + [False] * 2, [True] * 4 + [False] * 4   # 75% and 50%
@@ -854,9 +854,7 @@ def test_a_fold_with_more_seeds_counts_once_in_the_regret_map(tmp_path, capsys):
                                      ("multimodal", fused_levels, fused)):
             folder = write_run(tmp_path, f"{model}-{fold}-s{seed}", model=model, seed=seed, acc=sum(right) / 8,
                                fusion="concat" if model == "multimodal" else None, holdout_speaker=fold)
-            with open(os.path.join(folder, "robustness.json"), "w") as f:
-                json.dump({"grid": {"views": ["image", "audio"] if model == "multimodal" else [model], "n": 8,
-                                    "cells": cells(levels, right)}}, f)
+            write_grid(folder, model, levels, right)
     code, out, _ = run_report(capsys, tmp_path, "--no-figures")
     assert code == 0
     section = out.split("## The fusion map on unheard voices")[1].split("\n\n")

@@ -148,9 +148,12 @@ def _worst_by_seed(maps_by_run):
     """'sS WORST, ...' for each seed S whose runs cover every fold of the model: the lowest cell of that
     seed's own fold-mean regret map, so that a worst cell can be read for luck across seeds."""
     folds = {fold for fold, _ in maps_by_run}
-    seeds = sorted({seed for _, seed in maps_by_run if {f for f, s in maps_by_run if s == seed} == folds})
-    return ", ".join(f"s{seed} {min(_mean_map({k: m for k, m in maps_by_run.items() if k[1] == seed}, 0).values()):+.2f}"
-                     for seed in seeds) or "–"
+    parts = []
+    for seed in sorted({seed for _, seed in maps_by_run}):
+        own = {(fold, s): m for (fold, s), m in maps_by_run.items() if s == seed}
+        if {fold for fold, _ in own} == folds:
+            parts.append(f"s{seed} {min(_mean_map(own, 0).values()):+.2f}")
+    return ", ".join(parts) or "–"
 
 
 def _mean_acc(runs, cell):
