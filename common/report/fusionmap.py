@@ -218,14 +218,15 @@ def fusion_map_markdown(grid):
               "| model | runs | mean regret | worst cell | worst regret | strict worst | mean oracle regret | "
               "worst, seed by seed |",
               "|---|---:|---:|---|---:|---:|---:|---|"]
+    mean_maps = {label: [_mean_map(by_run, i) for i in range(3)] for label, by_run in maps.items()}
     for label, by_run in maps.items():
-        regret, oracle, strict = (_mean_map(by_run, i) for i in range(3))
+        regret, oracle, strict = mean_maps[label]
         worst = min(sorted(regret, key=_cell_order), key=regret.get)  # the first in grid order on a tie
         lines.append(f"| {label} | {len(by_run)} | {statistics.fmean(regret.values()):+.2f} | "
                      f"p {_level(worst[0])}, {_level(worst[1])} | {regret[worst]:+.2f} | {min(strict.values()):+.2f} | "
                      f"{statistics.fmean(oracle.values()):+.2f} | {_worst_by_seed(by_run)} |")
     for label, by_run in maps.items():
-        regret = _mean_map(by_run, 0)
+        regret = mean_maps[label][0]
         image_levels = list(dict.fromkeys(c[0] for c in sorted(regret, key=_cell_order)))
         audio_levels = list(dict.fromkeys(c[1] for c in sorted(regret, key=lambda c: _cell_order(c)[::-1])))
         n_folds = len({fold for fold, _ in by_run})
