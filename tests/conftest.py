@@ -2,8 +2,8 @@
 
 A test is marked `slow` when it starts a script or trains: when its body, one of its fixtures, or a
 function of its module that either calls (followed transitively) calls one of SLOW_HELPERS; a few
-tests that train full-size networks in-process carry the marker by hand. So
-`python -m pytest -m "not slow" -q` is the quick tier to run while working; the full suite runs all.
+tests that train full-size networks in-process, or read every kept run of results/, carry the marker
+by hand. So `python -m pytest -m "not slow" -q` is the quick tier to run while working; the full suite runs all.
 """
 import gzip
 import inspect
