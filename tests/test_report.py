@@ -6,7 +6,6 @@ import io
 import json
 import os
 import random
-import re
 import statistics
 
 import pytest
@@ -864,34 +863,3 @@ def test_a_fold_with_more_seeds_counts_once_in_the_regret_map(tmp_path, capsys):
     assert "the mean over 2 fold(s) of each fold's mean over its seeds, 3 run(s)" in out
     assert "| 0 | -6.2 |" in out
 
-
-def results_section(title):
-    """One section of docs/RESULTS.md, from its heading to the next."""
-    with open(os.path.join(ROOT, "docs", "RESULTS.md"), encoding="utf-8") as f:
-        return f.read().split(f"\n## {title}\n")[1].split("\n## ")[0]
-
-
-def numbers_not_printed(section, printed):
-    """The numbers in `section`'s table rows (a "−" read as "-", a leading "+" dropped) that `printed`
-    never shows."""
-    def numbers(text):
-        return [n.replace("\u2212", "-").lstrip("+") for n in re.findall(r"[\u2212+-]?\d+\.\d+", text)]
-    shown = set(numbers(printed))
-    rows = [line for line in section.splitlines() if line.startswith("|") and not set(line) <= set("|-: ")]
-    return [n for row in rows for n in numbers(row) if n not in shown]
-
-
-@pytest.mark.slow  # reads every kept fusion-map run: about 10 s
-def test_results_fusion_map_tables_are_numbers_the_report_prints(capsys):
-    """Every number of the tables of RESULTS' "When fusion helps, on an unheard voice" is printed by the
-    report command that section gives (run on the kept results/fusionmap), so a table copied by hand
-    cannot drift from the files; a number changed in the copy is caught."""
-    section = results_section("When fusion helps, on an unheard voice")
-    argv = re.search(r"python report\.py results/fusionmap([^#\n]*)", section).group(1).split()
-    if "--figures" in argv:
-        del argv[argv.index("--figures"):argv.index("--figures") + 2]
-    code, out, _ = run_report(capsys, os.path.join(ROOT, "results", "fusionmap"), *argv, "--no-figures")
-    printed = out.split("## The fusion map on unheard voices")[1]
-    assert code == 0 and numbers_not_printed(section, printed) == []
-    first = re.search(r"\| (\d+\.\d+) \|", section).group(1)
-    assert numbers_not_printed(section.replace(f"| {first} |", "| 99.99 |", 1), printed) == ["99.99"]
