@@ -862,4 +862,3 @@ def test_a_fold_with_more_seeds_counts_once_in_the_regret_map(tmp_path, capsys):
     assert row[1:5] == ["3", "-6.25", "p 0, clean", "-6.25"] and row[-1] == "s0 -12.50"
     assert "the mean over 2 fold(s) of each fold's mean over its seeds, 3 run(s)" in out
     assert "| 0 | -6.2 |" in out
-
