@@ -2,14 +2,14 @@
 in its first 40, a glance table of at most 10 rows with the trivial floor; docs/RESULTS.md: at most 400
 lines; .ci/run runs the README's test command), and RESULTS' fusion-map tables are numbers the report
 prints on the kept runs."""
+import itertools
 import os
 import re
 
 import pytest
 
 import report
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
 
 
 def read(*path):
@@ -24,9 +24,8 @@ def test_the_readme_opens_with_its_two_set_up_commands_and_a_short_glance_table(
     assert len(set_up) == 2 and set_up[0].endswith("python train_multimodal.py --fusion concat")
     test_command = set_up[1].rsplit("&& ", 1)[1]
     assert test_command == "python -m pytest -q" and test_command in read(".ci", "run").splitlines()
-    start = lines.index("## Results at a glance")
-    table = [line for line in lines[start:lines.index("", lines.index("| what | test accuracy (%) |", start))]
-             if line.startswith("| ")][1:]
+    header = lines.index("| what | test accuracy (%) |", lines.index("## Results at a glance"))
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[header + 2:]))  # past the rule
     assert 0 < len(table) <= 10
     assert any("logistic regression on the noisy pixels" in row for row in table)  # the trivial floor
 
