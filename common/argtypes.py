@@ -96,13 +96,6 @@ def non_negative_float(text):
     return value
 
 
-def finite_float(text):
-    value = _number(text, float)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
 def speaker_name(text):
     """An FSDD speaker's name as recordings spell it (digit_speaker_take): letters and digits."""
     if not re.fullmatch(r"[A-Za-z0-9]+", text):

@@ -11,7 +11,7 @@ One fold per test speaker NAME: --holdout-speaker NAME (every take of NAME out o
 pairs NAME's alone) and --val-speaker NEXT, the next of FSDD's six speakers in alphabetical order
 (george -> jackson -> ... -> yweweler -> george): NEXT's recordings make the validation pairs and no
 training pair, so early stopping and best.pt are chosen on an unheard voice too. In each fold, once
-per seed, eight runs and their fusion, each evaluated with evaluate.py --grid (scripts/reproduce.sh does the work;
+per seed, nine runs and their fusion, each evaluated with evaluate.py --grid (scripts/reproduce.sh does the work;
 its rules for skipping, resuming and keeping apply):
 
   image-fm-NAME-sS                                image only (its pairs change with the fold's draws)
@@ -20,6 +20,8 @@ its rules for skipping, resuming and keeping apply):
   multimodal-concat-fm-NAME-sS                    concat, raw waveform (the exam's network)
   multimodal-concat-fm-mel-lean-db40-NAME-sS      concat, --recipe mel-lean --recipe db40
   multimodal-concat-fm-mel-lean-db40-mdrop0.3-NAME-sS  ... and --recipe mdrop
+  multimodal-concat-fm-mel-lean-db40-mdrop0.3-speed0.15-NAME-sS  ... and --recipe speed (is the fused
+                                                  network's audio branch as good as the speed audio-only run?)
   multimodal-late-fm-mel-lean-db40-NAME-sS        late fusion, --recipe mel-lean --recipe db40
   multimodal-late-fm-mel-lean-db40-cal-NAME-sS    ... and --calibrate (per-head temperatures fitted on NEXT)
   experts-fm-NAME-sS                              combine.py: the image-only run and the speed-perturbed
@@ -99,6 +101,8 @@ for speaker in $SPEAKERS; do
         variant "$seed" "concat late" "fm-mel-lean-db40-$speaker" "${LEAN[@]}" "${fold[@]}"
         variant "$seed" concat "fm-mel-lean-db40-mdrop0.3-$speaker" "${LEAN[@]}" --recipe mdrop "${fold[@]}"
         variant "$seed" audio "fm-mel-lean-db40-speed0.15-$speaker" "${LEAN[@]}" --recipe speed "${fold[@]}"
+        variant "$seed" concat "fm-mel-lean-db40-mdrop0.3-speed0.15-$speaker" "${LEAN[@]}" --recipe mdrop --recipe speed \
+            "${fold[@]}"
         # the fusion meant never to hurt: late fusion's heads with temperatures fitted on the validation voice
         variant "$seed" late "fm-mel-lean-db40-cal-$speaker" "${LEAN[@]}" --calibrate "${fold[@]}"
         experts "$seed" "$speaker"  # ... and the dedicated single-view runs fused (combine.py)

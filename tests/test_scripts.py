@@ -280,7 +280,7 @@ def test_fusionmap_runs_each_fold_with_the_next_voice_for_validation_and_the_gri
     fold = ["image-fm-{}-s0", "multimodal-concat-fm-{}-s0", "audio-fm-mel-lean-db40-{}-s0",
             "multimodal-concat-fm-mel-lean-db40-{}-s0", "multimodal-late-fm-mel-lean-db40-{}-s0",
             "multimodal-concat-fm-mel-lean-db40-mdrop0.3-{}-s0", "audio-fm-mel-lean-db40-speed0.15-{}-s0",
-            "multimodal-late-fm-mel-lean-db40-cal-{}-s0"]
+            "multimodal-concat-fm-mel-lean-db40-mdrop0.3-speed0.15-{}-s0", "multimodal-late-fm-mel-lean-db40-cal-{}-s0"]
     assert names == [n.format(s) for s in ("yweweler", "george") for n in fold]
     for c, name in zip(trained, names):
         flags = meaning(c)
@@ -288,6 +288,7 @@ def test_fusionmap_runs_each_fold_with_the_next_voice_for_validation_and_the_gri
         assert flags["--holdout-speaker"] == (test,) and flags["--val-speaker"] == (val,), c
         assert (flags.get("--mel-top-db") == ("40.0",)) == ("db40" in name)
         assert ("--calibrate" in flags) == ("-cal-" in name) and c[-2:] == ["--data", "synthetic"]
+        assert (flags.get("--speed-perturb") == ("0.15",)) == ("speed" in name), c
     evaluated = [c for c in calls if os.path.basename(c[0]) == "evaluate.py"]
     assert len(evaluated) == len(names) + 4 and all("--grid" in c for c in evaluated)
     combined = [c for c in calls if os.path.basename(c[0]) == "combine.py"]

@@ -352,7 +352,6 @@ WORDS = {
     8: ("EY", "T"),
     9: ("N", "AY", "N"),
 }
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 _SCHWA = np.array([500.0, 1500.0, 2500.0])
 _BASE_BW = np.array([70.0, 100.0, 160.0, 250.0])   # formant bandwidths (Hz)

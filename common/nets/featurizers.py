@@ -12,8 +12,6 @@ from .layers import Dropout, MaxPool2x2, PhaseSplitConv1d  # the exam's layers, 
 
 FEATURE_DIM = 128
 NUM_CLASSES = 10
-IMAGE_SHAPE = (1, 28, 28)
-AUDIO_SHAPE = (1, 8000)
 
 
 class Featurizer(nn.Module):

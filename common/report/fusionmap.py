@@ -29,7 +29,6 @@ from ..flags import spell
 from ..runfolder import unpack_bits
 from .stats import BOOTSTRAP_RESAMPLES, mean_ci, stratified_cluster_bootstrap
 
-VIEW_KEYS = {"image": "p", "audio": "snr_db"}
 TEST_MIX = "test"  # not a grid cell: the test split's own noise mix (predictions_test.csv)
 
 
